@@ -1,0 +1,52 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   install, prepare the embedded data, run every notebook, write reports/index.html
+#   make test   install, then the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WB := $(VENV)/bin/workbench
+STAMP := $(VENV)/.installed
+export WORKBENCH_CACHE ?= $(CURDIR)/data/cache
+export OMP_NUM_THREADS ?= 2
+export OPENBLAS_NUM_THREADS ?= 2
+export MKL_NUM_THREADS ?= 2
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install system demo test test-fast lab lint clean
+
+install: $(STAMP) system
+
+# Python side: torch first, pinned, so pip takes the CPU wheel; then the project.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(WB) setup
+	touch $(STAMP)
+
+# Debian side (only as root; otherwise say what is missing): chromium for the browser checks.
+system:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else echo "note: chromium is missing (apt-get install chromium as root); browser tests will skip"; fi
+
+demo: install
+	$(WB) data prepare
+	$(WB) demo
+
+test: install
+	$(PY) -m pytest -q -ra
+
+test-fast: install
+	$(PY) -m pytest -q -ra -m "not slow"
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks/
+
+lint: install
+	$(VENV)/bin/ruff check workbench tests benchmarks
+
+clean:
+	rm -rf runs reports data .pytest_cache

@@ -1,0 +1,404 @@
+"""Data catalog: one YAML file per dataset -> ``open_dataset(name)`` in the canonical layout.
+
+Entries come from the project's ``data_catalog/``, then from the folders in the env var
+``WORKBENCH_CATALOG`` (``os.pathsep``-separated), then from folders passed explicitly;
+a later entry with the same name replaces an earlier one, so users can re-point a name
+at their own data. Generated (embedded-world) datasets are cached as zarr under
+:func:`cache_dir`, keyed by a hash of their parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import yaml
+
+from . import readers
+from .errors import WorkbenchError
+
+PROJECT_CATALOG = Path(__file__).resolve().parent.parent / "data_catalog"
+SOURCE_KINDS = ("generator", "zarr", "netcdf", "anemoi")
+WORLD_VERSION = 1  # bump when the analytic world changes, so caches regenerate
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the data comes from: a generator, a local path or a URL."""
+
+    kind: str
+    path: str | None = None
+    url: str | None = None
+    level_dim: str = "level"
+    # generator only
+    grid: str | None = None
+    resolution_deg: float | None = None
+    coarsen: int | None = None
+    start: str | None = None
+    end: str | None = None
+    seed: int = 0
+
+    @property
+    def location(self) -> str:
+        return str(self.url or self.path)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One dataset of the catalog, as written in its YAML file."""
+
+    name: str
+    domain: str
+    source: Source
+    variables: Mapping[str, str]  # canonical name -> source spec ("name" or "name@level")
+    time_step: str
+    grid: Mapping[str, str]
+    description: str = ""
+    provenance: str = ""
+    licence: str = ""
+    file: Path | None = field(default=None, compare=False)
+
+    def summary(self) -> dict:
+        """The entry as plain JSON-able values (for ``workbench data list --json``)."""
+        return {
+            "name": self.name,
+            "domain": self.domain,
+            "description": self.description,
+            "source": {k: v for k, v in dataclasses.asdict(self.source).items() if v is not None},
+            "variables": list(self.variables),
+            "time_step": self.time_step,
+            "grid": dict(self.grid),
+            "provenance": self.provenance,
+            "licence": self.licence,
+            "file": str(self.file) if self.file else None,
+        }
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _check_keys(mapping: Mapping, allowed: Iterable[str], where: str) -> None:
+    allowed = list(allowed)
+    for key in mapping:
+        if key not in allowed:
+            raise WorkbenchError(f"{where}: unknown key {key!r} (allowed: {', '.join(allowed)})")
+
+
+def _source_from_yaml(raw, where: str) -> Source:
+    if not isinstance(raw, Mapping) or "kind" not in raw:
+        raise WorkbenchError(f"{where}: `source` needs a mapping with `kind` ({', '.join(SOURCE_KINDS)})")
+    kind = raw["kind"]
+    if kind not in SOURCE_KINDS:
+        raise WorkbenchError(f"{where}: source kind {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+    if kind == "generator":
+        allowed = ["kind", "grid", "resolution_deg", "coarsen", "start", "end", "seed"]
+        _check_keys(raw, allowed, f"{where} (source)")
+        for key in ("grid", "start", "end"):
+            if key not in raw:
+                raise WorkbenchError(f"{where}: generator source needs `{key}`")
+    else:
+        _check_keys(raw, ["kind", "path", "url", "level_dim"], f"{where} (source)")
+        if ("path" in raw) == ("url" in raw):
+            raise WorkbenchError(f"{where}: a {kind} source needs exactly one of `path` or `url`")
+    values = {k: (str(v) if k in ("start", "end", "path", "url") else v) for k, v in raw.items()}
+    return Source(**values)
+
+
+def _variables_from_yaml(raw, where: str) -> dict[str, str]:
+    if isinstance(raw, list | tuple) and all(isinstance(v, str) for v in raw):
+        return {v: v for v in raw}
+    if isinstance(raw, Mapping):
+        return {str(k): str(v) for k, v in raw.items()}
+    raise WorkbenchError(
+        f"{where}: `variables` must be a list of names or a mapping name -> source name[@level]"
+    )
+
+
+def entry_from_yaml(path: Path) -> CatalogEntry:
+    """Parse and validate one catalog YAML file."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise WorkbenchError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, Mapping):
+        raise WorkbenchError(f"{path}: a catalog file holds one mapping (name, domain, source, ...)")
+    allowed = [f.name for f in dataclasses.fields(CatalogEntry) if f.name != "file"]
+    _check_keys(raw, allowed, str(path))
+    for key in ("name", "domain", "source", "variables", "time_step", "grid"):
+        if key not in raw:
+            raise WorkbenchError(f"{path}: missing required key `{key}`")
+    source = _source_from_yaml(raw["source"], str(path))
+    if source.path and not Path(source.path).is_absolute():
+        source = dataclasses.replace(source, path=str((path.parent / source.path).resolve()))
+    return CatalogEntry(
+        name=str(raw["name"]),
+        domain=str(raw["domain"]),
+        source=source,
+        variables=_variables_from_yaml(raw["variables"], str(path)),
+        time_step=str(raw["time_step"]),
+        grid={str(k): str(v) for k, v in dict(raw["grid"]).items()},
+        description=str(raw.get("description", "")).strip(),
+        provenance=str(raw.get("provenance", "")).strip(),
+        licence=str(raw.get("licence", "")).strip(),
+        file=path,
+    )
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def catalog_dirs(extra: Sequence[str | Path] | None = None) -> list[Path]:
+    """Folders searched for entries, in order: project, $WORKBENCH_CATALOG, ``extra``."""
+    dirs = [PROJECT_CATALOG]
+    env = os.environ.get("WORKBENCH_CATALOG", "")
+    dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    dirs += [Path(p) for p in extra or []]
+    for folder in dirs[1:]:
+        if not folder.is_dir():
+            raise WorkbenchError(
+                f"catalog folder {folder} does not exist; fix --catalog or WORKBENCH_CATALOG"
+            )
+    return dirs
+
+
+def load_catalog(extra_dirs: Sequence[str | Path] | None = None) -> dict[str, CatalogEntry]:
+    """All entries by name; later folders override earlier ones."""
+    entries: dict[str, CatalogEntry] = {}
+    for folder in catalog_dirs(extra_dirs):
+        seen: dict[str, Path] = {}
+        for path in sorted(folder.glob("*.y*ml")):
+            entry = entry_from_yaml(path)
+            if entry.name in seen:
+                raise WorkbenchError(
+                    f"{path}: dataset name {entry.name!r} is already used by {seen[entry.name]}; "
+                    "rename one of them"
+                )
+            seen[entry.name] = path
+            entries[entry.name] = entry
+    return entries
+
+
+def get_entry(name: str, extra_dirs: Sequence[str | Path] | None = None) -> CatalogEntry:
+    """The entry called ``name``, or a one-line error listing the known names."""
+    entries = load_catalog(extra_dirs)
+    if name not in entries:
+        raise WorkbenchError(
+            f"unknown dataset {name!r}; known: {', '.join(sorted(entries))}. Add a YAML file "
+            "to data_catalog/ or to a folder given by --catalog / WORKBENCH_CATALOG"
+        )
+    return entries[name]
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def cache_dir(override: str | Path | None = None) -> Path:
+    """Where generated datasets live: ``override``, $WORKBENCH_CACHE or ~/.cache/workbench."""
+    if override:
+        return Path(override)
+    if os.environ.get("WORKBENCH_CACHE"):
+        return Path(os.environ["WORKBENCH_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "workbench"
+
+
+def cache_path(entry: CatalogEntry, cache: str | Path | None = None) -> Path:
+    """Cache location of a generated entry, keyed by everything that shapes its values."""
+    key = {
+        "source": dataclasses.asdict(entry.source),
+        "variables": dict(entry.variables),
+        "time_step": entry.time_step,
+        "world": WORLD_VERSION,
+    }
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    return cache_dir(cache) / f"{entry.name}-{digest}.zarr"
+
+
+def generator_times(entry: CatalogEntry) -> np.ndarray:
+    """The time axis of a generated entry (start..end inclusive every time_step)."""
+    src = entry.source
+    try:
+        step = pd.Timedelta(entry.time_step)
+        times = pd.date_range(pd.Timestamp(src.start), pd.Timestamp(src.end), freq=step)
+    except ValueError as err:
+        raise WorkbenchError(f"{entry.file}: bad start/end/time_step ({err})") from None
+    if len(times) == 0:
+        raise WorkbenchError(f"{entry.file}: start {src.start} is after end {src.end}")
+    return times.values
+
+
+def entry_grid(entry: CatalogEntry):
+    """The Grid of a generated entry."""
+    from .grids import make_grid
+
+    src = entry.source
+    params = {}
+    if src.resolution_deg is not None:
+        params["resolution_deg"] = float(src.resolution_deg)
+    if src.coarsen is not None:
+        params["coarsen"] = int(src.coarsen)
+    return make_grid(src.grid, **params)
+
+
+def prepare(entry: CatalogEntry, cache: str | Path | None = None, progress: bool = True) -> Path:
+    """Generate a generator entry into the cache (atomically) unless it is there already."""
+    from . import world
+
+    if entry.source.kind != "generator":
+        raise WorkbenchError(f"dataset {entry.name!r} is read from its source; only generated "
+                             "datasets are prepared")
+    target = cache_path(entry, cache)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ds = world.generate(
+        entry_grid(entry),
+        generator_times(entry),
+        variables=list(entry.variables.values()),
+        seed=int(entry.source.seed),
+        progress=progress,
+    )
+    ds = ds.rename({v: k for k, v in entry.variables.items() if k != v})
+    ds.attrs.update({"domain": entry.domain, "dataset": entry.name})
+    chunks = {"time": min(8, ds.sizes["time"])}
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        ds.chunk(chunks).to_zarr(tmp, mode="w", consolidated=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def open_dataset(
+    name: str | CatalogEntry,
+    *,
+    catalog: Sequence[str | Path] | None = None,
+    cache: str | Path | None = None,
+) -> xr.Dataset:
+    """Open a catalog dataset lazily in the canonical layout (generating it if needed)."""
+    entry = name if isinstance(name, CatalogEntry) else get_entry(name, catalog)
+    src = entry.source
+    if src.kind == "generator":
+        ds = xr.open_zarr(prepare(entry, cache, progress=False), chunks={})
+    elif src.kind == "anemoi":
+        ds = readers.read_anemoi(src.location, entry.variables, entry.name)
+    else:
+        raw = readers.open_store(src.location, src.kind, entry.name)
+        ds = readers.canonicalize_gridded(raw, entry.variables, entry.name, src.level_dim)
+    ds = readers.check_canonical(ds, entry.name)
+    ds.attrs.update({"domain": entry.domain, "dataset": entry.name})
+    return ds
+
+
+def describe(ds: xr.Dataset) -> dict:
+    """Dims, variables, period, grid size and missing-value fractions of a canonical dataset."""
+    info: dict = {
+        "dataset": ds.attrs.get("dataset"),
+        "domain": ds.attrs.get("domain"),
+        "dims": {k: int(v) for k, v in ds.sizes.items()},
+        "grid_points": int(ds.sizes["grid"]),
+        "grid_shape": ds.attrs.get("grid_shape"),
+        "crs": ds.attrs.get("crs"),
+    }
+    if "time" in ds.dims:
+        times = pd.DatetimeIndex(ds["time"].values)
+        step = pd.Timedelta(times[1] - times[0]) if len(times) > 1 else None
+        info["period"] = {
+            "start": times[0].isoformat(),
+            "end": times[-1].isoformat(),
+            "steps": len(times),
+            "time_step": str(step) if step is not None else None,
+        }
+    total_missing = total = 0
+    variables = {}
+    for name, var in ds.data_vars.items():
+        missing = int(var.isnull().sum().compute())
+        total_missing += missing
+        total += var.size
+        variables[name] = {
+            "dims": list(var.dims),
+            "units": var.attrs.get("units", ""),
+            "missing_fraction": missing / var.size if var.size else 0.0,
+        }
+    info["variables"] = variables
+    info["missing_fraction"] = total_missing / total if total else 0.0
+    return info
+
+
+def summary_table(datasets: Mapping[str, xr.Dataset]):
+    """One row per dataset: domain, grid, points, period, steps, variables (a DataFrame)."""
+    rows = []
+    for name, ds in datasets.items():
+        times = pd.DatetimeIndex(ds["time"].values) if "time" in ds.dims else None
+        shape = ds.attrs.get("grid_shape")
+        rows.append({
+            "dataset": name,
+            "domain": ds.attrs.get("domain"),
+            "grid": ds.attrs.get("grid_kind"),
+            "shape": "x".join(str(s) for s in shape) if shape else "-",
+            "points": int(ds.sizes["grid"]),
+            "start": times[0] if times is not None else None,
+            "end": times[-1] if times is not None else None,
+            "steps": len(times) if times is not None else 0,
+            "variables": ", ".join(ds.data_vars),
+        })
+    return pd.DataFrame(rows).set_index("dataset")
+
+
+def describe_table(ds: xr.Dataset):
+    """One row per variable: units, dims, missing fraction, min, mean, max (a DataFrame)."""
+    import dask
+
+    stats = dask.compute(ds.isnull().mean(), ds.min(), ds.mean(), ds.max())
+    missing, low, mean, high = (s.compute() if hasattr(s, "compute") else s for s in stats)
+    rows = [
+        {
+            "variable": name,
+            "units": var.attrs.get("units", ""),
+            "dims": " x ".join(var.dims),
+            "missing": float(missing[name]),
+            "min": float(low[name]),
+            "mean": float(mean[name]),
+            "max": float(high[name]),
+        }
+        for name, var in ds.data_vars.items()
+    ]
+    return pd.DataFrame(rows).set_index("variable")
+
+
+def tour_summary(datasets: Mapping[str, xr.Dataset], variable: str, time_index: int = 0) -> dict:
+    """Key figures of the catalog tour: per dataset its description and the mapped field's stats."""
+    per_dataset = {}
+    for name, ds in datasets.items():
+        info = describe(ds)
+        field = ds[variable].isel(time=time_index) if "time" in ds[variable].dims else ds[variable]
+        values = field.values
+        info["mapped"] = {
+            "variable": variable,
+            "time_index": time_index,
+            "min": float(np.nanmin(values)),
+            "mean": float(np.nanmean(values)),
+            "max": float(np.nanmax(values)),
+        }
+        per_dataset[name] = info
+    return {
+        "datasets": per_dataset,
+        "key_figures": {
+            "datasets": len(datasets),
+            "grid_points": sum(d["grid_points"] for d in per_dataset.values()),
+            **{f"{name}_{variable}_mean": d["mapped"]["mean"] for name, d in per_dataset.items()},
+        },
+    }

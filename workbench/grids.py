@@ -1,0 +1,350 @@
+"""Grid geometry: coordinates, projections, area weights, boundaries, trimming.
+
+A :class:`Grid` is a flat list of points (``latitude``/``longitude`` in degrees) with,
+for structured grids, the 2-D ``shape`` (ny, nx) in row-major order (south to north
+for projected grids, north to south for regular lat-lon as GFS/ERA5 store them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import WorkbenchError
+
+EARTH_RADIUS_KM = 6371.0
+HRRR_RADIUS_M = 6371229.0
+
+
+@dataclass(frozen=True, eq=False)
+class Grid:
+    """Points of one domain; ``shape``/``crs``/``x``/``y`` are set for structured grids."""
+
+    name: str
+    latitude: np.ndarray
+    longitude: np.ndarray
+    kind: str = "points"  # "regular_latlon" | "lambert_conformal" | "points"
+    shape: tuple[int, int] | None = None
+    crs: str | None = None
+    x: np.ndarray | None = field(default=None, repr=False)  # projected 1-D axis (m), len nx
+    y: np.ndarray | None = field(default=None, repr=False)  # projected 1-D axis (m), len ny
+    spacing_km: float | None = None
+
+    @property
+    def size(self) -> int:
+        return int(self.latitude.size)
+
+    def __repr__(self) -> str:
+        shape = f"{self.shape[0]}x{self.shape[1]}" if self.shape else f"{self.size} points"
+        res = f", ~{self.spacing_km:g} km" if self.spacing_km else ""
+        return f"Grid({self.name!r}, {self.kind}, {shape}{res})"
+
+
+# --------------------------------------------------------------------------- spheres
+
+
+def unit_xyz(latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
+    """Unit-sphere Cartesian coordinates (n, 3) of points given in degrees."""
+    lat = np.deg2rad(np.asarray(latitude, dtype=np.float64))
+    lon = np.deg2rad(np.asarray(longitude, dtype=np.float64))
+    cos_lat = np.cos(lat)
+    return np.stack([cos_lat * np.cos(lon), cos_lat * np.sin(lon), np.sin(lat)], axis=-1)
+
+
+def great_circle_km(lat1, lon1, lat2, lon2, radius_km: float = EARTH_RADIUS_KM) -> np.ndarray:
+    """Great-circle distance in km (haversine, stable for small and large separations)."""
+    p1, l1, p2, l2 = (np.deg2rad(np.asarray(v, dtype=np.float64)) for v in (lat1, lon1, lat2, lon2))
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin((l2 - l1) / 2) ** 2
+    return 2 * radius_km * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def chord_to_km(chord: np.ndarray, radius_km: float = EARTH_RADIUS_KM) -> np.ndarray:
+    """Great-circle distance for a chord length measured on the unit sphere."""
+    return 2 * radius_km * np.arcsin(np.clip(np.asarray(chord) / 2, 0.0, 1.0))
+
+
+def km_to_chord(km: float | np.ndarray, radius_km: float = EARTH_RADIUS_KM) -> np.ndarray:
+    """Unit-sphere chord length of a great-circle distance in km."""
+    return 2 * np.sin(np.minimum(np.asarray(km) / (2 * radius_km), np.pi / 2))
+
+
+def wrap_longitude(longitude: np.ndarray) -> np.ndarray:
+    """Longitudes folded into [-180, 180)."""
+    return (np.asarray(longitude, dtype=np.float64) + 180.0) % 360.0 - 180.0
+
+
+# --------------------------------------------------------------------------- grid makers
+
+
+def regular_latlon(resolution_deg: float, name: str = "global") -> Grid:
+    """Global regular grid, poles included, latitude north to south, longitude from 0 (as GFS)."""
+    if resolution_deg <= 0 or 180.0 / resolution_deg % 1 > 1e-9:
+        raise WorkbenchError(
+            f"resolution_deg={resolution_deg} must divide 180 evenly (e.g. 0.25, 1, 2.5)"
+        )
+    ny = int(round(180.0 / resolution_deg)) + 1
+    nx = int(round(360.0 / resolution_deg))
+    lat = np.linspace(90.0, -90.0, ny)
+    lon = np.arange(nx) * resolution_deg
+    lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
+    return Grid(
+        name=name,
+        latitude=lat2.ravel(),
+        longitude=wrap_longitude(lon2.ravel()),
+        kind="regular_latlon",
+        shape=(ny, nx),
+        crs="+proj=longlat +R=6371000 +no_defs",
+        x=lon,
+        y=lat,
+        spacing_km=float(np.deg2rad(resolution_deg) * EARTH_RADIUS_KM),
+    )
+
+
+def lambert_conformal(
+    name: str,
+    *,
+    lat_0: float,
+    lon_0: float,
+    nx: int,
+    ny: int,
+    dx_m: float,
+    lower_left: tuple[float, float] | None = None,
+    radius_m: float = HRRR_RADIUS_M,
+    coarsen: int = 1,
+) -> Grid:
+    """Tangent Lambert conformal grid (lat_1 = lat_2 = lat_0) on a sphere.
+
+    ``lower_left`` is the (lat, lon) of the first point; without it the grid is centred
+    on (lat_0, lon_0). ``coarsen`` keeps the centre of every ``coarsen`` x ``coarsen`` block.
+    """
+    from pyproj import Proj
+
+    if coarsen < 1 or coarsen > min(nx, ny):
+        raise WorkbenchError(f"coarsen={coarsen} must be between 1 and {min(nx, ny)}")
+    crs = (
+        f"+proj=lcc +lat_0={lat_0} +lon_0={lon_0} +lat_1={lat_0} +lat_2={lat_0} "
+        f"+R={radius_m:.0f} +units=m +no_defs"
+    )
+    proj = Proj(crs)
+    if lower_left is None:
+        x0, y0 = -(nx - 1) / 2 * dx_m, -(ny - 1) / 2 * dx_m
+    else:
+        x0, y0 = proj(lower_left[1], lower_left[0])
+    offset = (coarsen - 1) / 2
+    x = x0 + (np.arange(nx // coarsen) * coarsen + offset) * dx_m
+    y = y0 + (np.arange(ny // coarsen) * coarsen + offset) * dx_m
+    xx, yy = np.meshgrid(x, y)
+    lon, lat = proj(xx.ravel(), yy.ravel(), inverse=True)
+    return Grid(
+        name=name,
+        latitude=np.asarray(lat, dtype=np.float64),
+        longitude=wrap_longitude(lon),
+        kind="lambert_conformal",
+        shape=(y.size, x.size),
+        crs=crs,
+        x=x,
+        y=y,
+        spacing_km=dx_m * coarsen / 1000.0,
+    )
+
+
+def hrrr(coarsen: int = 1) -> Grid:
+    """The HRRR CONUS grid: 1799 x 1059 points at 3 km, optionally coarsened."""
+    return lambert_conformal(
+        "conus",
+        lat_0=38.5,
+        lon_0=-97.5,
+        nx=1799,
+        ny=1059,
+        dx_m=3000.0,
+        lower_left=(21.138123, -122.719528),
+        coarsen=coarsen,
+    )
+
+
+def europe(coarsen: int = 1) -> Grid:
+    """A European limited area (Lambert conformal at 52N 10E, 1400 x 1200 points at 3 km)."""
+    return lambert_conformal(
+        "europe", lat_0=52.0, lon_0=10.0, nx=1400, ny=1200, dx_m=3000.0, coarsen=coarsen
+    )
+
+
+GRID_MAKERS = {"regular_latlon": regular_latlon, "hrrr": hrrr, "europe": europe}
+
+
+def make_grid(kind: str, **params) -> Grid:
+    """Build a named grid: ``regular_latlon(resolution_deg=...)``, ``hrrr(coarsen=...)``, ``europe(coarsen=...)``."""
+    if kind not in GRID_MAKERS:
+        raise WorkbenchError(f"unknown grid {kind!r}; choose one of {sorted(GRID_MAKERS)}")
+    try:
+        return GRID_MAKERS[kind](**params)
+    except TypeError as err:
+        raise WorkbenchError(f"grid {kind!r}: {err}") from None
+
+
+def grid_from_dataset(ds) -> Grid:
+    """The grid of a canonical dataset (coords latitude/longitude, attrs grid_shape, crs)."""
+    shape = ds.attrs.get("grid_shape")
+    shape = tuple(int(v) for v in shape) if shape is not None and len(shape) == 2 else None
+    crs = ds.attrs.get("crs") or None
+    kind = ds.attrs.get("grid_kind", "points")
+    x = np.asarray(ds.attrs["grid_x"]) if "grid_x" in ds.attrs else None
+    y = np.asarray(ds.attrs["grid_y"]) if "grid_y" in ds.attrs else None
+    spacing = ds.attrs.get("grid_spacing_km")
+    return Grid(
+        name=str(ds.attrs.get("domain", "dataset")),
+        latitude=np.asarray(ds["latitude"].values, dtype=np.float64),
+        longitude=np.asarray(ds["longitude"].values, dtype=np.float64),
+        kind=kind,
+        shape=shape,
+        crs=crs,
+        x=x,
+        y=y,
+        spacing_km=float(spacing) if spacing is not None else None,
+    )
+
+
+def grid_attrs(grid: Grid) -> dict:
+    """Dataset attrs that let :func:`grid_from_dataset` rebuild ``grid``."""
+    attrs: dict = {"domain": grid.name, "grid_kind": grid.kind}
+    if grid.shape is not None:
+        attrs["grid_shape"] = list(grid.shape)
+    if grid.crs:
+        attrs["crs"] = grid.crs
+    if grid.x is not None and grid.y is not None:
+        attrs["grid_x"] = [float(v) for v in grid.x]
+        attrs["grid_y"] = [float(v) for v in grid.y]
+    if grid.spacing_km:
+        attrs["grid_spacing_km"] = float(grid.spacing_km)
+    return attrs
+
+
+# --------------------------------------------------------------------------- areas
+
+
+def area_weights(grid: Grid, radius_km: float = EARTH_RADIUS_KM) -> np.ndarray:
+    """Area (km^2) each point represents on the sphere.
+
+    Regular lat-lon: exact spherical cells (half cells at the poles), summing to 4 pi R^2.
+    Projected grids: dx*dy divided by the projection's areal scale at each point.
+    Other point sets: spherical Voronoi cells.
+    """
+    if grid.kind == "regular_latlon" and grid.shape is not None:
+        ny, nx = grid.shape
+        lat = np.deg2rad(np.asarray(grid.y, dtype=np.float64))
+        half = np.abs(np.diff(lat)) / 2
+        upper = np.minimum(lat + np.concatenate([[half[0]], half]), np.pi / 2)
+        lower = np.maximum(lat - np.concatenate([half, [half[-1]]]), -np.pi / 2)
+        band = radius_km**2 * (2 * np.pi / nx) * (np.sin(upper) - np.sin(lower))
+        return np.repeat(band, nx)
+    if grid.shape is not None and grid.crs and grid.x is not None and grid.y is not None:
+        from pyproj import Proj
+
+        dx = float(np.mean(np.diff(grid.x))) if grid.x.size > 1 else grid.spacing_km * 1000
+        dy = float(np.mean(np.diff(grid.y))) if grid.y.size > 1 else grid.spacing_km * 1000
+        factors = Proj(grid.crs).get_factors(grid.longitude, grid.latitude)
+        scale_to_km = (radius_km * 1000 / _crs_radius_m(grid.crs)) ** 2 / 1e6
+        return np.abs(dx * dy) / np.asarray(factors.areal_scale) * scale_to_km
+    from scipy.spatial import SphericalVoronoi
+
+    xyz = unit_xyz(grid.latitude, grid.longitude)
+    voronoi = SphericalVoronoi(xyz, radius=1.0)
+    return voronoi.calculate_areas() * radius_km**2
+
+
+def _crs_radius_m(crs: str) -> float:
+    for token in crs.split():
+        if token.startswith("+R="):
+            return float(token[3:])
+    return EARTH_RADIUS_KM * 1000
+
+
+# --------------------------------------------------------------------------- boundaries
+
+
+def _structured_shape(grid: Grid, what: str) -> tuple[int, int]:
+    if grid.shape is None:
+        raise WorkbenchError(
+            f"{what} needs a structured grid (ny, nx); grid {grid.name!r} is a point set"
+        )
+    return grid.shape
+
+
+def boundary_mask(grid: Grid, width: int = 1) -> np.ndarray:
+    """True for the points in the outer ``width`` rows/columns of a structured grid."""
+    ny, nx = _structured_shape(grid, "boundary_mask")
+    if width < 0:
+        raise WorkbenchError(f"boundary width must be >= 0, got {width}")
+    j, i = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    ring = (j < width) | (j >= ny - width) | (i < width) | (i >= nx - width)
+    return ring.ravel()
+
+
+def boundary_distance_cells(grid: Grid) -> np.ndarray:
+    """For each point, the number of cells to the nearest edge of a structured grid (0 on the ring)."""
+    ny, nx = _structured_shape(grid, "boundary distance")
+    j, i = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    return np.minimum.reduce([j, ny - 1 - j, i, nx - 1 - i]).ravel()
+
+
+def _trim_sides(trim: int | Sequence[int]) -> tuple[int, int, int, int]:
+    if isinstance(trim, int | np.integer):
+        sides = (int(trim),) * 4
+    else:
+        sides = tuple(int(v) for v in trim)
+        if len(sides) != 4:
+            raise WorkbenchError(
+                f"trim takes one int or 4 values (south, north, west, east), got {list(trim)}"
+            )
+    if min(sides) < 0:
+        raise WorkbenchError(f"trim values must be >= 0, got {list(sides)}")
+    return sides  # type: ignore[return-value]
+
+
+def trim(grid: Grid, cells: int | Sequence[int]) -> tuple[Grid, np.ndarray]:
+    """Remove cells from the edges of a structured grid.
+
+    ``cells`` is one int for every side or (south, north, west, east) for projected grids
+    (rows are stored south to north). Returns the trimmed grid and the flat indices of
+    the kept points in the original grid, so ``ds.isel(grid=index)`` trims data alike.
+    """
+    ny, nx = _structured_shape(grid, "trim")
+    south, north, west, east = _trim_sides(cells)
+    if grid.kind == "regular_latlon":  # rows stored north to south
+        south, north = north, south
+    if south + north >= ny or west + east >= nx:
+        raise WorkbenchError(
+            f"trim {[south, north, west, east]} removes the whole {ny}x{nx} grid "
+            f"{grid.name!r}; use fewer cells"
+        )
+    rows = np.arange(south, ny - north)
+    cols = np.arange(west, nx - east)
+    index = (rows[:, None] * nx + cols[None, :]).ravel()
+    trimmed = Grid(
+        name=grid.name,
+        latitude=grid.latitude[index],
+        longitude=grid.longitude[index],
+        kind=grid.kind,
+        shape=(rows.size, cols.size),
+        crs=grid.crs,
+        x=None if grid.x is None else grid.x[cols],
+        y=None if grid.y is None else grid.y[rows],
+        spacing_km=grid.spacing_km,
+    )
+    return trimmed, index
+
+
+def outline(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Latitude and longitude of the closed outer ring of a structured grid (for maps)."""
+    ny, nx = _structured_shape(grid, "outline")
+    lat = grid.latitude.reshape(ny, nx)
+    lon = grid.longitude.reshape(ny, nx)
+    path = [
+        (lat[0, :], lon[0, :]),
+        (lat[1:, -1], lon[1:, -1]),
+        (lat[-1, -2::-1], lon[-1, -2::-1]),
+        (lat[-2::-1, 0], lon[-2::-1, 0]),
+    ]
+    return np.concatenate([p[0] for p in path]), np.concatenate([p[1] for p in path])

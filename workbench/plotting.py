@@ -1,0 +1,187 @@
+"""Pure plot functions: data in, the axes or hvplot object they drew out; nothing is saved.
+
+Static maps use cartopy with coastlines read locally (``configure_cartopy``); interactive
+maps use hvplot with BokehJS inlined (``setup_hvplot``), so reports render offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+
+from .plotting_offline import configure_cartopy, setup_hvplot
+
+__all__ = [
+    "configure_cartopy",
+    "setup_hvplot",
+    "cartopy_crs",
+    "field_2d",
+    "map_field",
+    "domains_globe",
+    "interactive_map",
+]
+
+CMAPS = {"tp": "Blues", "t2m": "RdYlBu_r", "t_500": "RdYlBu_r", "t_850": "RdYlBu_r",
+         "u10": "RdBu_r", "v10": "RdBu_r", "orog": "terrain", "lsm": "BrBG_r",
+         "insolation": "magma"}
+
+
+def _proj_params(crs: str) -> dict[str, float]:
+    params = {}
+    for token in crs.split():
+        key, _, value = token.lstrip("+").partition("=")
+        try:
+            params[key] = float(value)
+        except ValueError:
+            continue
+    return params
+
+
+def cartopy_crs(ds: xr.Dataset):
+    """The cartopy CRS of a canonical dataset's grid (PlateCarree when not projected)."""
+    import cartopy.crs as ccrs
+
+    crs = ds.attrs.get("crs") or ""
+    if "+proj=lcc" in crs:
+        p = _proj_params(crs)
+        radius = p.get("R", 6371229.0)
+        return ccrs.LambertConformal(
+            central_longitude=p["lon_0"],
+            central_latitude=p["lat_0"],
+            standard_parallels=(p.get("lat_1", p["lat_0"]), p.get("lat_2", p["lat_0"])),
+            globe=ccrs.Globe(semimajor_axis=radius, semiminor_axis=radius, ellipse=None),
+        )
+    return ccrs.PlateCarree()
+
+
+def field_2d(ds: xr.Dataset, variable: str) -> xr.DataArray:
+    """A variable on its structured grid: dims (..., y, x) with axes in the grid's own CRS.
+
+    Regular lat-lon grids get 1-D ``longitude`` (-180..180, sorted) and ``latitude`` axes;
+    projected grids get ``x``/``y`` in metres plus 2-D latitude/longitude coords.
+    """
+    shape = ds.attrs.get("grid_shape")
+    if shape is None:
+        raise ValueError(f"{variable}: dataset has no grid_shape; use a scatter plot instead")
+    ny, nx = (int(s) for s in shape)
+    var = ds[variable]
+    lead = [d for d in var.dims if d != "grid"]
+    data = var.data.reshape(*[var.sizes[d] for d in lead], ny, nx)
+    lat = ds["latitude"].values.reshape(ny, nx)
+    lon = ds["longitude"].values.reshape(ny, nx)
+    coords = {d: var[d] for d in lead if d in var.coords}
+    if ds.attrs.get("grid_kind") == "regular_latlon":
+        order = np.argsort(lon[0])
+        out = xr.DataArray(
+            np.take(data, order, axis=-1),
+            dims=(*lead, "latitude", "longitude"),
+            coords={**coords, "latitude": lat[:, 0], "longitude": lon[0, order]},
+        )
+    else:
+        x = np.asarray(ds.attrs.get("grid_x", np.arange(nx)), dtype=float)
+        y = np.asarray(ds.attrs.get("grid_y", np.arange(ny)), dtype=float)
+        out = xr.DataArray(
+            data,
+            dims=(*lead, "y", "x"),
+            coords={**coords, "y": y, "x": x, "latitude": (("y", "x"), lat),
+                    "longitude": (("y", "x"), lon)},
+        )
+    out.attrs = dict(var.attrs)
+    out.name = variable
+    return out
+
+
+def map_field(
+    ds: xr.Dataset,
+    variable: str,
+    time: int | str | np.datetime64 = 0,
+    ax=None,
+    cmap: str | None = None,
+    title: str | None = None,
+    coastline_scale: str = "50m",
+    **kwargs,
+):
+    """A static cartopy map of one field at one time; returns the GeoAxes."""
+    import cartopy.crs as ccrs
+
+    configure_cartopy()
+    var = ds[variable]
+    if "time" in var.dims:
+        var = var.isel(time=time) if isinstance(time, int) else var.sel(time=time)
+    sub = ds.assign({variable: var})
+    field = field_2d(sub, variable).load()
+    crs = cartopy_crs(ds)
+    if ax is None:
+        projection = ccrs.Robinson() if ds.attrs.get("grid_kind") == "regular_latlon" else crs
+        _, ax = plt.subplots(figsize=(8, 4.5), subplot_kw={"projection": projection})
+    if "x" in field.dims:
+        mesh = ax.pcolormesh(field["x"], field["y"], field.values, transform=crs,
+                             cmap=cmap or CMAPS.get(variable, "viridis"), shading="auto", **kwargs)
+    else:
+        mesh = ax.pcolormesh(field["longitude"], field["latitude"], field.values,
+                             transform=ccrs.PlateCarree(), shading="auto",
+                             cmap=cmap or CMAPS.get(variable, "viridis"), **kwargs)
+        ax.set_global()
+    ax.coastlines(coastline_scale, linewidth=0.6)
+    units = var.attrs.get("units", "")
+    plt.colorbar(mesh, ax=ax, shrink=0.7, label=f"{variable} [{units}]" if units else variable)
+    when = f" {np.datetime_as_string(var['time'].values, unit='h')}" if "time" in var.coords else ""
+    ax.set_title(title or f"{ds.attrs.get('domain', '')} {variable}{when}")
+    return ax
+
+
+def domains_globe(
+    datasets: Sequence[xr.Dataset],
+    ax=None,
+    central: tuple[float, float] = (45.0, -45.0),
+    colors: Sequence[str] = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange"),
+):
+    """Every limited-area domain's outline (and global grids' points) on one orthographic globe."""
+    import cartopy.crs as ccrs
+
+    from .grids import grid_from_dataset, outline
+
+    configure_cartopy()
+    if ax is None:
+        _, ax = plt.subplots(
+            figsize=(6.5, 6.5),
+            subplot_kw={"projection": ccrs.Orthographic(central[1], central[0])},
+        )
+    ax.set_global()
+    ax.stock_img()
+    ax.coastlines("110m", linewidth=0.5)
+    ax.gridlines(linewidth=0.3, alpha=0.5)
+    for ds, color in zip(datasets, colors, strict=False):
+        grid = grid_from_dataset(ds)
+        label = f"{ds.attrs.get('domain', grid.name)} ({grid.size} points)"
+        if grid.kind == "regular_latlon" or grid.shape is None:
+            step = max(1, grid.size // 4000)
+            ax.scatter(grid.longitude[::step], grid.latitude[::step], s=0.5, color=color,
+                       transform=ccrs.PlateCarree(), label=label, alpha=0.5)
+        else:
+            lat, lon = outline(grid)
+            ax.plot(lon, lat, color=color, linewidth=2, transform=ccrs.Geodetic(), label=label)
+    ax.legend(loc="lower left", fontsize=8)
+    return ax
+
+
+def interactive_map(
+    ds: xr.Dataset, variable: str, times: int | slice = 8, width: int = 600, height: int = 360
+):
+    """An hvplot quadmesh with a time slider (frames embedded, so it works in static HTML)."""
+    setup_hvplot()
+    var = ds[variable]
+    if "time" in var.dims:
+        index = slice(0, times) if isinstance(times, int) else times
+        var = var.isel(time=index)
+    field = field_2d(ds.assign({variable: var}), variable).load()
+    x, y = ("longitude", "latitude") if "longitude" in field.dims else ("x", "y")
+    options = dict(x=x, y=y, cmap=CMAPS.get(variable, "viridis"), width=width, height=height,
+                   title=f"{ds.attrs.get('domain', '')} {variable}")
+    if "time" in field.dims:
+        return field.hvplot.quadmesh(groupby="time", dynamic=False, widget_location="bottom",
+                                     **options)
+    return field.hvplot.quadmesh(**options)

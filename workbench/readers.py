@@ -1,0 +1,304 @@
+"""Readers: files and stores in their own layouts -> xr.Dataset in the canonical layout.
+
+Canonical layout (DESIGN.md): dims ``time`` and ``grid`` (optional ``ensemble``); coords
+``latitude(grid)``, ``longitude(grid)`` in degrees; one data variable per field; statics
+without ``time``; attrs ``domain``, ``grid_shape`` and ``crs`` where the grid is structured.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import xarray as xr
+
+from .errors import WorkbenchError
+from .grids import wrap_longitude
+
+LAT_NAMES = ("latitude", "lat", "latitudes", "nav_lat")
+LON_NAMES = ("longitude", "lon", "longitudes", "nav_lon")
+TIME_NAMES = ("time", "valid_time", "dates")
+NON_SPATIAL_DIMS = ("time", "ensemble", "member", "number", "level", "valid_time")
+REMOTE_SCHEMES = ("http", "https", "gs", "gcs", "s3", "az", "abfs")
+
+
+def is_remote(location: str) -> bool:
+    """True for URLs (http, gs, s3, ...), False for local paths."""
+    return urlparse(str(location)).scheme in REMOTE_SCHEMES
+
+
+def parse_variable_spec(spec: str) -> tuple[str, float | None]:
+    """``"geopotential@500"`` -> ("geopotential", 500.0); ``"t2m"`` -> ("t2m", None)."""
+    name, _, level = str(spec).partition("@")
+    return name, (float(level) if level else None)
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def open_store(location: str, kind: str, dataset: str) -> xr.Dataset:
+    """Open a zarr store or netCDF file lazily, with one-line errors for the usual failures."""
+    if is_remote(location):
+        return _open_remote(location, kind, dataset)
+    path = Path(location)
+    if not path.exists():
+        raise WorkbenchError(
+            f"dataset {dataset!r}: {kind} source {path} does not exist; "
+            "fix `source.path` in its catalog YAML or create the file"
+        )
+    try:
+        if kind == "zarr":
+            return xr.open_zarr(path, chunks={}, decode_timedelta=False)
+        return xr.open_dataset(path, chunks={}, decode_timedelta=False)
+    except Exception as err:  # noqa: BLE001 - any reader failure becomes one line
+        raise WorkbenchError(
+            f"dataset {dataset!r}: cannot read {path} as {kind} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); check `source.kind` in its YAML"
+        ) from None
+
+
+def _open_remote(url: str, kind: str, dataset: str) -> xr.Dataset:
+    host = urlparse(url).netloc
+    if urlparse(url).scheme in ("gs", "gcs"):
+        host = "storage.googleapis.com"
+    elif urlparse(url).scheme == "s3":
+        host = "s3.amazonaws.com"
+    needs = f"network access to {host}"
+    try:
+        socket.setdefaulttimeout(5)
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        raise WorkbenchError(
+            f"dataset {dataset!r} is read from {url} and needs {needs}, which this machine "
+            "lacks; use an embedded dataset (global, conus, europe) or point `source.path` "
+            "at a local copy"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(None)
+    try:
+        if kind == "zarr":
+            return xr.open_zarr(url, chunks={}, storage_options={"token": "anon"}
+                                if urlparse(url).scheme in ("gs", "gcs") else None)
+        return xr.open_dataset(url, chunks={})
+    except ImportError as err:
+        raise WorkbenchError(
+            f"dataset {dataset!r} at {url} needs the package {err.name or 'fsspec backend'}: "
+            f"pip install {'gcsfs' if 'gs' in url[:3] else err.name or 'fsspec'}"
+        ) from None
+    except Exception as err:  # noqa: BLE001
+        raise WorkbenchError(
+            f"dataset {dataset!r}: opening {url} failed ({type(err).__name__}); it needs {needs}"
+        ) from None
+
+
+# --------------------------------------------------------------------------- canonical layout
+
+
+def _find(ds: xr.Dataset, names: tuple[str, ...]) -> str | None:
+    for name in names:
+        if name in ds.variables:
+            return name
+    return None
+
+
+def canonicalize_gridded(
+    ds: xr.Dataset, variables: Mapping[str, str], dataset: str, level_dim: str = "level"
+) -> xr.Dataset:
+    """CF-like data on 1-D regular lat/lon or 2-D (projected) lat/lon -> canonical layout.
+
+    ``variables`` maps canonical names to source specs (``name`` or ``name@level``).
+    """
+    lat_name, lon_name = _find(ds, LAT_NAMES), _find(ds, LON_NAMES)
+    if lat_name is None or lon_name is None:
+        raise WorkbenchError(
+            f"dataset {dataset!r}: no latitude/longitude coordinates (looked for "
+            f"{LAT_NAMES[:2]} and {LON_NAMES[:2]}); rename them in the source"
+        )
+    time_name = _find(ds, TIME_NAMES[:2])
+    lat, lon = ds[lat_name], ds[lon_name]
+    if lat.ndim == 1 and lon.ndim == 1 and lat.dims != lon.dims:
+        spatial = (lat.dims[0], lon.dims[0])
+        lat2, lon2 = np.meshgrid(lat.values, lon.values, indexing="ij")
+        structured_kind = "regular_latlon"
+    elif lat.dims == lon.dims and lat.ndim in (1, 2):
+        spatial = lat.dims
+        lat2, lon2 = lat.values, lon.values
+        structured_kind = "projected" if lat.ndim == 2 else "points"
+    else:
+        raise WorkbenchError(
+            f"dataset {dataset!r}: latitude dims {lat.dims} and longitude dims {lon.dims} "
+            "do not describe one grid; give both as 1-D axes or both on the same 2-D dims"
+        )
+    spatial_shape = tuple(ds.sizes[d] for d in spatial)
+
+    out = {}
+    missing = []
+    for canonical, spec in variables.items():
+        source_name, level = parse_variable_spec(spec)
+        if source_name not in ds.data_vars:
+            missing.append(source_name)
+            continue
+        var = ds[source_name]
+        if level is not None:
+            if level_dim not in var.dims:
+                raise WorkbenchError(
+                    f"dataset {dataset!r}: {spec!r} asks for a level but {source_name!r} has "
+                    f"no {level_dim!r} dim; set `source.level_dim` or drop the @level"
+                )
+            var = var.sel({level_dim: level})
+        var_spatial = [d for d in var.dims if d not in NON_SPATIAL_DIMS and d != time_name]
+        sizes = tuple(var.sizes[d] for d in var_spatial)
+        if set(var_spatial) != set(spatial) or sizes != tuple(
+            spatial_shape[spatial.index(d)] for d in var_spatial
+        ):
+            raise WorkbenchError(
+                f"dataset {dataset!r}: variable {source_name!r} has spatial dims "
+                f"{dict(zip(var_spatial, sizes, strict=True))} but latitude/longitude are "
+                f"{dict(zip(spatial, spatial_shape, strict=True))}; fix the coordinates so "
+                "their sizes match the data"
+            )
+        var = var.transpose(*[d for d in var.dims if d not in spatial], *spatial)
+        if time_name and time_name in var.dims and time_name != "time":
+            var = var.rename({time_name: "time"})
+        var = var.drop_vars([c for c in var.coords if c not in var.dims or c in spatial])
+        if len(spatial) == 2:
+            var = var.stack(grid=spatial, create_index=False).drop_vars(
+                list(spatial), errors="ignore"
+            )
+        else:
+            var = var.rename({spatial[0]: "grid"})
+        out[canonical] = var.astype(np.float32) if var.dtype != np.float32 else var
+    if missing:
+        raise WorkbenchError(
+            f"dataset {dataset!r}: variables {missing} are absent (present: "
+            f"{sorted(ds.data_vars)[:12]}); fix `variables` in its catalog YAML"
+        )
+
+    result = xr.Dataset(out)
+    result = result.assign_coords(
+        latitude=("grid", np.asarray(lat2, dtype=np.float64).ravel()),
+        longitude=("grid", wrap_longitude(np.asarray(lon2).ravel())),
+    )
+    if "time" in result.dims:
+        result = result.assign_coords(time=ds[time_name].values)
+    attrs: dict = {"grid_kind": structured_kind}
+    if len(spatial) == 2:
+        attrs["grid_shape"] = [int(s) for s in spatial_shape]
+    for key in ("crs", "proj4", "spatial_ref"):
+        if isinstance(ds.attrs.get(key), str):
+            attrs["crs"] = ds.attrs[key]
+    result.attrs.update(attrs)
+    return result
+
+
+def read_anemoi(location: str, variables: Mapping[str, str], dataset: str) -> xr.Dataset:
+    """anemoi-datasets zarr (``data[time, variable, ensemble, grid]``) -> canonical layout."""
+    import zarr
+
+    if not is_remote(location) and not Path(location).exists():
+        raise WorkbenchError(
+            f"dataset {dataset!r}: anemoi store {location} does not exist; fix `source.path`"
+        )
+    try:
+        root = zarr.open_group(str(location), mode="r")
+        data = root["data"]
+        lat = np.asarray(root["latitudes"][:], dtype=np.float64)
+        lon = np.asarray(root["longitudes"][:], dtype=np.float64)
+        dates = np.asarray(root["dates"][:]).astype("datetime64[ns]")
+    except KeyError as err:
+        raise WorkbenchError(
+            f"dataset {dataset!r}: {location} lacks {err} of the anemoi-datasets layout "
+            "(data, dates, latitudes, longitudes); set `source.kind: zarr` if it is plain zarr"
+        ) from None
+    names = _anemoi_variable_names(root.attrs, data.shape[1], dataset)
+    if data.ndim != 4:
+        raise WorkbenchError(
+            f"dataset {dataset!r}: anemoi 'data' has {data.ndim} dims, expected 4 "
+            "(time, variable, ensemble, grid)"
+        )
+    if lat.size != data.shape[3] or lon.size != data.shape[3]:
+        raise WorkbenchError(
+            f"dataset {dataset!r}: {lat.size} latitudes and {lon.size} longitudes but data has "
+            f"{data.shape[3]} grid points; rebuild the store with matching coordinates"
+        )
+    if dates.size != data.shape[0]:
+        raise WorkbenchError(
+            f"dataset {dataset!r}: {dates.size} dates but data has {data.shape[0]} times"
+        )
+    import dask.array as da
+
+    array = da.from_zarr(data)
+    constant = set(root.attrs.get("constant_fields", []))
+    out = {}
+    missing = []
+    for canonical, spec in variables.items():
+        source_name, _ = parse_variable_spec(spec)
+        if source_name not in names:
+            missing.append(source_name)
+            continue
+        block = array[:, names.index(source_name)]  # (time, ensemble, grid)
+        if source_name in constant:
+            out[canonical] = xr.DataArray(block[0, 0], dims=("grid",))
+        elif block.shape[1] == 1:
+            out[canonical] = xr.DataArray(block[:, 0], dims=("time", "grid"))
+        else:
+            out[canonical] = xr.DataArray(block, dims=("time", "ensemble", "grid"))
+    if missing:
+        raise WorkbenchError(
+            f"dataset {dataset!r}: variables {missing} are absent (present: {names[:12]}); "
+            "fix `variables` in its catalog YAML"
+        )
+    result = xr.Dataset(out).astype(np.float32)
+    result = result.assign_coords(
+        time=dates, latitude=("grid", lat), longitude=("grid", wrap_longitude(lon))
+    )
+    shape = root.attrs.get("field_shape")
+    if shape is not None and len(shape) == 2 and int(np.prod(shape)) == lat.size:
+        result.attrs["grid_shape"] = [int(s) for s in shape]
+    result.attrs["grid_kind"] = "points"
+    return result
+
+
+def _anemoi_variable_names(attrs: Mapping, count: int, dataset: str) -> list[str]:
+    if "variables" in attrs:
+        return list(attrs["variables"])
+    if "name_to_index" in attrs:
+        index = dict(attrs["name_to_index"])
+        return sorted(index, key=index.get)
+    raise WorkbenchError(
+        f"dataset {dataset!r}: anemoi store has no 'variables' or 'name_to_index' attribute "
+        f"naming its {count} variables"
+    )
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_canonical(ds: xr.Dataset, dataset: str) -> xr.Dataset:
+    """Validate a canonical dataset: coordinates match the grid, times strictly increase."""
+    if "grid" not in ds.dims:
+        raise WorkbenchError(f"dataset {dataset!r}: no 'grid' dimension after reading")
+    for coord in ("latitude", "longitude"):
+        if coord not in ds.coords or ds[coord].dims != ("grid",):
+            raise WorkbenchError(f"dataset {dataset!r}: {coord}(grid) coordinate is missing")
+    lat = ds["latitude"].values
+    if np.nanmax(np.abs(lat)) > 90:
+        raise WorkbenchError(
+            f"dataset {dataset!r}: latitudes beyond +-90 (max {np.nanmax(np.abs(lat)):.1f}); "
+            "are latitude and longitude swapped?"
+        )
+    if "time" in ds.dims and ds.sizes["time"] > 1:
+        times = ds["time"].values
+        steps = np.diff(times)
+        bad = np.flatnonzero(steps <= np.timedelta64(0, "ns"))
+        if bad.size:
+            i = int(bad[0])
+            raise WorkbenchError(
+                f"dataset {dataset!r}: times are not strictly increasing at index {i + 1} "
+                f"({times[i]} then {times[i + 1]}); sort and deduplicate the source "
+                "(ds.sortby('time').drop_duplicates('time'))"
+            )
+    return ds

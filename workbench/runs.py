@@ -1,0 +1,262 @@
+"""Notebook runs: papermill execution into run dirs, HTML export, the report index.
+
+A run dir ``runs/<run_id>/`` holds the executed notebook, ``params.yaml``, ``report.html``,
+the ``summary.json`` the notebook writes (its working directory is the run dir) and
+``run.json`` (status, timing, error).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import WorkbenchError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+KERNEL_NAME = "workbench"
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    status: str  # "ok" | "failed"
+    duration_s: float
+    error: str | None = None
+
+    @property
+    def summary(self) -> dict:
+        path = self.run_dir / "summary.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+
+# --------------------------------------------------------------------------- notebooks
+
+
+def list_notebooks() -> list[Path]:
+    """The project's notebooks, in order."""
+    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def resolve_notebook(name: str | Path) -> Path:
+    """A notebook by path, file name or stem (``00_catalog_tour``)."""
+    candidates = [Path(name), NOTEBOOK_DIR / str(name), NOTEBOOK_DIR / f"{name}.ipynb"]
+    for path in candidates:
+        if path.is_file() and path.suffix == ".ipynb":
+            return path.resolve()
+    known = ", ".join(p.stem for p in list_notebooks())
+    raise WorkbenchError(f"unknown notebook {str(name)!r}; known: {known}")
+
+
+def notebook_parameters(notebook: str | Path) -> dict[str, dict]:
+    """Parameters of the cell tagged ``parameters``: name -> {type, default, help}."""
+    import papermill
+
+    path = resolve_notebook(notebook)
+    params = papermill.inspect_notebook(str(path))
+    if not params:
+        raise WorkbenchError(f"{path.name} has no cell tagged 'parameters'; tag its first code cell")
+    return {
+        name: {"type": p["inferred_type_name"], "default": p["default"], "help": p["help"]}
+        for name, p in params.items()
+    }
+
+
+def parse_parameters(
+    pairs: Sequence[Sequence[str]] = (), files: Sequence[str | Path] = ()
+) -> dict:
+    """Merge ``-f params.yaml`` files then ``-p NAME VALUE`` pairs (values parsed as YAML)."""
+    params: dict = {}
+    for file in files:
+        path = Path(file)
+        if not path.is_file():
+            raise WorkbenchError(f"parameter file {path} does not exist")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, Mapping):
+            raise WorkbenchError(f"parameter file {path} must hold a mapping NAME: VALUE")
+        params.update(loaded)
+    for name, value in pairs:
+        try:
+            params[name] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            params[name] = value
+    return params
+
+
+def check_parameters(notebook: str | Path, params: Mapping) -> None:
+    """Refuse names the notebook does not declare (papermill would inject them silently)."""
+    known = notebook_parameters(notebook)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise WorkbenchError(
+            f"{Path(notebook).stem}: unknown parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(known)}"
+        )
+
+
+# --------------------------------------------------------------------------- kernel
+
+
+def ensure_kernel() -> str:
+    """Register the ``workbench`` kernel for this interpreter if it is missing."""
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().find_kernel_specs()
+    spec_dir = specs.get(KERNEL_NAME)
+    if spec_dir:
+        argv = json.loads((Path(spec_dir) / "kernel.json").read_text())["argv"]
+        if Path(argv[0]).resolve() == Path(sys.executable).resolve():
+            return KERNEL_NAME
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=KERNEL_NAME, display_name="Python (workbench)", prefix=sys.prefix)
+    return KERNEL_NAME
+
+
+# --------------------------------------------------------------------------- running
+
+
+def new_run_id(notebook: Path) -> str:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{notebook.stem}-{stamp}-{secrets.token_hex(2)}"
+
+
+def run_notebook(
+    notebook: str | Path,
+    params: Mapping | None = None,
+    runs_dir: str | Path = "runs",
+    run_id: str | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Execute a notebook with papermill into ``runs_dir/run_id`` and export its HTML report."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from .html import export_html
+
+    path = resolve_notebook(notebook)
+    params = dict(params or {})
+    check_parameters(path, params)
+    run_dir = Path(runs_dir).resolve() / (run_id or new_run_id(path))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=True))
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, "2")
+    kernel = ensure_kernel()
+    output = run_dir / path.name
+    started = time.monotonic()
+    record = {
+        "notebook": path.stem,
+        "params": params,
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    error = None
+    try:
+        papermill.execute_notebook(
+            str(path),
+            str(output),
+            parameters=params,
+            kernel_name=kernel,
+            cwd=str(run_dir),
+            progress_bar=progress,
+        )
+        status = "ok"
+    except PapermillExecutionError as err:
+        status, error = "failed", f"{err.ename}: {err.evalue}".splitlines()[0]
+    duration = time.monotonic() - started
+    if output.exists():
+        export_html(output, run_dir / "report.html", title=path.stem)
+    record.update({"status": status, "duration_s": round(duration, 1), "error": error})
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str))
+    return RunResult(run_dir=run_dir, status=status, duration_s=duration, error=error)
+
+
+# --------------------------------------------------------------------------- index
+
+
+def collect_runs(runs_dir: str | Path = "runs") -> list[dict]:
+    """Every run's record (run.json) with its summary, newest first."""
+    runs = []
+    for record_path in sorted(Path(runs_dir).glob("*/run.json")):
+        record = json.loads(record_path.read_text())
+        summary_path = record_path.parent / "summary.json"
+        record["summary"] = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        record["run_dir"] = record_path.parent
+        runs.append(record)
+    return sorted(runs, key=lambda r: r.get("started", ""), reverse=True)
+
+
+def _key_figures(summary: Mapping, limit: int = 6) -> str:
+    figures = summary.get("key_figures", summary)
+    items = [(k, v) for k, v in figures.items() if isinstance(v, int | float | str)][:limit]
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
+
+
+def write_index(runs_dir: str | Path = "runs", reports_dir: str | Path = "reports") -> Path:
+    """Copy each run's report into ``reports_dir`` and write ``index.html`` linking them."""
+    reports = Path(reports_dir)
+    reports.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for run in collect_runs(runs_dir):
+        run_id = run["run_dir"].name
+        source = run["run_dir"] / "report.html"
+        link = ""
+        if source.exists():
+            shutil.copyfile(source, reports / f"{run_id}.html")
+            link = f'<a href="{html.escape(run_id)}.html">{html.escape(run["notebook"])}</a>'
+        params = ", ".join(f"{k}={v}" for k, v in run.get("params", {}).items()) or "defaults"
+        status = run.get("status", "?")
+        rows.append(
+            f"<tr class='{html.escape(status)}'><td>{link or html.escape(run['notebook'])}</td>"
+            f"<td>{html.escape(status)}</td><td>{html.escape(run.get('started', ''))}</td>"
+            f"<td>{run.get('duration_s', '')}</td><td>{html.escape(params)}</td>"
+            f"<td>{html.escape(_key_figures(run['summary']))}</td>"
+            f"<td>{html.escape(run.get('error') or '')}</td></tr>"
+        )
+    page = INDEX_TEMPLATE.format(
+        generated=dt.datetime.now().isoformat(timespec="seconds"), rows="\n".join(rows)
+    )
+    target = reports / "index.html"
+    tmp = target.with_suffix(".html.tmp")
+    tmp.write_text(page)
+    os.replace(tmp, target)
+    return target
+
+
+INDEX_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>workbench reports</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }}
+tr.failed td {{ background: #fde2e2; }}
+</style></head>
+<body><h1>workbench reports</h1><p>Generated {generated}.</p>
+<table><thead><tr><th>notebook</th><th>status</th><th>started</th><th>seconds</th>
+<th>parameters</th><th>key figures</th><th>error</th></tr></thead>
+<tbody>
+{rows}
+</tbody></table></body></html>
+"""
+
+
+def write_summary(summary: Mapping, path: str | Path = "summary.json") -> Path:
+    """Write a notebook's key figures as JSON atomically (tests and batch reports read it)."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    os.replace(tmp, target)
+    return target
