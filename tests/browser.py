@@ -74,13 +74,15 @@ def check_page(html_path: Path, screenshot: Path | None = None, settle_s: float 
             page.on("requestfailed", lambda r: failed.append(f"{r.url[:200]} {r.failure}"))
             page.goto(Path(html_path).resolve().as_uri(), wait_until="load")
             page.wait_for_load_state("networkidle")
-            # settle: poll until the counts stop changing (widgets render after 'load')
-            counts, deadline = page.evaluate(_COUNT_JS), time.monotonic() + settle_s
-            while time.monotonic() < deadline:
+            # settle: widgets render after 'load'; stop once counts are non-zero and steady,
+            # or have not changed for 2 s, or after settle_s
+            counts, steady, deadline = page.evaluate(_COUNT_JS), 0, time.monotonic() + settle_s
+            while time.monotonic() < deadline and not (steady >= 1 and all(counts.values())):
+                if steady >= 4:
+                    break
                 page.wait_for_timeout(500)
                 new = page.evaluate(_COUNT_JS)
-                if new == counts and all(new.values()):
-                    break
+                steady = steady + 1 if new == counts else 0
                 counts = new
             if screenshot is not None:
                 page.screenshot(path=str(screenshot), full_page=True)

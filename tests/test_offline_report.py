@@ -11,6 +11,8 @@ import nbformat
 import pytest
 from browser import check_page, chromium_available
 
+import workbench.html
+from workbench.errors import WorkbenchError
 from workbench.html import ensure_js_assets, export_html
 
 KERNEL = "workbench"
@@ -24,7 +26,9 @@ CELLS = [
     "da = xr.DataArray(np.random.default_rng(0).random((10, 20)), dims=('lat', 'lon'),\n"
     "                  coords={'lat': np.linspace(-45, 45, 10), 'lon': np.linspace(0, 342, 20)}, name='t2m')\n"
     "da.hvplot.image(x='lon', y='lat', width=400, height=250)",
-    "import ipywidgets as widgets\nwidgets.Dropdown(options=['t2m', 'z500', 'tp'], value='z500', description='field')",
+    "import ipywidgets as widgets\n"
+    "widgets.HBox([widgets.Dropdown(options=['t2m', 'z500', 'tp'], value='z500', description='field'),\n"
+    "              widgets.Button(description='icon font', icon='check')])",
 ]
 
 
@@ -75,3 +79,12 @@ def test_report_renders_offline(tmp_path: Path) -> None:
     assert result["bokeh_plots"] >= 1
     assert result["widgets"] >= 1
     assert result["images"] >= 1
+
+
+def test_export_without_js_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workbench.html, "STATIC_DIR", tmp_path / "static")
+    nb = tmp_path / "empty.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), nb)
+    with pytest.raises(WorkbenchError, match="workbench setup"):
+        export_html(nb, tmp_path / "empty.html")
+    assert not (tmp_path / "empty.html").exists()

@@ -272,7 +272,7 @@ def prepare(entry: CatalogEntry, cache: str | Path | None = None, progress: bool
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        ds.chunk(chunks).to_zarr(tmp, mode="w", consolidated=True)
+        ds.chunk(chunks).to_zarr(tmp, mode="w", consolidated=False)
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -292,7 +292,7 @@ def open_dataset(
     entry = name if isinstance(name, CatalogEntry) else get_entry(name, catalog)
     src = entry.source
     if src.kind == "generator":
-        ds = xr.open_zarr(prepare(entry, cache, progress=False), chunks={})
+        ds = xr.open_zarr(prepare(entry, cache, progress=False), chunks={}, consolidated=False)
     elif src.kind == "anemoi":
         ds = readers.read_anemoi(src.location, entry.variables, entry.name)
     else:

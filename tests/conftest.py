@@ -1,0 +1,14 @@
+"""Session set-up: a shared cache for generated data, pinned thread counts."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Generated datasets are shared by the whole session (make test points this at data/cache,
+# so the demo's datasets are reused); tests that check cache writes use their own folder.
+os.environ.setdefault("WORKBENCH_CACHE", tempfile.mkdtemp(prefix="workbench-cache-"))
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "2")
+
+from helpers import small_catalog  # noqa: E402,F401  (fixture)
