@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -14,8 +12,9 @@ from browser import check_page, chromium_available
 import workbench.html
 from workbench.errors import WorkbenchError
 from workbench.html import ensure_js_assets, export_html
+from workbench.runs import KERNEL_NAME as KERNEL
+from workbench.runs import ensure_kernel
 
-KERNEL = "workbench"
 CELLS = [
     "from workbench.plotting_offline import configure_cartopy, setup_hvplot\n"
     "configure_cartopy()\nsetup_hvplot()",
@@ -32,18 +31,6 @@ CELLS = [
 ]
 
 
-def _ensure_kernel() -> None:
-    """Register the venv's interpreter as the `workbench` kernel if it is not yet."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    if KERNEL not in KernelSpecManager().find_kernel_specs():
-        subprocess.run(
-            [sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL],
-            check=True,
-            capture_output=True,
-        )
-
-
 @pytest.mark.slow
 def test_report_renders_offline(tmp_path: Path) -> None:
     reason = chromium_available()
@@ -52,7 +39,7 @@ def test_report_renders_offline(tmp_path: Path) -> None:
     import papermill as pm
 
     ensure_js_assets()
-    _ensure_kernel()
+    ensure_kernel()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": KERNEL, "language": "python"}
     src, executed = tmp_path / "report.ipynb", tmp_path / "report.out.ipynb"

@@ -7,6 +7,7 @@ the ``summary.json`` the notebook writes (its working directory is the run dir) 
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import html
 import json
@@ -68,9 +69,19 @@ def notebook_parameters(notebook: str | Path) -> dict[str, dict]:
     if not params:
         raise WorkbenchError(f"{path.name} has no cell tagged 'parameters'; tag its first code cell")
     return {
-        name: {"type": p["inferred_type_name"], "default": p["default"], "help": p["help"]}
+        name: {"type": _literal_type(p), "default": p["default"], "help": p["help"]}
         for name, p in params.items()
     }
+
+
+def _literal_type(param: Mapping) -> str:
+    """The annotated type, else the type of the literal default (parameters are literals)."""
+    if param["inferred_type_name"] not in ("None", None):
+        return str(param["inferred_type_name"])
+    try:
+        return type(ast.literal_eval(param["default"])).__name__
+    except (ValueError, SyntaxError):
+        return "expression"
 
 
 def parse_parameters(

@@ -1,0 +1,86 @@
+"""Notebook runs: parameters checked, papermill into run dirs, offline HTML, the index."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from browser import check_page, chromium_available
+
+from workbench import catalog, cli, runs
+from workbench.errors import WorkbenchError
+
+
+def test_notebooks_have_parameters_cell_and_no_outputs():
+    notebooks = runs.list_notebooks()
+    assert [p.stem for p in notebooks][:1] == ["00_catalog_tour"]
+    for path in notebooks:
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert "parameters" in code[0]["metadata"].get("tags", []), path
+        assert not any(c.get("outputs") for c in code), f"{path} is stored with outputs"
+        assert nb["metadata"]["kernelspec"]["name"] == runs.KERNEL_NAME
+
+
+def test_notebook_parameters_and_parsing(tmp_path):
+    params = runs.notebook_parameters("00_catalog_tour")
+    assert params["variable"]["default"] == '"t2m"'
+    assert params["datasets"]["type"] == "list"
+    file = tmp_path / "p.yaml"
+    file.write_text("variable: z_500\ntime_index: 3\n")
+    parsed = runs.parse_parameters([("time_index", "4"), ("datasets", "[global, conus]")], [file])
+    assert parsed == {"variable": "z_500", "time_index": 4, "datasets": ["global", "conus"]}
+
+
+def test_unknown_parameter_refused_before_running(tmp_path, capsys):
+    code = cli.main(["run", "00_catalog_tour", "-p", "varaible", "z_500",
+                     "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown parameter(s) varaible" in err and "known: datasets" in err
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(WorkbenchError, match="unknown notebook"):
+        runs.resolve_notebook("99_nothing")
+
+
+@pytest.mark.slow
+def test_catalog_tour_run_and_report(tmp_path):
+    """The real path: papermill runs notebook 00, the report renders offline in chromium."""
+    runs_dir, reports = tmp_path / "runs", tmp_path / "reports"
+    code = cli.main(["run", "00_catalog_tour", "-p", "variable", "z_500", "-p", "time_index", "2",
+                     "--runs-dir", str(runs_dir), "--reports-dir", str(reports)])
+    assert code == 0
+    (run_dir,) = runs_dir.iterdir()
+    for name in ("00_catalog_tour.ipynb", "params.yaml", "report.html", "summary.json", "run.json"):
+        assert (run_dir / name).is_file(), name
+    assert yaml.safe_load((run_dir / "params.yaml").read_text()) == {
+        "variable": "z_500", "time_index": 2}
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "ok"
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["datasets"]) == {"global", "conus", "europe"}
+    for name, info in summary["datasets"].items():  # numbers against the data itself
+        ds = catalog.open_dataset(name)
+        values = ds["z_500"].isel(time=2).values
+        assert info["mapped"]["mean"] == pytest.approx(float(np.mean(values)), rel=1e-6)
+        assert info["grid_points"] == ds.sizes["grid"]
+        assert info["missing_fraction"] == 0.0
+    assert summary["key_figures"]["grid_points"] == 10512 + 8330 + 7440
+
+    index = (reports / "index.html").read_text()
+    assert f"{run_dir.name}.html" in index and (reports / f"{run_dir.name}.html").is_file()
+    html = run_dir / "report.html"
+    assert html.stat().st_size < 20e6
+
+    reason = chromium_available()
+    if reason:
+        pytest.skip(reason)
+    result = check_page(html, screenshot=tmp_path / "report.png")
+    assert result["external_requests"] == [] and result["failed_requests"] == []
+    assert result["console_errors"] == [] and result["page_errors"] == []
+    assert result["bokeh_plots"] >= 3  # one interactive map per domain
+    assert result["images"] >= 4  # the globe and three static maps
+    assert result["widgets"] >= 1  # the dataset browser
+    index_result = check_page(reports / "index.html", settle_s=1)
+    assert index_result["external_requests"] == [] and index_result["console_errors"] == []
