@@ -137,6 +137,63 @@ def cmd_setup(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- graphs
+
+
+def cmd_graph_build(args) -> int:
+    from .graphs import build_graph, save_graph
+    from .inspection import inspect_graph
+
+    graph = build_graph(args.config)
+    path = save_graph(graph, args.out)
+    report = inspect_graph(graph)
+    encoder = report["edge_sets"]["data->hidden"]
+    print(f"{path}: graph {graph.graph_id} ({graph.name}), data {report['nodes']['data']}, "
+          f"hidden {report['nodes']['hidden']} nodes; hanging encoder sources "
+          f"{encoder['hanging_sources']['total']}")
+    return 0
+
+
+def cmd_graph_inspect(args) -> int:
+    from .graphs import load_graph
+    from .inspection import RegionSettings, inspect_graph
+
+    report = inspect_graph(load_graph(args.graph), RegionSettings(args.band_cells, args.near_km))
+    if args.json:
+        _print_json(report)
+        return 0
+    print(f"graph {report['graph_id']} ({report['name']}): nodes {report['nodes']}")
+    for name, edges in report["edge_sets"].items():
+        hs, ht = edges["hanging_sources"], edges["hanging_targets"]
+        length = edges["edge_length_km"]
+        print(f"  {name:<16} {edges['edges']:>9} edges  hanging sources {hs['total']:>6} "
+              f"targets {ht['total']:>6}  length km {length['min']:.1f}..{length['max']:.1f}")
+        for side, counts in (("sources", hs), ("targets", ht)):
+            detail = ", ".join(f"{r} {n}" for r, n in counts.items() if r != "total" and n)
+            if detail:
+                print(f"    hanging {side}: {detail}")
+    return 0
+
+
+def cmd_graph_sweep(args) -> int:
+    from .graphs import load_config
+    from .inspection import RegionSettings, parse_k_range, sweep, sweep_table
+
+    trims = [int(t) for t in args.trim.split(",")] if args.trim else [0]
+    result = sweep(load_config(args.config), parse_k_range(args.k), trims, args.edges,
+                   args.region, RegionSettings(args.band_cells, args.near_km),
+                   progress=not args.json)
+    if args.json:
+        _print_json(result)
+        return 0
+    table = sweep_table(result)
+    print(table.to_string(index=False))
+    for trim, k in result["min_k_without_hanging"].items():
+        found = k if k is not None else f"none up to {table['k'].max()}"
+        print(f"trim {trim}: smallest k without hanging {result['side']} in {args.region}: {found}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -172,6 +229,28 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-f", "--param-file", action="append", default=[], metavar="YAML")
         p.add_argument("--runs-dir", default="runs")
         p.add_argument("--reports-dir", default="reports")
+        p.set_defaults(func=func)
+
+    graph = sub.add_parser("graph", help="build and inspect graphs").add_subparsers(
+        dest="graph", required=True)
+    p = graph.add_parser("build", help="build a graph from a config (or preset) into a .pt")
+    p.add_argument("config", help="configs/graphs/NAME.yaml or a preset name (demo, mmgt, ...)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_graph_build)
+    for name, func, text in [("inspect", cmd_graph_inspect, "hanging nodes, degrees, lengths"),
+                             ("sweep", cmd_graph_sweep, "hanging counts for a range of k")]:
+        p = graph.add_parser(name, help=text)
+        if name == "inspect":
+            p.add_argument("graph", help="a graph .pt (workbench's or anemoi-graphs')")
+        else:
+            p.add_argument("config")
+            p.add_argument("--k", default="1:32", help="START:STOP[:STEP] or a comma list")
+            p.add_argument("--trim", help="LAM cells trimmed per side, comma list (e.g. 0,5,10,15)")
+            p.add_argument("--region", default="lam", help="lam, all, or one region")
+            p.add_argument("--edges", default="encoder", help="encoder or decoder")
+        p.add_argument("--band-cells", type=int, default=10, help="LAM boundary band width")
+        p.add_argument("--near-km", type=float, default=500.0, help="'near_lam' distance")
+        p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
 
     p = sub.add_parser("params", help="a notebook's parameters, types and defaults")

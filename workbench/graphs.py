@@ -1,0 +1,498 @@
+"""Encoder-processor-decoder graphs: data nodes + hidden mesh + edges -> HeteroData.
+
+The layout is anemoi-graphs' so graphs move both ways: node sets ``data`` and ``hidden``
+with ``x`` = (lat, lon) in radians; edge sets ``("data","to","hidden")`` (encoder),
+``("hidden","to","hidden")`` (processor), ``("hidden","to","data")`` (decoder) whose
+``edge_index[0]`` is the source. Edge attributes: ``edge_length`` (unit-max, as anemoi),
+``edge_dirs`` (direction in the target's east/north frame), ``edge_length_km`` and
+``edge_attr`` = [length_km, east, north] (physical, so weights serve every resolution).
+
+Edge builders follow anemoi-graphs: ``knn`` gives every target its k nearest sources
+(sources can hang), ``reversed_knn`` gives every source its k nearest targets (targets can
+hang), ``cutoff`` joins every source within a radius of each target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from scipy.spatial import cKDTree
+
+from . import grids, meshes
+from .errors import WorkbenchError
+
+EDGE_SETS = {
+    "encoder": ("data", "to", "hidden"),
+    "processor": ("hidden", "to", "hidden"),
+    "decoder": ("hidden", "to", "data"),
+}
+EDGE_KINDS = ("knn", "reversed_knn", "cutoff", "multiscale", "flat")
+HIDDEN_KINDS = ("icosahedral", "stretched", "coarsened")
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class DatasetNodes:
+    name: str  # catalog name
+    trim_edge: int | tuple[int, int, int, int] = 0  # LAM cells removed per side (S, N, W, E)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    datasets: tuple[DatasetNodes, ...]  # limited areas first, the global dataset last
+    min_distance_km: float = 0.0  # drop global points closer than this to any LAM point
+    boundary_band_km: float = 500.0  # kept global points this close to a LAM: boundary_mask
+
+
+@dataclass(frozen=True)
+class HiddenConfig:
+    kind: str = "icosahedral"
+    level: int = 4  # icosahedral level (global level of a stretched mesh)
+    lam_level: int | None = None  # stretched: finest level inside the LAM area
+    margin_radius_km: float = 100.0  # stretched: how far around the LAM the fine level goes
+    factor: int = 2  # coarsened: block size over the first dataset's grid
+    k: int = 6  # coarsened: mesh edges to the k nearest hidden nodes
+    multiscale: bool = True  # icosahedral/stretched processor edges from every level
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    kind: str
+    k: int | None = None
+    radius_km: float | None = None
+    cutoff_factor: float | None = None
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    name: str
+    data: DataConfig
+    hidden: HiddenConfig
+    encoder: EdgeConfig
+    decoder: EdgeConfig
+    processor: EdgeConfig = EdgeConfig(kind="multiscale")
+    description: str = ""
+    file: Path | None = field(default=None, compare=False)
+
+
+def _build(cls, raw: Mapping, where: str):
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "file"]
+    if not isinstance(raw, Mapping):
+        raise WorkbenchError(f"{where}: expected a mapping with keys {', '.join(names)}")
+    for key in raw:
+        if key not in names:
+            raise WorkbenchError(f"{where}: unknown key {key!r} (allowed: {', '.join(names)})")
+    return raw
+
+
+def load_config(path: str | Path) -> GraphConfig:
+    """Read a graph YAML (configs/graphs/*.yaml) into a validated GraphConfig."""
+    path = Path(path)
+    if not path.is_file():
+        preset = Path(__file__).resolve().parent.parent / "configs" / "graphs" / f"{path}.yaml"
+        if not preset.is_file():
+            raise WorkbenchError(f"graph config {path} not found (nor a preset in configs/graphs/)")
+        path = preset
+    raw = yaml.safe_load(path.read_text())
+    where = str(path)
+    _build(GraphConfig, raw, where)
+    for key in ("name", "data", "hidden", "encoder", "decoder"):
+        if key not in raw:
+            raise WorkbenchError(f"{where}: missing required key `{key}`")
+    data = dict(_build(DataConfig, raw["data"], f"{where} (data)"))
+    datasets = []
+    for item in data.get("datasets", []):
+        item = {"name": item} if isinstance(item, str) else item
+        item = dict(_build(DatasetNodes, item, f"{where} (data.datasets)"))
+        if isinstance(item.get("trim_edge"), list):
+            item["trim_edge"] = tuple(item["trim_edge"])
+        datasets.append(DatasetNodes(**item))
+    if not datasets:
+        raise WorkbenchError(f"{where}: data.datasets lists no dataset")
+    data["datasets"] = tuple(datasets)
+    config = GraphConfig(
+        name=str(raw["name"]),
+        description=str(raw.get("description", "")),
+        data=DataConfig(**data),
+        hidden=HiddenConfig(**_build(HiddenConfig, raw["hidden"], f"{where} (hidden)")),
+        encoder=EdgeConfig(**_build(EdgeConfig, raw["encoder"], f"{where} (encoder)")),
+        decoder=EdgeConfig(**_build(EdgeConfig, raw["decoder"], f"{where} (decoder)")),
+        processor=EdgeConfig(**_build(EdgeConfig, raw.get("processor", {"kind": "multiscale"}),
+                                      f"{where} (processor)")),
+        file=path,
+    )
+    _validate(config)
+    return config
+
+
+def _validate(config: GraphConfig) -> None:
+    if config.hidden.kind not in HIDDEN_KINDS:
+        raise WorkbenchError(f"hidden.kind {config.hidden.kind!r} is not one of {HIDDEN_KINDS}")
+    for role in ("encoder", "decoder", "processor"):
+        edge = getattr(config, role)
+        if edge.kind not in EDGE_KINDS:
+            raise WorkbenchError(f"{role}.kind {edge.kind!r} is not one of {EDGE_KINDS}")
+        if edge.kind in ("knn", "reversed_knn") and (edge.k is None or edge.k < 1):
+            raise WorkbenchError(f"{role}: {edge.kind} needs k >= 1, got {edge.k}")
+        if edge.kind == "cutoff" and (edge.radius_km is None) == (edge.cutoff_factor is None):
+            raise WorkbenchError(f"{role}: cutoff needs exactly one of radius_km or cutoff_factor")
+
+
+# --------------------------------------------------------------------------- data nodes
+
+
+@dataclass(frozen=True)
+class DataNodes:
+    """Data nodes combined by cutout: LAM points first, then the kept global points."""
+
+    latitude: np.ndarray
+    longitude: np.ndarray
+    area_weight: np.ndarray  # km^2
+    cutout_mask: np.ndarray  # True for LAM points
+    boundary_mask: np.ndarray  # True for kept global points within the band around a LAM
+    dataset_index: np.ndarray  # which dataset of the config each node comes from
+    grid_index: np.ndarray  # flat index of the node in its dataset's grid
+    lam_edge_cells: np.ndarray  # LAM points: cells to the LAM edge; -1 elsewhere
+    lam_spacing_km: float | None  # finest LAM grid spacing (None without a LAM)
+
+    @property
+    def size(self) -> int:
+        return int(self.latitude.size)
+
+    @property
+    def xyz(self) -> np.ndarray:
+        return grids.unit_xyz(self.latitude, self.longitude)
+
+
+def dataset_grid(name: str) -> grids.Grid:
+    """The grid of a catalog dataset, without generating fields when it is generated."""
+    from . import catalog
+
+    entry = catalog.get_entry(name)
+    if entry.source.kind == "generator":
+        return catalog.entry_grid(entry)
+    return grids.grid_from_dataset(catalog.open_dataset(entry))
+
+
+def _inside_projected(lam: grids.Grid, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Points inside a projected LAM's rectangle (half a cell beyond its outer points)."""
+    from pyproj import Proj
+
+    proj = Proj(lam.crs)
+    x, y = proj(lon, lat)
+    half = lam.spacing_km * 500.0
+    return (
+        (x >= lam.x[0] - half) & (x <= lam.x[-1] + half)
+        & (y >= lam.y[0] - half) & (y <= lam.y[-1] + half)
+        & (np.abs(lat) < 89.9)  # a conic projection folds the far hemisphere
+    )
+
+
+def build_data_nodes(config: DataConfig, grid_of=dataset_grid) -> DataNodes:
+    """Combine datasets by cutout (anemoi-datasets ``cutout``): LAMs first, global last."""
+    parts = []
+    lam_xyz = []
+    lam_grids = []
+    *lams, outer = config.datasets
+    for index, spec in enumerate(lams):
+        grid = grid_of(spec.name)
+        if grid.shape is None:
+            raise WorkbenchError(f"LAM dataset {spec.name!r} needs a structured grid to trim")
+        grid, kept = grids.trim(grid, spec.trim_edge) if spec.trim_edge else (grid, None)
+        kept = np.arange(grid.size) if kept is None else kept
+        parts.append(dict(
+            latitude=grid.latitude, longitude=grid.longitude,
+            area_weight=grids.area_weights(grid),
+            cutout_mask=np.ones(grid.size, bool), boundary_mask=np.zeros(grid.size, bool),
+            dataset_index=np.full(grid.size, index), grid_index=kept,
+            lam_edge_cells=grids.boundary_distance_cells(grid),
+        ))
+        lam_xyz.append(grids.unit_xyz(grid.latitude, grid.longitude))
+        lam_grids.append(grid)
+
+    glob = grid_of(outer.name)
+    weights = grids.area_weights(glob)
+    keep = np.ones(glob.size, bool)
+    band = np.zeros(glob.size, bool)
+    if lam_grids:
+        tree = cKDTree(np.concatenate(lam_xyz))
+        dist, _ = tree.query(grids.unit_xyz(glob.latitude, glob.longitude))
+        dist_km = grids.chord_to_km(dist)
+        for spec, lam in zip(lams, lam_grids, strict=True):
+            inside = _inside_projected(lam, glob.latitude, glob.longitude) if lam.crs else (
+                dist_km < lam.spacing_km)
+            if not inside.any() and not (dist_km < config.min_distance_km).any():
+                raise WorkbenchError(
+                    f"LAM {spec.name!r} overlaps no point of {outer.name!r}: nothing to cut out; "
+                    "check that the global dataset is last in data.datasets and covers the LAM"
+                )
+            keep &= ~inside
+        keep &= dist_km >= config.min_distance_km
+        band = keep & (dist_km <= config.boundary_band_km)
+    kept = np.flatnonzero(keep)
+    parts.append(dict(
+        latitude=glob.latitude[kept], longitude=glob.longitude[kept], area_weight=weights[kept],
+        cutout_mask=np.zeros(kept.size, bool), boundary_mask=band[kept],
+        dataset_index=np.full(kept.size, len(lams)), grid_index=kept,
+        lam_edge_cells=np.full(kept.size, -1),
+    ))
+    merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    spacing = min((g.spacing_km for g in lam_grids if g.spacing_km), default=None)
+    return DataNodes(lam_spacing_km=spacing, **merged)
+
+
+# --------------------------------------------------------------------------- hidden nodes
+
+
+def build_hidden(config: HiddenConfig, data: DataNodes, data_grid_of=dataset_grid,
+                 first_dataset: str | None = None) -> meshes.Mesh:
+    """The hidden mesh: icosahedral multi-mesh, stretched over the LAMs, or a coarsened grid."""
+    if config.kind == "icosahedral":
+        if config.multiscale:
+            return meshes.multimesh(config.level)
+        return meshes.trimesh_edges(config.level)
+    if config.kind == "stretched":
+        if not data.cutout_mask.any():
+            raise WorkbenchError("a stretched hidden mesh needs a LAM dataset in data.datasets")
+        lam_level = config.lam_level if config.lam_level is not None else config.level + 2
+        return meshes.stretched_mesh(config.level, lam_level, data.xyz[data.cutout_mask],
+                                     config.margin_radius_km)
+    grid = data_grid_of(first_dataset) if first_dataset else None
+    if grid is None or grid.shape is None:
+        raise WorkbenchError("hidden.kind coarsened needs a structured first dataset")
+    lat, lon = meshes.coarsened_grid_nodes(grid.latitude, grid.longitude, grid.shape, config.factor)
+    xyz = grids.unit_xyz(lat, lon)
+    edges = meshes.mesh_edges_knn(xyz, config.k)
+    return meshes.Mesh(xyz=xyz, edges=edges, edge_level=np.zeros(edges.shape[1], int),
+                       node_level=np.zeros(len(lat), int))
+
+
+# --------------------------------------------------------------------------- edges
+
+
+def _check_k(k: int, n_available: int, what: str) -> None:
+    if k < 1 or k > n_available:
+        raise WorkbenchError(f"{what}: k={k} must be between 1 and the {n_available} candidate nodes")
+
+
+def knn_edges(src_xyz: np.ndarray, dst_xyz: np.ndarray, k: int) -> np.ndarray:
+    """Every target's k nearest sources: edge_index (2, n_dst * k), row 0 the source."""
+    _check_k(k, len(src_xyz), "knn")
+    _, idx = cKDTree(src_xyz).query(dst_xyz, k=k)
+    idx = idx.reshape(len(dst_xyz), k)
+    return np.stack([idx.ravel(), np.repeat(np.arange(len(dst_xyz)), k)])
+
+
+def reversed_knn_edges(src_xyz: np.ndarray, dst_xyz: np.ndarray, k: int) -> np.ndarray:
+    """Every source's k nearest targets: edge_index (2, n_src * k), row 0 the source."""
+    _check_k(k, len(dst_xyz), "reversed_knn")
+    _, idx = cKDTree(dst_xyz).query(src_xyz, k=k)
+    idx = idx.reshape(len(src_xyz), k)
+    return np.stack([np.repeat(np.arange(len(src_xyz)), k), idx.ravel()])
+
+
+def max_nn_spacing_km(xyz: np.ndarray) -> float:
+    """The largest distance from a node to its nearest neighbour (anemoi's reference distance)."""
+    dist, _ = cKDTree(xyz).query(xyz, k=2)
+    return float(grids.chord_to_km(dist[:, 1].max()))
+
+
+def cutoff_edges(src_xyz: np.ndarray, dst_xyz: np.ndarray, radius_km: float) -> np.ndarray:
+    """Every source within ``radius_km`` of each target (great-circle), row 0 the source."""
+    if radius_km <= 0:
+        raise WorkbenchError(f"cutoff radius must be > 0 km, got {radius_km}")
+    pairs = cKDTree(dst_xyz).query_ball_tree(cKDTree(src_xyz), r=float(grids.km_to_chord(radius_km)))
+    counts = np.fromiter((len(p) for p in pairs), int, len(pairs))
+    src = np.fromiter((s for p in pairs for s in p), int, counts.sum())
+    return np.stack([src, np.repeat(np.arange(len(dst_xyz)), counts)])
+
+
+def cutoff_radius_km(edge: EdgeConfig, dst_xyz: np.ndarray) -> float:
+    """The cutoff radius of an edge config: in km, or a factor of the targets' spacing."""
+    if edge.radius_km is not None:
+        return float(edge.radius_km)
+    return float(edge.cutoff_factor) * max_nn_spacing_km(dst_xyz)
+
+
+def build_edges(edge: EdgeConfig, src_xyz: np.ndarray, dst_xyz: np.ndarray,
+                mesh: meshes.Mesh | None = None) -> np.ndarray:
+    """Dispatch on the edge kind (multiscale/flat take the mesh's own edges)."""
+    if edge.kind == "knn":
+        return knn_edges(src_xyz, dst_xyz, edge.k)
+    if edge.kind == "reversed_knn":
+        return reversed_knn_edges(src_xyz, dst_xyz, edge.k)
+    if edge.kind == "cutoff":
+        return cutoff_edges(src_xyz, dst_xyz, cutoff_radius_km(edge, dst_xyz))
+    if mesh is None:
+        raise WorkbenchError(f"{edge.kind} edges exist only on the hidden mesh (processor)")
+    if edge.kind == "flat":
+        finest = mesh.edge_level == mesh.edge_level.max()
+        return mesh.edges[:, finest]
+    return mesh.edges
+
+
+def edge_geometry(src_xyz: np.ndarray, dst_xyz: np.ndarray, edge_index: np.ndarray):
+    """Great-circle length (km) and unit direction of each edge in the target's east/north frame."""
+    s, d = src_xyz[edge_index[0]], dst_xyz[edge_index[1]]
+    chord = np.linalg.norm(s - d, axis=1)
+    length = grids.chord_to_km(chord)
+    up = d
+    east = np.cross([0.0, 0.0, 1.0], up)
+    norm = np.linalg.norm(east, axis=1, keepdims=True)
+    east = np.where(norm > 1e-12, east / np.maximum(norm, 1e-12), [1.0, 0.0, 0.0])
+    north = np.cross(up, east)
+    delta = s - d
+    direction = np.stack([(delta * east).sum(1), (delta * north).sum(1)], axis=1)
+    direction /= np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-12)
+    return length, direction
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def _node_x(lat: np.ndarray, lon: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.deg2rad(np.stack([lat, lon], axis=1)).astype(np.float32))
+
+
+def _set_edges(graph, key, edge_index: np.ndarray, src_xyz, dst_xyz) -> None:
+    length, direction = edge_geometry(src_xyz, dst_xyz, edge_index)
+    store = graph[key]
+    store.edge_index = torch.from_numpy(edge_index.astype(np.int64))
+    store.edge_length_km = torch.from_numpy(length.astype(np.float32))
+    store.edge_length = torch.from_numpy((length / max(length.max(), 1e-12))[:, None].astype(np.float32))
+    store.edge_dirs = torch.from_numpy(direction.astype(np.float32))
+    store.edge_attr = torch.from_numpy(
+        np.concatenate([length[:, None], direction], axis=1).astype(np.float32))
+
+
+def nodes_graph(data: DataNodes, mesh: meshes.Mesh):
+    """A HeteroData with the data and hidden node sets and their attributes, no edges yet."""
+    from torch_geometric.data import HeteroData
+
+    graph = HeteroData()
+    graph["data"].x = _node_x(data.latitude, data.longitude)
+    for name in ("area_weight", "cutout_mask", "boundary_mask", "dataset_index", "grid_index",
+                 "lam_edge_cells"):
+        value = getattr(data, name)
+        dtype = np.float32 if value.dtype.kind == "f" else value.dtype
+        graph["data"][name] = torch.from_numpy(np.ascontiguousarray(value).astype(dtype))
+    graph["hidden"].x = _node_x(mesh.latitude, mesh.longitude)
+    graph["hidden"].area_weight = torch.from_numpy(
+        grids.area_weights(grids.Grid("hidden", mesh.latitude, mesh.longitude)).astype(np.float32))
+    graph.lam_spacing_km = float(data.lam_spacing_km or 0.0)
+    return graph
+
+
+def assemble(data: DataNodes, mesh: meshes.Mesh, config: GraphConfig):
+    """The HeteroData of a built graph (nodes, three edge sets, attributes, id)."""
+    graph = nodes_graph(data, mesh)
+    data_xyz, hid_xyz = data.xyz, mesh.xyz
+    _set_edges(graph, EDGE_SETS["encoder"],
+               build_edges(config.encoder, data_xyz, hid_xyz), data_xyz, hid_xyz)
+    _set_edges(graph, EDGE_SETS["processor"],
+               build_edges(config.processor, hid_xyz, hid_xyz, mesh), hid_xyz, hid_xyz)
+    _set_edges(graph, EDGE_SETS["decoder"],
+               build_edges(config.decoder, hid_xyz, data_xyz), hid_xyz, data_xyz)
+    graph.name = config.name
+    graph.datasets = [d.name for d in config.data.datasets]
+    graph.config = json.dumps(_config_dict(config), sort_keys=True)
+    graph.graph_id = graph_id(graph)
+    return graph
+
+
+def _config_dict(config: GraphConfig) -> dict:
+    out = dataclasses.asdict(config)
+    out.pop("file", None)
+    return out
+
+
+def graph_id(graph) -> str:
+    """A short content hash of the graph's nodes and edges (stable across saves)."""
+    digest = hashlib.sha1()
+    for node in ("data", "hidden"):
+        digest.update(graph[node].x.numpy().tobytes())
+    for key in EDGE_SETS.values():
+        digest.update(graph[key].edge_index.numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def build_graph(config: GraphConfig | str | Path, grid_of=dataset_grid):
+    """Build the graph of a config (a GraphConfig, a YAML path or a preset name)."""
+    if not isinstance(config, GraphConfig):
+        config = load_config(config)
+    data = build_data_nodes(config.data, grid_of)
+    mesh = build_hidden(config.hidden, data, grid_of, config.data.datasets[0].name)
+    return assemble(data, mesh, config)
+
+
+# --------------------------------------------------------------------------- save / load
+
+
+def save_graph(graph, path: str | Path) -> Path:
+    """torch.save the HeteroData atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(graph, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _safe_globals() -> list:
+    from torch_geometric.data import HeteroData
+    from torch_geometric.data.storage import BaseStorage, EdgeStorage, GlobalStorage, NodeStorage
+
+    return [HeteroData, BaseStorage, NodeStorage, EdgeStorage, GlobalStorage]
+
+
+def load_graph(path: str | Path):
+    """Load a graph .pt (ours or anemoi-graphs') with weights_only=True and a PyG allow-list."""
+    path = Path(path)
+    if not path.is_file():
+        raise WorkbenchError(f"graph file {path} does not exist")
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            graph = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # noqa: BLE001 - any unpickling refusal or corruption
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WorkbenchError(
+            f"{path} is not a graph this workbench can load safely ({first[:160]}); "
+            "build one with `workbench graph build`"
+        ) from None
+    from torch_geometric.data import HeteroData
+
+    if not isinstance(graph, HeteroData) or "data" not in graph.node_types:
+        raise WorkbenchError(f"{path} holds a {type(graph).__name__}, not a HeteroData graph "
+                             "with 'data' nodes")
+    return graph
+
+
+def node_latlon(graph, node: str) -> tuple[np.ndarray, np.ndarray]:
+    """Latitude and longitude (degrees) of a node set."""
+    x = np.rad2deg(graph[node].x.numpy().astype(np.float64))
+    return x[:, 0], grids.wrap_longitude(x[:, 1])
+
+
+def edge_set_key(name: str) -> tuple[str, str, str]:
+    """``"encoder"``/``"data->hidden"``/a tuple -> the HeteroData edge key."""
+    if name in EDGE_SETS:
+        return EDGE_SETS[name]
+    if "->" in name:
+        src, dst = name.split("->")
+        return (src.strip(), "to", dst.strip())
+    raise WorkbenchError(f"unknown edge set {name!r}; use encoder, processor, decoder or 'src->dst'")
+

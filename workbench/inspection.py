@@ -1,0 +1,249 @@
+"""Graph inspection: hanging nodes by region, degrees, edge lengths, k and trim sweeps.
+
+"Hanging" is counted per edge set: sources with no outgoing edge, targets with no incoming
+edge. Regions of a node: ``poles`` (|lat| > 85), ``lam_interior`` and ``lam_boundary`` (LAM
+points closer than ``band_cells`` to the LAM edge), ``near_lam`` (other nodes within
+``near_km`` of a LAM point) and ``global`` (the rest).
+
+A sweep answers every k from one neighbour query at the largest k: with ``knn`` (every
+target takes its k nearest sources) a source hangs at k exactly when no target ranks it
+among its first k, so the smallest rank at which any target lists it decides every k.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+from . import graphs, grids
+from .errors import WorkbenchError
+
+REGIONS = ("lam_interior", "lam_boundary", "near_lam", "global", "poles")
+REGION_GROUPS = {"lam": ("lam_interior", "lam_boundary"), "all": REGIONS}
+POLE_LATITUDE = 85.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionSettings:
+    band_cells: int = 10  # LAM points closer than this to the LAM edge form the boundary band
+    near_km: float = 500.0  # other nodes this close to a LAM point are "near_lam"
+
+
+def node_regions(graph, node: str, settings: RegionSettings = RegionSettings()) -> np.ndarray:
+    """Region label of every node of a node set (see module docstring)."""
+    lat, lon = graphs.node_latlon(graph, node)
+    labels = np.full(lat.size, "global", dtype=object)
+    data = graph["data"]
+    cutout = data.cutout_mask.numpy().astype(bool) if "cutout_mask" in data else None
+    if cutout is not None and cutout.any():
+        dlat, dlon = graphs.node_latlon(graph, "data")
+        lam_xyz = grids.unit_xyz(dlat[cutout], dlon[cutout])
+        dist, nearest = cKDTree(lam_xyz).query(grids.unit_xyz(lat, lon))
+        dist_km = grids.chord_to_km(dist)
+        labels[dist_km <= settings.near_km] = "near_lam"
+        if node == "data":
+            edge_cells = data.lam_edge_cells.numpy() if "lam_edge_cells" in data else None
+            lam_label = np.full(cutout.sum(), "lam_interior", dtype=object)
+            if edge_cells is not None:
+                lam_label[edge_cells[cutout] < settings.band_cells] = "lam_boundary"
+            labels[cutout] = lam_label
+        else:
+            spacing = float(getattr(graph, "lam_spacing_km", 0.0) or 0.0) or np.median(dist_km)
+            inside = dist_km <= spacing
+            edge_cells = data.lam_edge_cells.numpy()[cutout] if "lam_edge_cells" in data else None
+            near_edge = (edge_cells[nearest] < settings.band_cells) if edge_cells is not None else (
+                np.zeros(lat.size, bool))
+            labels[inside & near_edge] = "lam_boundary"
+            labels[inside & ~near_edge] = "lam_interior"
+    labels[np.abs(lat) > POLE_LATITUDE] = "poles"
+    return labels
+
+
+def count_by_region(mask: np.ndarray, regions: np.ndarray) -> dict:
+    """``{"total": n, region: n, ...}`` for the True entries of ``mask``."""
+    counts = {"total": int(mask.sum())}
+    for region in REGIONS:
+        counts[region] = int((mask & (regions == region)).sum())
+    return counts
+
+
+def _stats(values: np.ndarray) -> dict:
+    if values.size == 0:
+        return {"min": None, "mean": None, "median": None, "max": None}
+    return {"min": float(values.min()), "mean": float(values.mean()),
+            "median": float(np.median(values)), "max": float(values.max())}
+
+
+def inspect_graph(graph, settings: RegionSettings = RegionSettings()) -> dict:
+    """Per edge set ("src->dst"): hanging sources/targets by region, degrees, edge lengths."""
+    regions = {node: node_regions(graph, node, settings) for node in graph.node_types}
+    report: dict = {
+        "graph_id": getattr(graph, "graph_id", None),
+        "name": getattr(graph, "name", None),
+        "nodes": {node: int(graph[node].num_nodes) for node in graph.node_types},
+        "regions": {node: {r: int((labels == r).sum()) for r in REGIONS}
+                    for node, labels in regions.items()},
+        "edge_sets": {},
+    }
+    for src, _, dst in graph.edge_types:
+        store = graph[(src, "to", dst)]
+        index = store.edge_index.numpy()
+        n_src, n_dst = graph[src].num_nodes, graph[dst].num_nodes
+        out_degree = np.bincount(index[0], minlength=n_src)
+        in_degree = np.bincount(index[1], minlength=n_dst)
+        if "edge_length_km" in store:
+            length = store.edge_length_km.numpy()
+        else:
+            slat, slon = graphs.node_latlon(graph, src)
+            dlat, dlon = graphs.node_latlon(graph, dst)
+            length = grids.great_circle_km(slat[index[0]], slon[index[0]],
+                                           dlat[index[1]], dlon[index[1]])
+        report["edge_sets"][f"{src}->{dst}"] = {
+            "edges": int(index.shape[1]),
+            "source_nodes": int(n_src),
+            "target_nodes": int(n_dst),
+            "hanging_sources": count_by_region(out_degree == 0, regions[src]),
+            "hanging_targets": count_by_region(in_degree == 0, regions[dst]),
+            "degree": {"out": _stats(out_degree), "in": _stats(in_degree)},
+            "edge_length_km": _stats(length),
+        }
+    return report
+
+
+def hanging_mask(graph, edge_set: str, side: str) -> np.ndarray:
+    """Boolean mask of hanging nodes: side "sources" (no outgoing) or "targets" (no incoming)."""
+    key = graphs.edge_set_key(edge_set)
+    src, _, dst = key
+    index = graph[key].edge_index.numpy()
+    if side == "sources":
+        return np.bincount(index[0], minlength=graph[src].num_nodes) == 0
+    return np.bincount(index[1], minlength=graph[dst].num_nodes) == 0
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def first_rank(neighbours: np.ndarray, n_nodes: int) -> np.ndarray:
+    """For each node, the smallest column at which it appears in ``neighbours`` (kmax if never)."""
+    kmax = neighbours.shape[1]
+    ranks = np.full(n_nodes, kmax, dtype=np.int64)
+    columns = np.broadcast_to(np.arange(kmax), neighbours.shape)
+    np.minimum.at(ranks, neighbours.ravel(), columns.ravel())
+    return ranks
+
+
+def hanging_by_k(src_xyz: np.ndarray, dst_xyz: np.ndarray, ks: Sequence[int],
+                 kind: str = "knn") -> tuple[np.ndarray, str]:
+    """Per node of the side that can hang, the smallest k at which it stops hanging.
+
+    ``knn``: sources hang; ``reversed_knn``: targets hang. A node hangs at k iff the
+    returned value is > k (max(ks) + 1 means: hanging for every k swept). One neighbour
+    query at max(ks) answers every k.
+    """
+    kmax = int(max(ks))
+    if min(ks) < 1:
+        raise WorkbenchError(f"k must be >= 1, got {min(ks)}")
+    if kind == "knn":
+        graphs._check_k(kmax, len(src_xyz), "knn sweep")
+        _, idx = cKDTree(src_xyz).query(dst_xyz, k=kmax)
+        return first_rank(idx.reshape(len(dst_xyz), kmax), len(src_xyz)) + 1, "sources"
+    if kind == "reversed_knn":
+        graphs._check_k(kmax, len(dst_xyz), "reversed_knn sweep")
+        _, idx = cKDTree(dst_xyz).query(src_xyz, k=kmax)
+        return first_rank(idx.reshape(len(src_xyz), kmax), len(dst_xyz)) + 1, "targets"
+    raise WorkbenchError(f"a k sweep needs a knn or reversed_knn edge set, not {kind!r}")
+
+
+def parse_k_range(text: str) -> list[int]:
+    """``"1:32"`` -> [1..32]; ``"1:32:2"`` -> [1, 3, ...]; ``"4,8,16"`` -> [4, 8, 16]."""
+    try:
+        if ":" in text:
+            parts = [int(p) for p in text.split(":")]
+            start, stop = parts[0], parts[1]
+            step = parts[2] if len(parts) > 2 else 1
+            values = list(range(start, stop + 1, step))
+        else:
+            values = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise WorkbenchError(f"--k {text!r}: use START:STOP[:STEP] or a comma list") from None
+    if not values or min(values) < 1:
+        raise WorkbenchError(f"--k {text!r}: every k must be >= 1")
+    return values
+
+
+def _region_set(region: str) -> tuple[str, ...]:
+    if region in REGION_GROUPS:
+        return REGION_GROUPS[region]
+    if region in REGIONS:
+        return (region,)
+    raise WorkbenchError(
+        f"unknown region {region!r}; use one of {', '.join([*REGION_GROUPS, *REGIONS])}")
+
+
+def sweep(
+    config: graphs.GraphConfig,
+    ks: Sequence[int],
+    trims: Iterable[int] = (0,),
+    edge_set: str = "encoder",
+    region: str = "lam",
+    settings: RegionSettings = RegionSettings(),
+    grid_of=graphs.dataset_grid,
+    progress: bool = False,
+) -> dict:
+    """Hanging counts for every (trim, k) of a knn/reversed_knn edge set, one query per trim.
+
+    Returns ``{"rows": [{"trim", "k", "hanging": {"total", region...}}],
+    "min_k_without_hanging": {trim: k or None}, ...}`` where the minimum looks at ``region``.
+    """
+    from tqdm.auto import tqdm
+
+    key = graphs.edge_set_key(edge_set)
+    role = next((r for r, k in graphs.EDGE_SETS.items() if k == key), None)
+    edge = getattr(config, role) if role in ("encoder", "decoder") else None
+    if edge is None or edge.kind not in ("knn", "reversed_knn"):
+        raise WorkbenchError(
+            f"{edge_set} edges of {config.name!r} are {edge.kind if edge else 'not swept'}; "
+            "a k sweep needs knn or reversed_knn encoder/decoder edges")
+    wanted = _region_set(region)
+    rows, minimum = [], {}
+    for trim in tqdm(list(trims), desc="trim", disable=not progress):
+        cfg = with_trim(config, trim)
+        data = graphs.build_data_nodes(cfg.data, grid_of)
+        mesh = graphs.build_hidden(cfg.hidden, data, grid_of, cfg.data.datasets[0].name)
+        src_xyz, dst_xyz = (data.xyz, mesh.xyz) if key[0] == "data" else (mesh.xyz, data.xyz)
+        free_at, side = hanging_by_k(src_xyz, dst_xyz, ks, edge.kind)
+        graph = graphs.nodes_graph(data, mesh)
+        node = key[0] if side == "sources" else key[2]
+        labels = node_regions(graph, node, settings)
+        in_region = np.isin(labels, wanted)
+        if not in_region.any():
+            raise WorkbenchError(f"region {region!r} holds no {node} node at trim {trim}")
+        minimum[trim] = None
+        for k in sorted(ks):
+            hanging = free_at > k
+            rows.append({"trim": int(trim), "k": int(k),
+                         "hanging": count_by_region(hanging, labels)})
+            if minimum[trim] is None and not (hanging & in_region).any():
+                minimum[trim] = int(k)
+    return {"graph": config.name, "edge_set": "->".join((key[0], key[2])), "kind": edge.kind,
+            "side": side, "region": region, "rows": rows,
+            "min_k_without_hanging": {str(t): k for t, k in minimum.items()}}
+
+
+def with_trim(config: graphs.GraphConfig, trim: int) -> graphs.GraphConfig:
+    """The config with every LAM dataset trimmed by ``trim`` cells per side (0: as given)."""
+    if not trim:
+        return config
+    *lams, outer = config.data.datasets
+    lams = [dataclasses.replace(d, trim_edge=int(trim)) for d in lams]
+    data = dataclasses.replace(config.data, datasets=(*lams, outer))
+    return dataclasses.replace(config, data=data)
+
+
+def sweep_table(result: Mapping) -> pd.DataFrame:
+    """Sweep rows as a DataFrame: one row per (trim, k), one column per region and the total."""
+    return pd.DataFrame([{"trim": r["trim"], "k": r["k"], **r["hanging"]} for r in result["rows"]])
