@@ -32,6 +32,10 @@ def test_notebook_parameters_and_parsing(tmp_path):
     file.write_text("variable: z_500\ntime_index: 3\n")
     parsed = runs.parse_parameters([("time_index", "4"), ("datasets", "[global, conus]")], [file])
     assert parsed == {"variable": "z_500", "time_index": 4, "datasets": ["global", "conus"]}
+    # string parameters keep their text: YAML 1.1 would read 1:48 as the number 108
+    typed = runs.parse_parameters([("k_range", "1:48"), ("trims", "[0, 5]")],
+                                  notebook="01_graph_inspection")
+    assert typed == {"k_range": "1:48", "trims": [0, 5]}
 
 
 def test_unknown_parameter_refused_before_running(tmp_path, capsys):
@@ -84,3 +88,43 @@ def test_catalog_tour_run_and_report(tmp_path):
     assert result["widgets"] >= 1  # the dataset browser
     index_result = check_page(reports / "index.html", settle_s=1)
     assert index_result["external_requests"] == [] and index_result["console_errors"] == []
+
+
+@pytest.mark.slow
+def test_graph_inspection_run_and_report(tmp_path):
+    """Notebook 01 through papermill; its smallest safe k checked by rebuilding the encoder."""
+    import dataclasses
+
+    from workbench import graphs, inspection
+
+    runs_dir = tmp_path / "runs"
+    code = cli.main(["run", "01_graph_inspection", "-p", "k_range", "30:40", "-p", "trims", "[0, 6]",
+                     "-p", "slider_ks", "[30, 40]", "--runs-dir", str(runs_dir),
+                     "--reports-dir", str(tmp_path / "reports")])
+    assert code == 0
+    (run_dir,) = runs_dir.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    figures = summary["key_figures"]
+    config = graphs.load_config("demo")
+    for trim in (0, 6):
+        k = figures[f"min_k_trim_{trim}"]
+        assert 30 < k <= 40
+        for kk, expect_hanging in ((k - 1, True), (k, False)):
+            cfg = dataclasses.replace(inspection.with_trim(config, trim),
+                                      encoder=graphs.EdgeConfig(kind="knn", k=kk))
+            graph = graphs.build_graph(cfg)
+            lam = graph["data"].cutout_mask.numpy().astype(bool)
+            hanging = inspection.hanging_mask(graph, "encoder", "sources")
+            assert bool((hanging & lam).any()) == expect_hanging, (trim, kk)
+    built = inspection.inspect_graph(graphs.build_graph(config))
+    assert figures["hanging_data_to_hidden_sources"] == (
+        built["edge_sets"]["data->hidden"]["hanging_sources"]["total"])
+    html = run_dir / "report.html"
+    assert html.stat().st_size < 20e6
+    reason = chromium_available()
+    if reason:
+        pytest.skip(reason)
+    result = check_page(html)
+    assert result["external_requests"] == [] and result["failed_requests"] == []
+    assert result["console_errors"] == [] and result["page_errors"] == []
+    assert result["bokeh_plots"] >= 1 and result["images"] >= 5

@@ -86,7 +86,7 @@ def cmd_data_prepare(args) -> int:
 def cmd_run(args) -> int:
     from .runs import parse_parameters, run_notebook, write_index
 
-    params = parse_parameters(args.param, args.param_file)
+    params = parse_parameters(args.param, args.param_file, args.notebook)
     result = run_notebook(args.notebook, params, runs_dir=args.runs_dir)
     write_index(args.runs_dir, args.reports_dir)
     print(f"{result.status}: {result.run_dir} ({result.duration_s:.0f} s)")

@@ -226,9 +226,10 @@ def build_data_nodes(config: DataConfig, grid_of=dataset_grid) -> DataNodes:
     keep = np.ones(glob.size, bool)
     band = np.zeros(glob.size, bool)
     if lam_grids:
-        tree = cKDTree(np.concatenate(lam_xyz))
-        dist, _ = tree.query(grids.unit_xyz(glob.latitude, glob.longitude))
-        dist_km = grids.chord_to_km(dist)
+        reach_km = max(config.min_distance_km, config.boundary_band_km,
+                       *(2 * g.spacing_km for g in lam_grids if g.spacing_km)) + 1.0
+        dist_km = nearest_km(np.concatenate(lam_xyz),
+                             grids.unit_xyz(glob.latitude, glob.longitude), reach_km)[0]
         for spec, lam in zip(lams, lam_grids, strict=True):
             inside = _inside_projected(lam, glob.latitude, glob.longitude) if lam.crs else (
                 dist_km < lam.spacing_km)
@@ -250,6 +251,17 @@ def build_data_nodes(config: DataConfig, grid_of=dataset_grid) -> DataNodes:
     merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     spacing = min((g.spacing_km for g in lam_grids if g.spacing_km), default=None)
     return DataNodes(lam_spacing_km=spacing, **merged)
+
+
+def nearest_km(tree_xyz: np.ndarray, query_xyz: np.ndarray, reach_km: float):
+    """Great-circle distance (km) and index of each query point's nearest tree point.
+
+    Only distances up to ``reach_km`` are resolved (inf and index len(tree_xyz) beyond):
+    unbounded queries from far away are pathological for a kd-tree around a compact LAM.
+    """
+    dist, index = cKDTree(tree_xyz).query(query_xyz, distance_upper_bound=float(
+        grids.km_to_chord(reach_km)))
+    return np.where(np.isfinite(dist), grids.chord_to_km(np.minimum(dist, 2.0)), np.inf), index
 
 
 # --------------------------------------------------------------------------- hidden nodes

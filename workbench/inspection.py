@@ -42,8 +42,9 @@ def node_regions(graph, node: str, settings: RegionSettings = RegionSettings()) 
     if cutout is not None and cutout.any():
         dlat, dlon = graphs.node_latlon(graph, "data")
         lam_xyz = grids.unit_xyz(dlat[cutout], dlon[cutout])
-        dist, nearest = cKDTree(lam_xyz).query(grids.unit_xyz(lat, lon))
-        dist_km = grids.chord_to_km(dist)
+        spacing = float(getattr(graph, "lam_spacing_km", 0.0) or 0.0)
+        dist_km, nearest = graphs.nearest_km(lam_xyz, grids.unit_xyz(lat, lon),
+                                             max(settings.near_km, 2 * spacing) + 1.0)
         labels[dist_km <= settings.near_km] = "near_lam"
         if node == "data":
             edge_cells = data.lam_edge_cells.numpy() if "lam_edge_cells" in data else None
@@ -52,11 +53,11 @@ def node_regions(graph, node: str, settings: RegionSettings = RegionSettings()) 
                 lam_label[edge_cells[cutout] < settings.band_cells] = "lam_boundary"
             labels[cutout] = lam_label
         else:
-            spacing = float(getattr(graph, "lam_spacing_km", 0.0) or 0.0) or np.median(dist_km)
-            inside = dist_km <= spacing
+            inside = dist_km <= (spacing or np.median(dist_km[np.isfinite(dist_km)]))
             edge_cells = data.lam_edge_cells.numpy()[cutout] if "lam_edge_cells" in data else None
-            near_edge = (edge_cells[nearest] < settings.band_cells) if edge_cells is not None else (
-                np.zeros(lat.size, bool))
+            near_edge = np.zeros(lat.size, bool)
+            if edge_cells is not None:
+                near_edge[inside] = edge_cells[nearest[inside]] < settings.band_cells
             labels[inside & near_edge] = "lam_boundary"
             labels[inside & ~near_edge] = "lam_interior"
     labels[np.abs(lat) > POLE_LATITUDE] = "poles"
@@ -95,13 +96,8 @@ def inspect_graph(graph, settings: RegionSettings = RegionSettings()) -> dict:
         n_src, n_dst = graph[src].num_nodes, graph[dst].num_nodes
         out_degree = np.bincount(index[0], minlength=n_src)
         in_degree = np.bincount(index[1], minlength=n_dst)
-        if "edge_length_km" in store:
-            length = store.edge_length_km.numpy()
-        else:
-            slat, slon = graphs.node_latlon(graph, src)
-            dlat, dlon = graphs.node_latlon(graph, dst)
-            length = grids.great_circle_km(slat[index[0]], slon[index[0]],
-                                           dlat[index[1]], dlon[index[1]])
+        length = (store.edge_length_km.numpy() if "edge_length_km" in store
+                  else inspect_lengths(graph, src, dst, index))
         report["edge_sets"][f"{src}->{dst}"] = {
             "edges": int(index.shape[1]),
             "source_nodes": int(n_src),
@@ -184,6 +180,48 @@ def _region_set(region: str) -> tuple[str, ...]:
         f"unknown region {region!r}; use one of {', '.join([*REGION_GROUPS, *REGIONS])}")
 
 
+@dataclasses.dataclass(frozen=True)
+class HangingRanks:
+    """One neighbour query's answer for every k: node ``i`` hangs at k iff free_at[i] > k."""
+
+    free_at: np.ndarray
+    side: str  # "sources" or "targets"
+    node: str  # the node set that can hang ("data" or "hidden")
+    regions: np.ndarray
+    latitude: np.ndarray
+    longitude: np.ndarray
+
+    def hanging(self, k: int) -> np.ndarray:
+        return self.free_at > k
+
+
+def _swept_edges(config: graphs.GraphConfig, edge_set: str):
+    key = graphs.edge_set_key(edge_set)
+    role = next((r for r, k in graphs.EDGE_SETS.items() if k == key), None)
+    edge = getattr(config, role) if role in ("encoder", "decoder") else None
+    if edge is None or edge.kind not in ("knn", "reversed_knn"):
+        raise WorkbenchError(
+            f"{edge_set} edges of {config.name!r} are {edge.kind if edge else 'not swept'}; "
+            "a k sweep needs knn or reversed_knn encoder/decoder edges")
+    return key, edge
+
+
+def hanging_ranks(config: graphs.GraphConfig, ks: Sequence[int], edge_set: str = "encoder",
+                  trim: int = 0, settings: RegionSettings = RegionSettings(),
+                  grid_of=graphs.dataset_grid) -> HangingRanks:
+    """Build the nodes of ``config`` (LAMs trimmed by ``trim``) and rank every k at once."""
+    key, edge = _swept_edges(config, edge_set)
+    cfg = with_trim(config, trim)
+    data = graphs.build_data_nodes(cfg.data, grid_of)
+    mesh = graphs.build_hidden(cfg.hidden, data, grid_of, cfg.data.datasets[0].name)
+    src_xyz, dst_xyz = (data.xyz, mesh.xyz) if key[0] == "data" else (mesh.xyz, data.xyz)
+    free_at, side = hanging_by_k(src_xyz, dst_xyz, ks, edge.kind)
+    node = key[0] if side == "sources" else key[2]
+    graph = graphs.nodes_graph(data, mesh)
+    lat, lon = graphs.node_latlon(graph, node)
+    return HangingRanks(free_at, side, node, node_regions(graph, node, settings), lat, lon)
+
+
 def sweep(
     config: graphs.GraphConfig,
     ks: Sequence[int],
@@ -201,36 +239,23 @@ def sweep(
     """
     from tqdm.auto import tqdm
 
-    key = graphs.edge_set_key(edge_set)
-    role = next((r for r, k in graphs.EDGE_SETS.items() if k == key), None)
-    edge = getattr(config, role) if role in ("encoder", "decoder") else None
-    if edge is None or edge.kind not in ("knn", "reversed_knn"):
-        raise WorkbenchError(
-            f"{edge_set} edges of {config.name!r} are {edge.kind if edge else 'not swept'}; "
-            "a k sweep needs knn or reversed_knn encoder/decoder edges")
+    key, edge = _swept_edges(config, edge_set)
     wanted = _region_set(region)
     rows, minimum = [], {}
     for trim in tqdm(list(trims), desc="trim", disable=not progress):
-        cfg = with_trim(config, trim)
-        data = graphs.build_data_nodes(cfg.data, grid_of)
-        mesh = graphs.build_hidden(cfg.hidden, data, grid_of, cfg.data.datasets[0].name)
-        src_xyz, dst_xyz = (data.xyz, mesh.xyz) if key[0] == "data" else (mesh.xyz, data.xyz)
-        free_at, side = hanging_by_k(src_xyz, dst_xyz, ks, edge.kind)
-        graph = graphs.nodes_graph(data, mesh)
-        node = key[0] if side == "sources" else key[2]
-        labels = node_regions(graph, node, settings)
-        in_region = np.isin(labels, wanted)
+        ranks = hanging_ranks(config, ks, edge_set, trim, settings, grid_of)
+        in_region = np.isin(ranks.regions, wanted)
         if not in_region.any():
-            raise WorkbenchError(f"region {region!r} holds no {node} node at trim {trim}")
+            raise WorkbenchError(f"region {region!r} holds no {ranks.node} node at trim {trim}")
         minimum[trim] = None
         for k in sorted(ks):
-            hanging = free_at > k
+            hanging = ranks.hanging(k)
             rows.append({"trim": int(trim), "k": int(k),
-                         "hanging": count_by_region(hanging, labels)})
+                         "hanging": count_by_region(hanging, ranks.regions)})
             if minimum[trim] is None and not (hanging & in_region).any():
                 minimum[trim] = int(k)
     return {"graph": config.name, "edge_set": "->".join((key[0], key[2])), "kind": edge.kind,
-            "side": side, "region": region, "rows": rows,
+            "side": ranks.side, "region": region, "rows": rows,
             "min_k_without_hanging": {str(t): k for t, k in minimum.items()}}
 
 
@@ -247,3 +272,64 @@ def with_trim(config: graphs.GraphConfig, trim: int) -> graphs.GraphConfig:
 def sweep_table(result: Mapping) -> pd.DataFrame:
     """Sweep rows as a DataFrame: one row per (trim, k), one column per region and the total."""
     return pd.DataFrame([{"trim": r["trim"], "k": r["k"], **r["hanging"]} for r in result["rows"]])
+
+
+def edge_arrays(graph) -> dict:
+    """Per edge set ("src->dst"): in-degree of every target and every edge's length in km."""
+    out = {}
+    for src, _, dst in graph.edge_types:
+        store = graph[(src, "to", dst)]
+        index = store.edge_index.numpy()
+        out[f"{src}->{dst}"] = {
+            "in_degree": np.bincount(index[1], minlength=graph[dst].num_nodes),
+            "length_km": store.edge_length_km.numpy() if "edge_length_km" in store else
+            np.asarray(inspect_lengths(graph, src, dst, index)),
+        }
+    return out
+
+
+def inspect_lengths(graph, src: str, dst: str, index: np.ndarray) -> np.ndarray:
+    """Great-circle edge lengths (km) computed from node coordinates."""
+    slat, slon = graphs.node_latlon(graph, src)
+    dlat, dlon = graphs.node_latlon(graph, dst)
+    return grids.great_circle_km(slat[index[0]], slon[index[0]], dlat[index[1]], dlon[index[1]])
+
+
+def report_table(report: Mapping) -> pd.DataFrame:
+    """One row per edge set of :func:`inspect_graph`'s report: counts and hanging totals."""
+    rows = []
+    for name, edges in report["edge_sets"].items():
+        rows.append({
+            "edge set": name, "edges": edges["edges"],
+            "sources": edges["source_nodes"], "targets": edges["target_nodes"],
+            "hanging sources": edges["hanging_sources"]["total"],
+            "hanging targets": edges["hanging_targets"]["total"],
+            "median in-degree": edges["degree"]["in"]["median"],
+            "max length km": edges["edge_length_km"]["max"],
+        })
+    return pd.DataFrame(rows).set_index("edge set")
+
+
+def lam_extent(graph, pad_deg: float = 5.0) -> tuple[float, float, float, float] | None:
+    """(lon0, lon1, lat0, lat1) around the graph's LAM data nodes, for zoomed maps."""
+    data = graph["data"]
+    if "cutout_mask" not in data or not bool(data.cutout_mask.any()):
+        return None
+    lat, lon = graphs.node_latlon(graph, "data")
+    mask = data.cutout_mask.numpy().astype(bool)
+    return (float(lon[mask].min() - pad_deg), float(lon[mask].max() + pad_deg),
+            float(lat[mask].min() - pad_deg), float(lat[mask].max() + pad_deg))
+
+
+def notebook_summary(report: Mapping, sweep_result: Mapping) -> dict:
+    """summary.json of notebook 01: the built graph's hanging counts and the sweep results."""
+    edge_sets = report["edge_sets"]
+    key_figures = {
+        "graph_id": report["graph_id"],
+        "data_nodes": report["nodes"]["data"],
+        "hidden_nodes": report["nodes"]["hidden"],
+        **{f"hanging_{name.replace('->', '_to_')}_sources": e["hanging_sources"]["total"]
+           for name, e in edge_sets.items()},
+        **{f"min_k_trim_{t}": k for t, k in sweep_result["min_k_without_hanging"].items()},
+    }
+    return {"key_figures": key_figures, "report": report, "sweep": sweep_result}

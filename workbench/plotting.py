@@ -185,3 +185,131 @@ def interactive_map(
         return field.hvplot.quadmesh(groupby="time", dynamic=False, widget_location="bottom",
                                      **options)
     return field.hvplot.quadmesh(**options)
+
+
+# --------------------------------------------------------------------------- graphs
+
+
+REGION_COLORS = {"lam_interior": "tab:red", "lam_boundary": "tab:orange", "near_lam": "tab:purple",
+                 "global": "tab:blue", "poles": "tab:green"}
+
+
+def hanging_map(
+    latitude: np.ndarray,
+    longitude: np.ndarray,
+    hanging: np.ndarray,
+    regions: np.ndarray,
+    ax=None,
+    extent: Sequence[float] | None = None,
+    title: str = "hanging nodes",
+    max_background: int = 200_000,
+):
+    """All nodes in light grey (rasterized, subsampled past ``max_background``), hanging ones
+    coloured by region; ``extent`` = (lon0, lon1, lat0, lat1) zooms in. Returns the GeoAxes."""
+    import cartopy.crs as ccrs
+
+    configure_cartopy()
+    if ax is None:
+        projection = ccrs.PlateCarree() if extent is not None else ccrs.Robinson()
+        _, ax = plt.subplots(figsize=(9, 4.8), subplot_kw={"projection": projection})
+    step = max(1, latitude.size // max_background)
+    ax.scatter(longitude[::step], latitude[::step], s=0.3, color="0.8", transform=ccrs.PlateCarree(),
+               rasterized=True, linewidths=0)
+    for region, color in REGION_COLORS.items():
+        pick = hanging & (regions == region)
+        if pick.any():
+            ax.scatter(longitude[pick], latitude[pick], s=2, color=color, rasterized=True,
+                       transform=ccrs.PlateCarree(), label=f"{region} ({int(pick.sum())})",
+                       linewidths=0)
+    if extent is not None:
+        ax.set_extent(extent, crs=ccrs.PlateCarree())
+    else:
+        ax.set_global()
+    ax.coastlines("50m" if extent is not None else "110m", linewidth=0.5)
+    ax.set_title(f"{title}: {int(hanging.sum())} of {hanging.size}")
+    if hanging.any():
+        ax.legend(loc="lower left", fontsize=7, markerscale=4)
+    return ax
+
+
+def sweep_plot(table, ax=None, regions: Sequence[str] | None = None, trim: int | None = None,
+               min_k: int | None = None):
+    """Hanging nodes against k, one line per region (log scale); marks the smallest safe k."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    rows = table if trim is None else table[table["trim"] == trim]
+    for region in regions or [c for c in REGION_COLORS if c in rows]:
+        ax.plot(rows["k"], rows[region].clip(lower=0.5), marker=".", label=region,
+                color=REGION_COLORS.get(region))
+    ax.plot(rows["k"], rows["total"].clip(lower=0.5), color="k", linestyle="--", label="total")
+    if min_k is not None:
+        ax.axvline(min_k, color="0.3", linestyle=":", label=f"smallest safe k = {min_k}")
+    ax.set_yscale("log")
+    ax.set_xlabel("k")
+    ax.set_ylabel("hanging nodes (0 drawn at 0.5)")
+    ax.set_title("k sweep" + (f" (trim {trim})" if trim is not None else ""))
+    ax.legend(fontsize=8)
+    return ax
+
+
+def trim_sweep_plot(table, region_columns: Sequence[str], ax=None):
+    """Hanging nodes in the chosen regions against k, one line per LAM trim."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    for trim, rows in table.groupby("trim"):
+        ax.plot(rows["k"], rows[list(region_columns)].sum(axis=1).clip(lower=0.5), marker=".",
+                label=f"trim {trim}")
+    ax.set_yscale("log")
+    ax.set_xlabel("k")
+    ax.set_ylabel(f"hanging in {'+'.join(region_columns)}")
+    ax.set_title("trim x k sweep")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def edge_histograms(edge_arrays: dict, axes=None):
+    """Per edge set: histograms of in-degree and edge length (km). Returns the axes array."""
+    n = len(edge_arrays)
+    if axes is None:
+        _, axes = plt.subplots(n, 2, figsize=(10, 2.6 * n), squeeze=False)
+    for row, (name, arrays) in zip(axes, edge_arrays.items(), strict=True):
+        degree = arrays["in_degree"]
+        row[0].hist(degree, bins=np.arange(degree.min(), degree.max() + 2) - 0.5, color="tab:blue")
+        row[0].set_title(f"{name}: in-degree of targets")
+        row[0].set_yscale("log")
+        row[1].hist(arrays["length_km"], bins=60, color="tab:gray")
+        row[1].set_title(f"{name}: edge length (km)")
+        row[1].set_yscale("log")
+    plt.tight_layout()
+    return axes
+
+
+def hanging_slider(latitude, longitude, free_at, ks: Sequence[int], dynamic: bool = False,
+                   width: int = 700, height: int = 380):
+    """Hanging nodes for each k behind a slider, rasterized with datashader.
+
+    ``free_at`` is :func:`workbench.inspection.hanging_by_k`'s output (a node hangs at k iff
+    free_at > k). ``dynamic=True`` (JupyterLab) redraws on demand for any k in range;
+    ``dynamic=False`` embeds a frame per k, for static HTML reports.
+    """
+    setup_hvplot()
+    import holoviews as hv
+    from holoviews.operation.datashader import dynspread, rasterize
+
+    lon = np.asarray(longitude)
+    lat = np.asarray(latitude)
+    everything = hv.Points((lon, lat), ["longitude", "latitude"])
+    base = rasterize(everything, width=width, height=height, dynamic=False).opts(
+        cmap=["#dddddd", "#bbbbbb"], colorbar=False)
+
+    def frame(k: int):
+        hanging = free_at > k
+        points = hv.Points((lon[hanging], lat[hanging]), ["longitude", "latitude"])
+        shaded = dynspread(rasterize(points, width=width, height=height, dynamic=False),
+                           threshold=0.8, max_px=3)
+        return (base * shaded.opts(cmap="Reds", cnorm="eq_hist", colorbar=False)).opts(
+            title=f"hanging at k={k}: {int(hanging.sum())}", width=width, height=height)
+
+    if dynamic:
+        return hv.DynamicMap(frame, kdims=[hv.Dimension("k", values=list(ks))])
+    return hv.HoloMap({int(k): frame(int(k)) for k in ks}, kdims="k")

@@ -85,9 +85,16 @@ def _literal_type(param: Mapping) -> str:
 
 
 def parse_parameters(
-    pairs: Sequence[Sequence[str]] = (), files: Sequence[str | Path] = ()
+    pairs: Sequence[Sequence[str]] = (),
+    files: Sequence[str | Path] = (),
+    notebook: str | Path | None = None,
 ) -> dict:
-    """Merge ``-f params.yaml`` files then ``-p NAME VALUE`` pairs (values parsed as YAML)."""
+    """Merge ``-f params.yaml`` files then ``-p NAME VALUE`` pairs.
+
+    Values are parsed as YAML, except for parameters whose default in ``notebook`` is a
+    string: those keep the text as given (YAML would read ``30:40`` as the number 1840).
+    """
+    types = {n: p["type"] for n, p in notebook_parameters(notebook).items()} if notebook else {}
     params: dict = {}
     for file in files:
         path = Path(file)
@@ -98,6 +105,9 @@ def parse_parameters(
             raise WorkbenchError(f"parameter file {path} must hold a mapping NAME: VALUE")
         params.update(loaded)
     for name, value in pairs:
+        if types.get(name) == "str":
+            params[name] = value
+            continue
         try:
             params[name] = yaml.safe_load(value)
         except yaml.YAMLError:
