@@ -125,3 +125,13 @@ def test_cli_graph_bad_input(argv, message, capsys):
     lines = capsys.readouterr().err.strip().split("\n")  # a progress bar may come first
     assert lines[-1].startswith("error: ") and message in lines[-1]
     assert sum(line.startswith("error") for line in lines) == 1
+
+
+def test_sweep_region_with_no_node_is_an_error():
+    globe_only = dataclasses.replace(
+        CONFIG, data=graphs.DataConfig(datasets=(graphs.DatasetNodes("globe"),)),
+        hidden=graphs.HiddenConfig(kind="icosahedral", level=2))
+    with pytest.raises(WorkbenchError, match="region 'lam' holds no data node"):
+        inspection.sweep(globe_only, [1, 2], region="lam", grid_of=GRIDS.get)
+    result = inspection.sweep(globe_only, [1, 2, 40], region="all", grid_of=GRIDS.get)
+    assert result["rows"][0]["hanging"]["lam_interior"] == 0
