@@ -50,3 +50,21 @@ lint: install
 
 clean:
 	rm -rf runs reports data .pytest_cache
+
+# Graph-building benchmark against anemoi-graphs, which lives in its own venv (never in .venv);
+# torch is pinned in the same pip command so pip keeps the CPU wheel. Extras anemoi-graphs 0.9.0
+# needs here: tri (trimesh, for TriNodes/StretchedTriNodes), anemoi and xarray (its node modules
+# import anemoi.datasets and netCDF4 on import).
+ANEMOI_VENV := .venv-anemoi
+ANEMOI_STAMP := $(ANEMOI_VENV)/.installed
+
+.PHONY: bench-graphs
+
+$(ANEMOI_STAMP):
+	$(PYTHON) -m venv $(ANEMOI_VENV) && $(ANEMOI_VENV)/bin/pip install --quiet torch==2.13.0 'anemoi-graphs[anemoi,tri,xarray]==0.9.0'
+	touch $(ANEMOI_STAMP)
+
+.venv-anemoi: $(ANEMOI_STAMP)
+
+bench-graphs: $(STAMP) $(ANEMOI_STAMP)
+	$(PY) benchmarks/graph_build.py

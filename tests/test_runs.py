@@ -128,3 +128,24 @@ def test_graph_inspection_run_and_report(tmp_path):
     assert result["external_requests"] == [] and result["failed_requests"] == []
     assert result["console_errors"] == [] and result["page_errors"] == []
     assert result["bokeh_plots"] >= 1 and result["images"] >= 5
+
+
+@pytest.mark.slow
+def test_million_node_graph_report_stays_small(tmp_path):
+    """1,038,240 data nodes: maps are rasterized, the report stays under 20 MB and renders."""
+    code = cli.main(["run", "01_graph_inspection", "-p", "config", "global-0p25",
+                     "-p", "k_range", "8:40:8", "-p", "trims", "[0]", "-p", "region", "all",
+                     "-p", "slider_ks", "[8, 40]", "--runs-dir", str(tmp_path / "runs"),
+                     "--reports-dir", str(tmp_path / "reports")])
+    assert code == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    figures = json.loads((run_dir / "summary.json").read_text())["key_figures"]
+    assert figures["data_nodes"] == 721 * 1440 and figures["hidden_nodes"] == 40962
+    html = run_dir / "report.html"
+    assert html.stat().st_size < 20e6
+    reason = chromium_available()
+    if reason:
+        pytest.skip(reason)
+    result = check_page(html)
+    assert result["external_requests"] == [] and result["console_errors"] == []
+    assert result["bokeh_plots"] >= 1 and result["images"] >= 4
