@@ -35,6 +35,7 @@ from common import markdown_table, report
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 ANEMOI_PY = ROOT / ".venv-anemoi" / "bin" / "python"
+CLOSE_CALL = 0.05  # a workbench/anemoi wall ratio above 0.95 is called a tie in the notes
 BIG_CASE_S = 60.0  # a case whose first run takes longer than this is run once
 GLOBAL_CASE = "global-0.25"
 SWEEP_CASE = "sweep"
@@ -230,7 +231,7 @@ def main() -> None:
     if args.only:
         cases = [c for c in cases if c in args.only.split(",")]
     rows, counts, recipes, skipped = [], [], [], []
-    goal_misses, anemoi_mmgt = [], None
+    goal_misses, close_calls, anemoi_mmgt = [], [], None
     with tempfile.TemporaryDirectory(prefix="bench-graphs-") as name:
         tmp = Path(name)
         for case in cases:
@@ -260,8 +261,11 @@ def main() -> None:
             rows.append(row(case, "anemoi-graphs", an, None))
             counts.append(count_notes(case, wb, an))
             recipes.append(f"{case}: {describe_recipe(an['recipe'])}")
-            if wb["build_s"] > an["build_s"]:
-                goal_misses.append(f"{case} ({wb['build_s'] / an['build_s']:.2f}x)")
+            ratio = wb["build_s"] / an["build_s"]
+            if ratio > 1:
+                goal_misses.append(f"{case} ({ratio:.2f}x)")
+            elif ratio > 1 - CLOSE_CALL:
+                close_calls.append(f"{case} ({ratio:.2f}x)")
             if case == "mmgt":
                 anemoi_mmgt = an
 
@@ -291,6 +295,9 @@ def main() -> None:
     if not rows:
         sys.exit("no case was measured: " + "; ".join(skipped))
     build_line = "MET" if not goal_misses else "MISSED for " + ", ".join(goal_misses)
+    if close_calls:
+        build_line += (f", but by less than {CLOSE_CALL:.0%}, within run-to-run noise, for "
+                       + ", ".join(close_calls))
     notes = [
         "Goals: (1) every workbench build at least as fast as anemoi-graphs (`wall_s`): "
         f"{build_line}. (2) the whole k-sweep faster than one anemoi-graphs build: {sweep_line}.",
