@@ -194,3 +194,22 @@ def test_config_errors(tmp_path):
         graphs.load_config(path)
     with pytest.raises(WorkbenchError, match="not found"):
         graphs.load_config(tmp_path / "nope.yaml")
+
+
+def test_coarsened_hidden_nodes_and_flat_processor():
+    """neural-lam style: hidden nodes on the LAM grid coarsened 3x, knn mesh edges."""
+    config = dataclasses.replace(
+        CONFIG, data=graphs.DataConfig(datasets=(graphs.DatasetNodes("lam"),)),
+        hidden=graphs.HiddenConfig(kind="coarsened", factor=3, k=4),
+        processor=graphs.EdgeConfig(kind="multiscale"))
+    graph = graphs.build_graph(config, GRIDS.get)
+    ny, nx = LAM.shape
+    assert graph["hidden"].num_nodes == (ny // 3) * (nx // 3)
+    lat, _ = graphs.node_latlon(graph, "hidden")
+    assert lat[0] == pytest.approx(LAM.latitude[1 * nx + 1], abs=1e-4)  # centre of block (0, 0)
+    proc = graph[graphs.EDGE_SETS["processor"]].edge_index.numpy()
+    assert (np.bincount(proc[1]) >= 4).all() and not (proc[0] == proc[1]).any()
+    flat = dataclasses.replace(CONFIG, processor=graphs.EdgeConfig(kind="flat"))
+    flat_edges = graphs.build_graph(flat, GRIDS.get)[graphs.EDGE_SETS["processor"]].edge_index
+    multi_edges = graphs.build_graph(CONFIG, GRIDS.get)[graphs.EDGE_SETS["processor"]].edge_index
+    assert 0 < flat_edges.shape[1] < multi_edges.shape[1]

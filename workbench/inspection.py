@@ -325,11 +325,11 @@ def notebook_summary(report: Mapping, sweep_result: Mapping) -> dict:
     """summary.json of notebook 01: the built graph's hanging counts and the sweep results."""
     edge_sets = report["edge_sets"]
     key_figures = {
-        "graph_id": report["graph_id"],
-        "data_nodes": report["nodes"]["data"],
-        "hidden_nodes": report["nodes"]["hidden"],
+        **{f"min_k_trim_{t}": k for t, k in sweep_result["min_k_without_hanging"].items()},
         **{f"hanging_{name.replace('->', '_to_')}_sources": e["hanging_sources"]["total"]
            for name, e in edge_sets.items()},
-        **{f"min_k_trim_{t}": k for t, k in sweep_result["min_k_without_hanging"].items()},
+        "data_nodes": report["nodes"]["data"],
+        "hidden_nodes": report["nodes"]["hidden"],
+        "graph_id": report["graph_id"],
     }
     return {"key_figures": key_figures, "report": report, "sweep": sweep_result}

@@ -220,9 +220,10 @@ def collect_runs(runs_dir: str | Path = "runs") -> list[dict]:
     return sorted(runs, key=lambda r: r.get("started", ""), reverse=True)
 
 
-def _key_figures(summary: Mapping, limit: int = 6) -> str:
+def _key_figures(summary: Mapping, limit: int = 8) -> str:
     figures = summary.get("key_figures", summary)
-    items = [(k, v) for k, v in figures.items() if isinstance(v, int | float | str)][:limit]
+    items = [(k, v) for k, v in figures.items()
+             if v is None or isinstance(v, int | float | str)][:limit]
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
 
 
