@@ -13,6 +13,29 @@ from workbench import catalog, cli, runs
 from workbench.errors import WorkbenchError
 
 
+def run_via_cli(tmp_path, notebook: str, *params: str):
+    """``workbench run NOTEBOOK -p ...`` into tmp_path; returns the run dir and its summary."""
+    pairs = [arg for i in range(0, len(params), 2) for arg in ("-p", params[i], params[i + 1])]
+    code = cli.main(["run", notebook, *pairs, "--runs-dir", str(tmp_path / "runs"),
+                     "--reports-dir", str(tmp_path / "reports")])
+    assert code == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    return run_dir, json.loads((run_dir / "summary.json").read_text())
+
+
+def assert_renders_offline(html, bokeh_plots: int, images: int, widgets: int = 0) -> None:
+    """Under 20 MB; in chromium no outside request or error, and the plots are drawn."""
+    assert html.stat().st_size < 20e6
+    reason = chromium_available()
+    if reason:
+        pytest.skip(reason)
+    result = check_page(html)
+    assert result["external_requests"] == [] and result["failed_requests"] == []
+    assert result["console_errors"] == [] and result["page_errors"] == []
+    assert result["bokeh_plots"] >= bokeh_plots and result["images"] >= images
+    assert result["widgets"] >= widgets
+
+
 def test_notebooks_have_parameters_cell_and_no_outputs():
     notebooks = runs.list_notebooks()
     assert [p.stem for p in notebooks][:1] == ["00_catalog_tour"]
@@ -51,18 +74,14 @@ def test_unknown_parameter_refused_before_running(tmp_path, capsys):
 @pytest.mark.slow
 def test_catalog_tour_run_and_report(tmp_path):
     """The real path: papermill runs notebook 00, the report renders offline in chromium."""
-    runs_dir, reports = tmp_path / "runs", tmp_path / "reports"
-    code = cli.main(["run", "00_catalog_tour", "-p", "variable", "z_500", "-p", "time_index", "2",
-                     "--runs-dir", str(runs_dir), "--reports-dir", str(reports)])
-    assert code == 0
-    (run_dir,) = runs_dir.iterdir()
+    run_dir, summary = run_via_cli(tmp_path, "00_catalog_tour", "variable", "z_500",
+                                   "time_index", "2")
+    reports = tmp_path / "reports"
     for name in ("00_catalog_tour.ipynb", "params.yaml", "report.html", "summary.json", "run.json"):
         assert (run_dir / name).is_file(), name
     assert yaml.safe_load((run_dir / "params.yaml").read_text()) == {
         "variable": "z_500", "time_index": 2}
     assert json.loads((run_dir / "run.json").read_text())["status"] == "ok"
-
-    summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["datasets"]) == {"global", "conus", "europe"}
     for name, info in summary["datasets"].items():  # numbers against the data itself
         ds = catalog.open_dataset(name)
@@ -74,18 +93,8 @@ def test_catalog_tour_run_and_report(tmp_path):
 
     index = (reports / "index.html").read_text()
     assert f"{run_dir.name}.html" in index and (reports / f"{run_dir.name}.html").is_file()
-    html = run_dir / "report.html"
-    assert html.stat().st_size < 20e6
-
-    reason = chromium_available()
-    if reason:
-        pytest.skip(reason)
-    result = check_page(html, screenshot=tmp_path / "report.png")
-    assert result["external_requests"] == [] and result["failed_requests"] == []
-    assert result["console_errors"] == [] and result["page_errors"] == []
-    assert result["bokeh_plots"] >= 3  # one interactive map per domain
-    assert result["images"] >= 4  # the globe and three static maps
-    assert result["widgets"] >= 1  # the dataset browser
+    # one interactive map per domain; the globe and three static maps; the dataset browser
+    assert_renders_offline(run_dir / "report.html", bokeh_plots=3, images=4, widgets=1)
     index_result = check_page(reports / "index.html", settle_s=1)
     assert index_result["external_requests"] == [] and index_result["console_errors"] == []
 
@@ -97,13 +106,8 @@ def test_graph_inspection_run_and_report(tmp_path):
 
     from workbench import graphs, inspection
 
-    runs_dir = tmp_path / "runs"
-    code = cli.main(["run", "01_graph_inspection", "-p", "k_range", "30:40", "-p", "trims", "[0, 6]",
-                     "-p", "slider_ks", "[30, 40]", "--runs-dir", str(runs_dir),
-                     "--reports-dir", str(tmp_path / "reports")])
-    assert code == 0
-    (run_dir,) = runs_dir.iterdir()
-    summary = json.loads((run_dir / "summary.json").read_text())
+    run_dir, summary = run_via_cli(tmp_path, "01_graph_inspection", "k_range", "30:40",
+                                   "trims", "[0, 6]", "slider_ks", "[30, 40]")
     figures = summary["key_figures"]
     config = graphs.load_config("demo")
     for trim in (0, 6):
@@ -119,33 +123,15 @@ def test_graph_inspection_run_and_report(tmp_path):
     built = inspection.inspect_graph(graphs.build_graph(config))
     assert figures["hanging_data_to_hidden_sources"] == (
         built["edge_sets"]["data->hidden"]["hanging_sources"]["total"])
-    html = run_dir / "report.html"
-    assert html.stat().st_size < 20e6
-    reason = chromium_available()
-    if reason:
-        pytest.skip(reason)
-    result = check_page(html)
-    assert result["external_requests"] == [] and result["failed_requests"] == []
-    assert result["console_errors"] == [] and result["page_errors"] == []
-    assert result["bokeh_plots"] >= 1 and result["images"] >= 5
+    assert_renders_offline(run_dir / "report.html", bokeh_plots=1, images=5)
 
 
 @pytest.mark.slow
 def test_million_node_graph_report_stays_small(tmp_path):
     """1,038,240 data nodes: maps are rasterized, the report stays under 20 MB and renders."""
-    code = cli.main(["run", "01_graph_inspection", "-p", "config", "global-0p25",
-                     "-p", "k_range", "8:40:8", "-p", "trims", "[0]", "-p", "region", "all",
-                     "-p", "slider_ks", "[8, 40]", "--runs-dir", str(tmp_path / "runs"),
-                     "--reports-dir", str(tmp_path / "reports")])
-    assert code == 0
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    figures = json.loads((run_dir / "summary.json").read_text())["key_figures"]
+    run_dir, summary = run_via_cli(tmp_path, "01_graph_inspection", "config", "global-0p25",
+                                   "k_range", "8:40:8", "trims", "[0]", "region", "all",
+                                   "slider_ks", "[8, 40]")
+    figures = summary["key_figures"]
     assert figures["data_nodes"] == 721 * 1440 and figures["hidden_nodes"] == 40962
-    html = run_dir / "report.html"
-    assert html.stat().st_size < 20e6
-    reason = chromium_available()
-    if reason:
-        pytest.skip(reason)
-    result = check_page(html)
-    assert result["external_requests"] == [] and result["console_errors"] == []
-    assert result["bokeh_plots"] >= 1 and result["images"] >= 4
+    assert_renders_offline(run_dir / "report.html", bokeh_plots=1, images=4)
