@@ -1,0 +1,397 @@
+"""Multi-domain sampling: labeled datasets of different regions and resolutions in one training.
+
+Every batch comes from one domain (so it shares one grid and one graph); the domain of each
+batch is drawn by weight or by dataset size, reproducibly from a seed. Splits are by date,
+per domain. A batch carries ``x`` [batch, input_steps, variable, grid], ``y`` [batch, rollout,
+variable, grid], ``forcings`` [batch, input_steps + rollout, forcing, grid], ``statics``
+[static, grid], the domain label, the times, the graph id and the domain's loss weight.
+
+The batch sampler runs in the main process and hands whole batches to DataLoader workers,
+so every sample is read once per epoch however many workers there are; under DDP each rank
+takes every world_size-th batch of the same seeded sequence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from . import catalog
+from .errors import WorkbenchError
+from .statistics import FixedScaling, Normaliser, load_or_compute
+
+SPLITS = ("train", "val", "test")
+WEIGHTINGS = ("weights", "size")
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    name: str  # the domain label carried by every batch
+    dataset: str  # catalog name
+    graph: str | None = None  # graph preset, YAML or .pt used for this domain
+    weight: float = 1.0  # share of training batches (domain_weighting: weights)
+    loss_weight: float = 1.0  # per-domain loss scaler
+    splits: Mapping[str, Sequence[str]] | None = None  # overrides the config's splits
+    index: str | None = None  # a whole-domain {sampling_id}.samples.csv: train on its t_index rows
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    name: str
+    domains: tuple[DomainConfig, ...]
+    variables: tuple[str, ...]  # prognostic: inputs and targets
+    splits: Mapping[str, Sequence[str]]  # split -> [start, end] (inclusive dates)
+    forcings: tuple[str, ...] = ()
+    statics: tuple[str, ...] = ()
+    input_steps: int = 1
+    rollout: int = 1
+    batch_size: int = 4
+    domain_weighting: str = "weights"  # "weights" | "size"
+    batches_per_epoch: int | None = None  # default: every training batch once
+    seed: int = 0
+    num_workers: int = 0
+    fixed_scaling: Mapping[str, FixedScaling] = field(default_factory=dict)
+    file: Path | None = field(default=None, compare=False)
+
+
+def _fields(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.name != "file"]
+
+
+def _check_keys(raw, cls, where: str) -> Mapping:
+    if not isinstance(raw, Mapping):
+        raise WorkbenchError(f"{where}: expected a mapping with keys {', '.join(_fields(cls))}")
+    unknown = [k for k in raw if k not in _fields(cls)]
+    if unknown:
+        raise WorkbenchError(f"{where}: unknown key {unknown[0]!r} (allowed: "
+                             f"{', '.join(_fields(cls))})")
+    return raw
+
+
+def sampling_config_from_dict(raw: Mapping, where: str = "sampling config") -> SamplingConfig:
+    """Validate a plain mapping (YAML) into a SamplingConfig; errors name the key and fix."""
+    raw = dict(_check_keys(raw, SamplingConfig, where))
+    for key in ("name", "domains", "variables", "splits"):
+        if key not in raw:
+            raise WorkbenchError(f"{where}: missing required key `{key}`")
+    domains = tuple(DomainConfig(**_check_keys(d, DomainConfig, f"{where} (domains)"))
+                    for d in raw.pop("domains"))
+    fixed = {k: FixedScaling(**v) for k, v in (raw.pop("fixed_scaling", None) or {}).items()}
+    for key in ("variables", "forcings", "statics"):
+        if key in raw:
+            raw[key] = tuple(raw[key])
+    config = SamplingConfig(domains=domains, fixed_scaling=fixed, **raw)
+    validate(config)
+    return config
+
+
+def load_sampling_config(path: str | Path) -> SamplingConfig:
+    """A sampling YAML (configs/sampling/*.yaml or a preset name)."""
+    path = Path(path)
+    if not path.is_file():
+        preset = Path(__file__).resolve().parent.parent / "configs" / "sampling" / f"{path}.yaml"
+        if not preset.is_file():
+            raise WorkbenchError(f"sampling config {path} not found (nor configs/sampling/{path}.yaml)")
+        path = preset
+    config = sampling_config_from_dict(yaml.safe_load(path.read_text()), str(path))
+    return dataclasses.replace(config, file=path)
+
+
+def validate(config: SamplingConfig) -> None:
+    if not config.domains:
+        raise WorkbenchError("sampling: no domain listed under `domains`")
+    names = [d.name for d in config.domains]
+    if len(set(names)) != len(names):
+        raise WorkbenchError(f"sampling: domain names must be unique, got {names}")
+    for d in config.domains:
+        if not d.weight > 0:
+            raise WorkbenchError(f"domain {d.name!r}: weight must be > 0, got {d.weight}; "
+                                 "leave the domain out of `domains` to exclude it")
+        if not d.loss_weight > 0:
+            raise WorkbenchError(f"domain {d.name!r}: loss_weight must be > 0, got {d.loss_weight}")
+    if config.domain_weighting not in WEIGHTINGS:
+        raise WorkbenchError(f"domain_weighting {config.domain_weighting!r}: use weights or size")
+    for key in ("input_steps", "rollout", "batch_size"):
+        if getattr(config, key) < 1:
+            raise WorkbenchError(f"sampling: {key} must be >= 1, got {getattr(config, key)}")
+    for split in config.splits:
+        if split not in SPLITS:
+            raise WorkbenchError(f"sampling: unknown split {split!r}; use {', '.join(SPLITS)}")
+
+
+# --------------------------------------------------------------------------- one domain
+
+
+class DomainData:
+    """One domain's dataset: sample windows per split, normaliser and chunk-aware reads."""
+
+    def __init__(self, config: SamplingConfig, domain: DomainConfig, graph_id: str | None = None,
+                 cache: str | Path | None = None):
+        self.name = domain.name
+        self.domain = domain
+        self.graph_id = graph_id
+        entry = catalog.get_entry(domain.dataset)
+        ds = catalog.open_dataset(entry, cache=cache)
+        needed = [*config.variables, *config.forcings, *config.statics]
+        absent = [v for v in needed if v not in ds]
+        if absent:
+            raise WorkbenchError(f"domain {domain.name!r}: dataset {domain.dataset!r} lacks {absent}")
+        self.variables, self.forcings, self.statics = (
+            list(config.variables), list(config.forcings), list(config.statics))
+        self.window = config.input_steps + config.rollout
+        self.input_steps = config.input_steps
+        self.times = ds["time"].values
+        self.n_grid = int(ds.sizes["grid"])
+        self.ds = ds[needed]
+        self.zarr_path = str(catalog.cache_path(entry, cache)) if (
+            entry.source.kind == "generator") else None
+        self._zarr = None
+        self.splits = {s: self._split_range(s, (domain.splits or config.splits).get(s))
+                       for s in SPLITS if (domain.splits or config.splits).get(s)}
+        train = self.splits.get("train")
+        start, end = (str(self.times[train[0]]), str(self.times[train[1]])) if train else (None, None)
+        measured = [v for v in needed if v not in config.fixed_scaling]
+        stats = load_or_compute(ds, domain.dataset, measured, start, end, cache) if measured else {}
+        fixed = config.fixed_scaling
+        self.normalisers = {
+            "variables": Normaliser(self.variables, stats, fixed),
+            "forcings": Normaliser(self.forcings, stats, fixed),
+            "statics": Normaliser(self.statics, stats, fixed),
+        }
+        self.index_t = _read_index(domain.index) if domain.index else None
+        raw_statics = np.stack([ds[v].values for v in self.statics]).astype(np.float32) if (
+            self.statics) else np.zeros((0, self.n_grid), np.float32)
+        self.statics_tensor = self.normalisers["statics"].normalise(torch.from_numpy(raw_statics))
+
+    def _split_range(self, split: str, dates: Sequence[str] | None) -> tuple[int, int]:
+        lo, hi = pd.Timestamp(dates[0]), pd.Timestamp(dates[1])
+        inside = np.flatnonzero((self.times >= lo.to_datetime64()) & (self.times <= hi.to_datetime64()))
+        if inside.size < self.window:
+            raise WorkbenchError(
+                f"domain {self.name!r}: split {split} ({dates[0]} .. {dates[1]}) holds "
+                f"{inside.size} time steps, fewer than one sample window ({self.window}); "
+                "widen the split or shorten input_steps/rollout")
+        return int(inside[0]), int(inside[-1])
+
+    def samples(self, split: str) -> np.ndarray:
+        """First time index of every sample window inside ``split``."""
+        if split not in self.splits:
+            raise WorkbenchError(f"domain {self.name!r} has no {split!r} split")
+        lo, hi = self.splits[split]
+        t = np.arange(lo, hi - self.window + 2)
+        if split == "train" and self.index_t is not None:
+            keep = self.index_t[(self.index_t >= lo) & (self.index_t <= hi - self.window + 1)]
+            if keep.size == 0:
+                raise WorkbenchError(f"domain {self.name!r}: index {self.domain.index} has no "
+                                     "row inside the train split")
+            return keep
+        return t
+
+    def read(self, names: Sequence[str], t0: int, n: int) -> np.ndarray:
+        """float32 array (n, variable, grid) read chunk-aware (zarr directly when possible)."""
+        if not names:
+            return np.zeros((n, 0, self.n_grid), np.float32)
+        if self.zarr_path is not None:
+            if self._zarr is None:
+                import zarr
+
+                self._zarr = zarr.open_group(self.zarr_path, mode="r")
+            return np.stack([self._zarr[v][t0:t0 + n] for v in names], axis=1).astype(np.float32)
+        block = self.ds[list(names)].isel(time=slice(t0, t0 + n))
+        return np.stack([block[v].values for v in names], axis=1).astype(np.float32)
+
+    def __getstate__(self):  # zarr handles are reopened in each worker
+        state = dict(self.__dict__)
+        state["_zarr"] = None
+        return state
+
+
+def _read_index(path: str) -> np.ndarray:
+    table = pd.read_csv(path)
+    if "t_index" not in table:
+        raise WorkbenchError(f"index {path} has no t_index column; use a tiling index")
+    if "ny" in table and table.get("j0", pd.Series([0])).max() > 0:
+        raise WorkbenchError(f"index {path} holds spatial tiles; graph models train on whole "
+                             "domains: tile with tile_size None")
+    return table["t_index"].to_numpy(dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+class MultiDomainDataset(Dataset):
+    """Map-style dataset over (domain index, first time index) pairs."""
+
+    def __init__(self, domains: Sequence[DomainData]):
+        self.domains = list(domains)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        d_index, t0 = key
+        domain = self.domains[d_index]
+        state = torch.from_numpy(domain.read(domain.variables, t0, domain.window))
+        forcing = torch.from_numpy(domain.read(domain.forcings, t0, domain.window))
+        state = domain.normalisers["variables"].normalise(state)
+        forcing = domain.normalisers["forcings"].normalise(forcing)
+        return {"x": state[:domain.input_steps], "y": state[domain.input_steps:],
+                "forcings": forcing, "domain_index": d_index, "t0": t0}
+
+    def collate(self, samples: list[dict]) -> dict:
+        """Stack samples of one domain into a batch with its label, times and graph id."""
+        d_index = samples[0]["domain_index"]
+        if any(s["domain_index"] != d_index for s in samples):
+            raise RuntimeError("a batch mixes domains: use MultiDomainBatchSampler")
+        domain = self.domains[d_index]
+        t0 = torch.tensor([s["t0"] for s in samples])
+        times = np.stack([domain.times[s["t0"]:s["t0"] + domain.window] for s in samples])
+        return {
+            "x": torch.stack([s["x"] for s in samples]),
+            "y": torch.stack([s["y"] for s in samples]),
+            "forcings": torch.stack([s["forcings"] for s in samples]),
+            "statics": domain.statics_tensor,
+            "domain": domain.name,
+            "domain_index": d_index,
+            "graph_id": domain.graph_id,
+            "loss_weight": float(domain.domain.loss_weight),
+            "t0": t0,
+            "times": torch.from_numpy(times.astype("datetime64[ns]").astype(np.int64)),
+        }
+
+
+# --------------------------------------------------------------------------- batch sampler
+
+
+class MultiDomainBatchSampler(Sampler):
+    """Batches of (domain, t0) pairs; every batch from one domain.
+
+    ``weights`` None: every batch of every domain once per epoch, in a seeded shuffled order
+    (domain frequency follows dataset size). With weights: the domain of each batch is drawn
+    by weight and samples are taken without replacement from a shuffled cycle per domain.
+    ``shuffle=False`` gives each domain's batches in time order (validation, test).
+    """
+
+    def __init__(self, samples: Sequence[np.ndarray], batch_size: int,
+                 weights: Sequence[float] | None = None, batches_per_epoch: int | None = None,
+                 seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+        if any(len(s) == 0 for s in samples):
+            raise WorkbenchError("a domain has no sample in this split")
+        self.samples = [np.asarray(s) for s in samples]
+        self.batch_size = batch_size
+        self.weights = None if weights is None else np.asarray(weights, float) / np.sum(weights)
+        self.seed, self.shuffle = seed, shuffle
+        self.rank, self.world_size = rank, world_size
+        total = sum(-(-len(s) // batch_size) for s in self.samples)
+        self.batches_per_epoch = batches_per_epoch or total
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all_batches(self) -> list[list[tuple[int, int]]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if not self.shuffle:
+            return [[(d, int(t)) for t in s[i:i + self.batch_size]]
+                    for d, s in enumerate(self.samples)
+                    for i in range(0, len(s), self.batch_size)]
+        if self.weights is None:
+            batches = []
+            for d, s in enumerate(self.samples):
+                order = rng.permutation(s)
+                batches += [[(d, int(t)) for t in order[i:i + self.batch_size]]
+                            for i in range(0, len(order), self.batch_size)]
+            return [batches[i] for i in rng.permutation(len(batches))]
+        domains = rng.choice(len(self.samples), size=self.batches_per_epoch, p=self.weights)
+        cursors = [[rng.permutation(s), 0] for s in self.samples]
+        batches = []
+        for d in domains:
+            batch = []
+            while len(batch) < self.batch_size:
+                order, pos = cursors[d]
+                if pos >= len(order):
+                    order, pos = rng.permutation(self.samples[d]), 0
+                take = order[pos:pos + self.batch_size - len(batch)]
+                batch += [(int(d), int(t)) for t in take]
+                cursors[d] = [order, pos + len(take)]
+            batches.append(batch)
+        return batches
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        batches = self._all_batches()
+        yield from batches[self.rank::self.world_size]
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self._all_batches()), self.world_size))
+
+
+# --------------------------------------------------------------------------- data module
+
+
+def _worker_init(_: int) -> None:
+    """In a forked worker, dask's inherited thread pool can deadlock: compute synchronously."""
+    import dask
+
+    dask.config.set(scheduler="synchronous")
+    torch.set_num_threads(1)
+
+
+class MultiDomainDataModule(pl.LightningDataModule):
+    """Lightning DataModule over the domains of a SamplingConfig."""
+
+    def __init__(self, config: SamplingConfig | str | Path, graph_ids: Mapping[str, str] | None = None,
+                 cache: str | Path | None = None):
+        super().__init__()
+        self.config = config if isinstance(config, SamplingConfig) else load_sampling_config(config)
+        self.graph_ids = dict(graph_ids or {})
+        self.cache = cache
+        self.domains: list[DomainData] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.domains:
+            self.domains = [DomainData(self.config, d, self.graph_ids.get(d.name), self.cache)
+                            for d in self.config.domains]
+            self.dataset = MultiDomainDataset(self.domains)
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
+    def batch_sampler(self, split: str) -> MultiDomainBatchSampler:
+        cfg = self.config
+        train = split == "train"
+        weights = ([d.weight for d in cfg.domains]
+                   if train and cfg.domain_weighting == "weights" else None)
+        rank, world = self._rank()
+        return MultiDomainBatchSampler(
+            [d.samples(split) for d in self.domains], cfg.batch_size, weights,
+            cfg.batches_per_epoch if train else None, cfg.seed, shuffle=train,
+            rank=rank, world_size=world)
+
+    def dataloader(self, split: str) -> DataLoader:
+        self.setup()
+        workers = self.config.num_workers
+        return DataLoader(self.dataset, batch_sampler=self.batch_sampler(split),
+                          collate_fn=self.dataset.collate, num_workers=workers,
+                          worker_init_fn=_worker_init if workers else None,
+                          persistent_workers=workers > 0 and split == "train")
+
+    def train_dataloader(self) -> DataLoader:
+        return self.dataloader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self.dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.dataloader("test")

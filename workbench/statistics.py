@@ -1,0 +1,170 @@
+"""Normalisation statistics and the normaliser built from them.
+
+Statistics per dataset and variable over a period: mean, std, min, max, and the std of
+one-step differences (tendencies), computed with dask in parallel and stored as JSON in
+``<cache>/statistics/`` under the dataset id and period, reused when present. A variable can
+use a fixed scaling instead (``log1p`` for precipitation, or a fixed offset and scale).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from .errors import WorkbenchError
+
+
+@dataclass(frozen=True)
+class VariableStats:
+    mean: float
+    std: float
+    min: float
+    max: float
+    diff_std: float | None  # std of one-step differences (None for statics)
+
+
+@dataclass(frozen=True)
+class FixedScaling:
+    """y = (transform(x) - offset) / scale, transform "none" or "log1p" (of x / unit)."""
+
+    transform: str = "none"
+    offset: float = 0.0
+    scale: float = 1.0
+    unit: float = 1.0  # log1p acts on x / unit (e.g. 0.001 m: precipitation in mm)
+
+    def __post_init__(self):
+        if self.transform not in ("none", "log1p"):
+            raise WorkbenchError(f"fixed scaling transform {self.transform!r}: use none or log1p")
+        if self.scale <= 0 or self.unit <= 0:
+            raise WorkbenchError("fixed scaling needs scale > 0 and unit > 0")
+
+
+def _period(ds: xr.Dataset, start: str | None, end: str | None) -> tuple[str, str]:
+    times = pd.DatetimeIndex(ds["time"].values)
+    lo = pd.Timestamp(start) if start else times[0]
+    hi = pd.Timestamp(end) if end else times[-1]
+    return lo.isoformat(), hi.isoformat()
+
+
+def compute_statistics(
+    ds: xr.Dataset, variables: Sequence[str] | None = None,
+    start: str | None = None, end: str | None = None,
+) -> dict[str, VariableStats]:
+    """Statistics of ``variables`` over ``start..end`` (NaN ignored), one dask pass."""
+    import dask
+
+    variables = list(variables or ds.data_vars)
+    missing = [v for v in variables if v not in ds]
+    if missing:
+        raise WorkbenchError(f"statistics: variables {missing} are not in the dataset")
+    lo, hi = _period(ds, start, end)
+    window = ds[variables].sel(time=slice(lo, hi)) if "time" in ds.dims else ds[variables]
+    if "time" in window.dims and window.sizes["time"] == 0:
+        raise WorkbenchError(f"statistics: no time step between {lo} and {hi}; check the split dates")
+    lazy = {}
+    for name in variables:
+        var = window[name]
+        lazy[name] = [var.mean(), var.std(), var.min(), var.max()]
+        if "time" in var.dims and var.sizes["time"] > 1:
+            lazy[name].append(var.diff("time").std())
+    values = dask.compute(lazy)[0]
+    stats = {}
+    for name, numbers in values.items():
+        numbers = [float(np.asarray(v)) for v in numbers]
+        if not np.isfinite(numbers[0]):
+            raise WorkbenchError(f"statistics: {name} is all NaN between {lo} and {hi}")
+        stats[name] = VariableStats(*numbers[:4], numbers[4] if len(numbers) > 4 else None)
+    return stats
+
+
+def stats_path(dataset_id: str, start: str, end: str, variables: Sequence[str],
+               cache: str | Path | None = None) -> Path:
+    from .catalog import cache_dir
+
+    digest = hashlib.sha1(",".join(sorted(variables)).encode()).hexdigest()[:8]
+    safe = f"{dataset_id}__{start}__{end}__{digest}".replace(":", "")
+    return cache_dir(cache) / "statistics" / f"{safe}.json"
+
+
+def load_or_compute(
+    ds: xr.Dataset, dataset_id: str, variables: Sequence[str] | None = None,
+    start: str | None = None, end: str | None = None, cache: str | Path | None = None,
+) -> dict[str, VariableStats]:
+    """Statistics from the cache when present, else computed and stored (atomically)."""
+    variables = list(variables or ds.data_vars)
+    lo, hi = _period(ds, start, end)
+    path = stats_path(dataset_id, lo, hi, variables, cache)
+    if path.exists():
+        stored = json.loads(path.read_text())
+        return {k: VariableStats(**v) for k, v in stored["variables"].items()}
+    stats = compute_statistics(ds, variables, lo, hi)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"dataset": dataset_id, "start": lo, "end": hi,
+              "variables": {k: asdict(v) for k, v in stats.items()}}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+    return stats
+
+
+# --------------------------------------------------------------------------- normaliser
+
+
+class Normaliser:
+    """Per-variable affine (or log1p) scaling of tensors shaped [..., variable, grid]."""
+
+    def __init__(self, variables: Sequence[str], stats: Mapping[str, VariableStats],
+                 fixed: Mapping[str, FixedScaling] | None = None):
+        fixed = dict(fixed or {})
+        self.variables = list(variables)
+        self.log1p = torch.tensor([fixed.get(v, FixedScaling()).transform == "log1p"
+                                   for v in self.variables])
+        units, offsets, scales = [], [], []
+        for name in self.variables:
+            if name in fixed:
+                f = fixed[name]
+                units.append(f.unit)
+                offsets.append(f.offset)
+                scales.append(f.scale)
+                continue
+            if name not in stats:
+                raise WorkbenchError(f"normaliser: no statistics for {name!r} and no fixed scaling")
+            s = stats[name]
+            if not s.std > 0:
+                warnings.warn(f"{name} has zero variance: normalised as x - mean (std set to 1)",
+                              stacklevel=2)
+            units.append(1.0)
+            offsets.append(s.mean)
+            scales.append(s.std if s.std > 0 else 1.0)
+        self.unit = torch.tensor(units, dtype=torch.float64)
+        self.offset = torch.tensor(offsets, dtype=torch.float64)
+        self.scale = torch.tensor(scales, dtype=torch.float64)
+
+    def _shape(self, t: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        return values.to(t.dtype).view(-1, 1)  # broadcast over [..., variable, grid]
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.where(self._shape(x, self.log1p.double()).bool(),
+                        torch.log1p(torch.clamp(x / self._shape(x, self.unit), min=0)), x)
+        return (y - self._shape(x, self.offset)) / self._shape(x, self.scale)
+
+    def denormalise(self, y: torch.Tensor) -> torch.Tensor:
+        x = y * self._shape(y, self.scale) + self._shape(y, self.offset)
+        return torch.where(self._shape(y, self.log1p.double()).bool(),
+                           torch.expm1(x) * self._shape(y, self.unit), x)
+
+    def state(self) -> dict:
+        """Plain values (for run configs and checkpoints)."""
+        return {"variables": self.variables, "offset": self.offset.tolist(),
+                "scale": self.scale.tolist(), "unit": self.unit.tolist(),
+                "log1p": self.log1p.tolist()}
