@@ -80,6 +80,40 @@ def cmd_data_prepare(args) -> int:
     return 0
 
 
+def cmd_data_stats(args) -> int:
+    from dataclasses import asdict
+
+    from .catalog import get_entry, open_dataset
+    from .statistics import load_or_compute
+
+    entry = get_entry(args.name, args.catalog)
+    ds = open_dataset(entry, catalog=args.catalog, cache=args.cache)
+    stats = load_or_compute(ds, entry.name, args.variables or None, args.start, args.end,
+                            args.cache)
+    if args.json:
+        _print_json({"dataset": entry.name, "start": args.start, "end": args.end,
+                     "variables": {k: asdict(v) for k, v in stats.items()}})
+        return 0
+    print(f"{entry.name}: statistics {args.start or 'start'} .. {args.end or 'end'}")
+    print(f"  {'variable':<12} {'mean':>12} {'std':>12} {'min':>12} {'max':>12} {'diff std':>12}")
+    for name, s in stats.items():
+        diff = f"{s.diff_std:12.5g}" if s.diff_std is not None else f"{'-':>12}"
+        print(f"  {name:<12} {s.mean:12.5g} {s.std:12.5g} {s.min:12.5g} {s.max:12.5g} {diff}")
+    return 0
+
+
+def cmd_data_index(args) -> int:
+    from .pipeline import index_summary, load_pipeline
+
+    summary = index_summary(load_pipeline(args.config).run())
+    if args.json:
+        _print_json(summary)
+        return 0
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    return 0
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -211,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _common(p)
     p.set_defaults(func=cmd_data_show)
+    p = data.add_parser("stats", help="normalisation statistics (cached per dataset and period)")
+    p.add_argument("name")
+    p.add_argument("--start", help="first date of the period (default: the data's)")
+    p.add_argument("--end", help="last date of the period (default: the data's)")
+    p.add_argument("--variables", nargs="*", help="default: every variable")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p.set_defaults(func=cmd_data_stats)
+    p = data.add_parser("index", help="run a pipeline's tiling and sampling, write CSV indexes")
+    p.add_argument("config", help="configs/pipelines/NAME.yaml or a preset name (conus-tp)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_data_index)
     p = data.add_parser("prepare", help="generate embedded datasets into the cache")
     p.add_argument("names", nargs="*", help="datasets (default: global conus europe)")
     _common(p)
