@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import xarray as xr
 import yaml
 
 from . import readers
+from .config import check_keys
 from .errors import WorkbenchError
 
 PROJECT_CATALOG = Path(__file__).resolve().parent.parent / "data_catalog"
@@ -86,13 +87,6 @@ class CatalogEntry:
 # --------------------------------------------------------------------------- parsing
 
 
-def _check_keys(mapping: Mapping, allowed: Iterable[str], where: str) -> None:
-    allowed = list(allowed)
-    for key in mapping:
-        if key not in allowed:
-            raise WorkbenchError(f"{where}: unknown key {key!r} (allowed: {', '.join(allowed)})")
-
-
 def _source_from_yaml(raw, where: str) -> Source:
     if not isinstance(raw, Mapping) or "kind" not in raw:
         raise WorkbenchError(f"{where}: `source` needs a mapping with `kind` ({', '.join(SOURCE_KINDS)})")
@@ -101,12 +95,12 @@ def _source_from_yaml(raw, where: str) -> Source:
         raise WorkbenchError(f"{where}: source kind {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
     if kind == "generator":
         allowed = ["kind", "grid", "resolution_deg", "coarsen", "start", "end", "seed"]
-        _check_keys(raw, allowed, f"{where} (source)")
+        check_keys(raw, allowed, f"{where} (source)")
         for key in ("grid", "start", "end"):
             if key not in raw:
                 raise WorkbenchError(f"{where}: generator source needs `{key}`")
     else:
-        _check_keys(raw, ["kind", "path", "url", "level_dim"], f"{where} (source)")
+        check_keys(raw, ["kind", "path", "url", "level_dim"], f"{where} (source)")
         if ("path" in raw) == ("url" in raw):
             raise WorkbenchError(f"{where}: a {kind} source needs exactly one of `path` or `url`")
     values = {k: (str(v) if k in ("start", "end", "path", "url") else v) for k, v in raw.items()}
@@ -131,11 +125,8 @@ def entry_from_yaml(path: Path) -> CatalogEntry:
         raise WorkbenchError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, Mapping):
         raise WorkbenchError(f"{path}: a catalog file holds one mapping (name, domain, source, ...)")
-    allowed = [f.name for f in dataclasses.fields(CatalogEntry) if f.name != "file"]
-    _check_keys(raw, allowed, str(path))
-    for key in ("name", "domain", "source", "variables", "time_step", "grid"):
-        if key not in raw:
-            raise WorkbenchError(f"{path}: missing required key `{key}`")
+    check_keys(raw, CatalogEntry, str(path),
+               required=("name", "domain", "source", "variables", "time_step", "grid"))
     source = _source_from_yaml(raw["source"], str(path))
     if source.path and not Path(source.path).is_absolute():
         source = dataclasses.replace(source, path=str((path.parent / source.path).resolve()))

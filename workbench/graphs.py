@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import yaml
 from scipy.spatial import cKDTree
 
 from . import grids, meshes
+from .config import check_keys
 from .errors import WorkbenchError
 
 EDGE_SETS = {
@@ -86,16 +86,6 @@ class GraphConfig:
     file: Path | None = field(default=None, compare=False)
 
 
-def _build(cls, raw: Mapping, where: str):
-    names = [f.name for f in dataclasses.fields(cls) if f.name != "file"]
-    if not isinstance(raw, Mapping):
-        raise WorkbenchError(f"{where}: expected a mapping with keys {', '.join(names)}")
-    for key in raw:
-        if key not in names:
-            raise WorkbenchError(f"{where}: unknown key {key!r} (allowed: {', '.join(names)})")
-    return raw
-
-
 def load_config(path: str | Path) -> GraphConfig:
     """Read a graph YAML (configs/graphs/*.yaml) into a validated GraphConfig."""
     path = Path(path)
@@ -106,15 +96,12 @@ def load_config(path: str | Path) -> GraphConfig:
         path = preset
     raw = yaml.safe_load(path.read_text())
     where = str(path)
-    _build(GraphConfig, raw, where)
-    for key in ("name", "data", "hidden", "encoder", "decoder"):
-        if key not in raw:
-            raise WorkbenchError(f"{where}: missing required key `{key}`")
-    data = dict(_build(DataConfig, raw["data"], f"{where} (data)"))
+    check_keys(raw, GraphConfig, where, required=("name", "data", "hidden", "encoder", "decoder"))
+    data = dict(check_keys(raw["data"], DataConfig, f"{where} (data)"))
     datasets = []
     for item in data.get("datasets", []):
         item = {"name": item} if isinstance(item, str) else item
-        item = dict(_build(DatasetNodes, item, f"{where} (data.datasets)"))
+        item = dict(check_keys(item, DatasetNodes, f"{where} (data.datasets)"))
         if isinstance(item.get("trim_edge"), list):
             item["trim_edge"] = tuple(item["trim_edge"])
         datasets.append(DatasetNodes(**item))
@@ -125,10 +112,10 @@ def load_config(path: str | Path) -> GraphConfig:
         name=str(raw["name"]),
         description=str(raw.get("description", "")),
         data=DataConfig(**data),
-        hidden=HiddenConfig(**_build(HiddenConfig, raw["hidden"], f"{where} (hidden)")),
-        encoder=EdgeConfig(**_build(EdgeConfig, raw["encoder"], f"{where} (encoder)")),
-        decoder=EdgeConfig(**_build(EdgeConfig, raw["decoder"], f"{where} (decoder)")),
-        processor=EdgeConfig(**_build(EdgeConfig, raw.get("processor", {"kind": "multiscale"}),
+        hidden=HiddenConfig(**check_keys(raw["hidden"], HiddenConfig, f"{where} (hidden)")),
+        encoder=EdgeConfig(**check_keys(raw["encoder"], EdgeConfig, f"{where} (encoder)")),
+        decoder=EdgeConfig(**check_keys(raw["decoder"], EdgeConfig, f"{where} (decoder)")),
+        processor=EdgeConfig(**check_keys(raw.get("processor", {"kind": "multiscale"}), EdgeConfig,
                                       f"{where} (processor)")),
         file=path,
     )

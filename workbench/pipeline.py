@@ -30,6 +30,7 @@ import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from . import catalog, tiling
+from .config import check_keys
 from .errors import WorkbenchError
 from .statistics import FixedScaling, Normaliser, load_or_compute
 
@@ -210,12 +211,7 @@ def _step_from_yaml(raw: Mapping, where: str):
     if name not in STEPS:
         raise WorkbenchError(f"{where}: unknown step {name!r}; use {', '.join(STEPS)}")
     cls = STEPS[name]
-    options = dict(options or {})
-    allowed = [f.name for f in dataclasses.fields(cls)]
-    for key in options:
-        if key not in allowed:
-            raise WorkbenchError(f"{where} ({name}): unknown key {key!r} (allowed: "
-                                 f"{', '.join(allowed)})")
+    options = dict(check_keys(options or {}, cls, f"{where} ({name})"))
     for key in ("tile_size", "stride", "variables"):
         if isinstance(options.get(key), list):
             options[key] = tuple(options[key])
