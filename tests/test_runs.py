@@ -135,3 +135,55 @@ def test_million_node_graph_report_stays_small(tmp_path):
     figures = summary["key_figures"]
     assert figures["data_nodes"] == 721 * 1440 and figures["hidden_nodes"] == 40962
     assert_renders_offline(run_dir / "report.html", bokeh_plots=1, images=4)
+
+
+@pytest.mark.slow
+def test_domain_sampling_run_and_report(tmp_path):
+    """Notebook 02 through papermill: its domain shares, table and bin counts against counts
+    made here independently (the sampler rerun with the same seed, np.histogram of the index)."""
+    import pandas as pd
+
+    from workbench import sampling, tiling
+
+    run_dir, summary = run_via_cli(tmp_path, "02_domain_sampling", "n_batches", "300",
+                                   "weights", "[3, 1]", "browse_samples", "2")
+    figures = summary["key_figures"]
+    config = sampling.load_sampling_config("demo")
+    names = [d.name for d in config.domains]
+    assert list(figures)[:4] == [f"{kind}_share_{n}" for n in names for kind in ("requested", "drawn")]
+
+    module = sampling.MultiDomainDataModule(config)
+    module.setup()
+    sampler = sampling.MultiDomainBatchSampler(
+        [d.samples("train") for d in module.domains], config.batch_size, weights=[3, 1],
+        batches_per_epoch=300, seed=config.seed)
+    drawn = np.array([batch[0][0] for batch in sampler])
+    diffs = []
+    for i, (name, requested) in enumerate(zip(names, (0.75, 0.25), strict=True)):
+        share = float(np.mean(drawn == i))
+        assert figures[f"requested_share_{name}"] == pytest.approx(requested)
+        assert figures[f"drawn_share_{name}"] == pytest.approx(share)
+        diffs.append(abs(share - requested))
+    assert figures["max_abs_share_diff"] == pytest.approx(max(diffs))
+    assert figures["batches"] == 300
+
+    for row in summary["domains"]:  # samples per split from the dates themselves
+        ds = catalog.open_dataset(row["dataset"])
+        assert row["grid_points"] == ds.sizes["grid"]
+        for split, (start, end) in config.splits.items():
+            times = ds["time"].values
+            steps = int(((times >= np.datetime64(start)) & (times <= np.datetime64(end))).sum())
+            assert row[f"{split}_samples"] == steps - (config.input_steps + config.rollout) + 1
+
+    files = summary["index"]["index_files"]
+    tiles = pd.read_csv(files["tiling"], float_precision="round_trip")
+    samples = pd.read_csv(files["sampling"], float_precision="round_trip")
+    edges = np.asarray(summary["bin_edges"])
+    # conus-tp bins tile-total tp into 10 linear bins (the first holds the zeros)
+    np.testing.assert_array_equal(edges, tiling.make_bin_edges(tiles["aggregate"], 10, "linear"))
+    assert summary["bin_counts_before"] == np.histogram(tiles["aggregate"], edges)[0].tolist()
+    assert summary["bin_counts_after"] == np.histogram(samples["aggregate"], edges)[0].tolist()
+    assert figures["tiles_total"] == len(tiles) + figures["dropped"]
+    assert figures["samples"] == len(samples) == sum(summary["bin_counts_after"])
+    # the share plot, the histograms, two tile maps and the browser's map; the browser widget
+    assert_renders_offline(run_dir / "report.html", bokeh_plots=0, images=5, widgets=1)

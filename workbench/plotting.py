@@ -313,3 +313,120 @@ def hanging_slider(latitude, longitude, free_at, ks: Sequence[int], dynamic: boo
     if dynamic:
         return hv.DynamicMap(frame, kdims=[hv.Dimension("k", values=list(ks))])
     return hv.HoloMap({int(k): frame(int(k)) for k in ks}, kdims="k")
+
+
+# ---- sampling
+
+
+def bin_histograms(edges: Sequence[float], before: Sequence[int], after: Sequence[int], ax=None,
+                   quantity: str = "aggregate"):
+    """Tiles per bin of their aggregate before bin-norm and samples per bin after it, side by
+    side on a log scale; bins labelled by their edges [low, high). Returns the axes."""
+    edges = np.asarray(edges, dtype=float)
+    before, after = np.asarray(before), np.asarray(after)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 4))
+    k = np.arange(before.size)
+    ax.bar(k - 0.2, np.maximum(before, 0), width=0.4, color="tab:gray",
+           label=f"tiles before bin-norm ({int(before.sum())})")
+    ax.bar(k + 0.2, np.maximum(after, 0), width=0.4, color="tab:blue",
+           label=f"samples after bin-norm ({int(after.sum())})")
+    ax.set_yscale("log")
+    labels = [f"[{lo:.3g}, {hi:.3g})" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    if labels:
+        labels[-1] = labels[-1][:-1] + "]"
+    ax.set_xticks(k, labels, rotation=30, ha="right", fontsize=8)
+    ax.set_xlabel(f"bin of {quantity}")
+    ax.set_ylabel("count")
+    ax.set_title(f"{quantity}: per-bin counts before and after bin-norm")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def domain_shares(requested, drawn, ax=None):
+    """Requested against drawn share of batches per domain (mappings or Series by domain name),
+    as grouped bars labelled with their values. Returns the axes."""
+    names = list(requested.keys())
+    req = np.array([float(requested[n]) for n in names])
+    got = np.array([float(drawn[n]) for n in names])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 * len(names) + 3, 3.6))
+    k = np.arange(len(names))
+    bars = ax.bar(k - 0.2, req, width=0.4, color="tab:gray", label="requested")
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    bars = ax.bar(k + 0.2, got, width=0.4, color="tab:orange", label="drawn")
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax.set_xticks(k, names)
+    ax.set_ylim(0, max(1e-9, float(max(req.max(), got.max()))) * 1.15)
+    ax.set_ylabel("share of training batches")
+    ax.set_title(f"domain frequency (max |drawn - requested| = {np.abs(got - req).max():.3f})")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return ax
+
+
+def tile_map(ds: xr.Dataset, tiles, column: str | None = None, ax=None, cmap: str = "viridis",
+             title: str | None = None, label_limit: int = 60):
+    """Tiles (rows with j0, i0, ny, nx, as a tiling or sampling index) on the domain's map,
+    each tile location outlined and coloured by its number of rows (``column`` None) or by the
+    mean of ``column`` (e.g. ``"bin"``); values written in the tiles when there are at most
+    ``label_limit`` locations. Overlapping tiles add up their counts. Returns the GeoAxes."""
+    import cartopy.crs as ccrs
+
+    shape = ds.attrs.get("grid_shape")
+    if shape is None:
+        raise ValueError("tile_map needs a structured grid (grid_shape attribute)")
+    ny, nx = (int(s) for s in shape)
+    table = tiles.assign(**{c: tiles[c] if c in tiles else default for c, default in
+                            (("j0", 0), ("i0", 0), ("ny", ny), ("nx", nx))})
+    keys = ["j0", "i0", "ny", "nx"]
+    grouped = table.groupby(keys)
+    counts = grouped.size()
+    totals = grouped[column].sum() if column else counts
+    hits, sums = np.zeros((ny, nx)), np.zeros((ny, nx))
+    for (j0, i0, h, w), n in counts.items():
+        hits[j0:j0 + h, i0:i0 + w] += n
+        sums[j0:j0 + h, i0:i0 + w] += totals[(j0, i0, h, w)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cover = np.where(hits > 0, sums / hits if column else hits, np.nan)
+    name = f"mean {column}" if column else "samples per tile"
+    grid = xr.Dataset({name: ("grid", cover.ravel())},
+                      coords={"latitude": ("grid", np.asarray(ds["latitude"].values)),
+                              "longitude": ("grid", np.asarray(ds["longitude"].values))},
+                      attrs=ds.attrs)
+    ax = map_field(grid, name, ax=ax, cmap=cmap, title=title or f"{ds.attrs.get('domain', '')}: "
+                   f"{len(counts)} tile locations, {name}")
+    projected = ds.attrs.get("grid_kind") != "regular_latlon" and "grid_x" in ds.attrs
+    if projected:
+        crs, x, y = cartopy_crs(ds), np.asarray(ds.attrs["grid_x"]), np.asarray(ds.attrs["grid_y"])
+    else:
+        crs = ccrs.PlateCarree()
+        x = ds["longitude"].values.reshape(ny, nx)[0]
+        y = ds["latitude"].values.reshape(ny, nx)[:, 0]
+    dx = (x[1] - x[0]) / 2 if x.size > 1 else 0.5
+    dy = (y[1] - y[0]) / 2 if y.size > 1 else 0.5
+    for (j0, i0, h, w), n in counts.items():
+        x0, x1 = x[i0] - dx, x[i0 + w - 1] + dx
+        y0, y1 = y[j0] - dy, y[j0 + h - 1] + dy
+        ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color="k", linewidth=0.6,
+                transform=crs)
+        if len(counts) <= label_limit:
+            text = f"{totals[(j0, i0, h, w)] / n:.3g}" if column else f"{n:d}"
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2, text, transform=crs, fontsize=7,
+                    ha="center", va="center", color="k",
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.7,
+                          "linewidth": 0})
+    return ax
+
+
+def sample_map(samples: Sequence[dict], index: int, variable: str, ax=None):
+    """One normalised input field of ``samples[index]`` (as ``sampling.take_samples`` returns
+    them) on its domain's map. Returns the GeoAxes."""
+    sample = samples[index]
+    values = np.asarray(sample["x"])[list(sample["variables"]).index(variable)]
+    ds = sample["ds"]
+    grid = xr.Dataset({variable: ("grid", values, {"units": "normalised"})},
+                      coords={"latitude": ds["latitude"], "longitude": ds["longitude"]},
+                      attrs=ds.attrs)
+    when = np.datetime_as_string(sample["time"], unit="h")
+    return map_field(grid, variable, ax=ax, title=f"sample {index}: {sample['domain']} "
+                     f"{variable} (normalised input) at {when}, t0={sample['t0']}")

@@ -23,7 +23,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 import yaml
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from . import catalog
 from .errors import WorkbenchError
@@ -200,22 +200,42 @@ class DomainData:
         return t
 
     def read(self, names: Sequence[str], t0: int, n: int) -> np.ndarray:
-        """float32 array (n, variable, grid) read chunk-aware (zarr directly when possible)."""
+        """float32 array (n, variable, grid) read chunk-aware (zarr directly when possible).
+
+        zarr array handles are opened once per process and kept: opening one reads its
+        metadata, about half the cost of a read (benchmarks/dataloader.py)."""
         if not names:
             return np.zeros((n, 0, self.n_grid), np.float32)
         if self.zarr_path is not None:
             if self._zarr is None:
-                import zarr
-
-                self._zarr = zarr.open_group(self.zarr_path, mode="r")
-            return np.stack([self._zarr[v][t0:t0 + n] for v in names], axis=1).astype(np.float32)
+                self._zarr = _ZarrArrays(self.zarr_path)
+            arrays = self._zarr
+            return np.stack([arrays[v][t0:t0 + n] for v in names], axis=1).astype(
+                np.float32, copy=False)
         block = self.ds[list(names)].isel(time=slice(t0, t0 + n))
-        return np.stack([block[v].values for v in names], axis=1).astype(np.float32)
+        return np.stack([block[v].values for v in names], axis=1).astype(np.float32, copy=False)
 
     def __getstate__(self):  # zarr handles are reopened in each worker
         state = dict(self.__dict__)
         state["_zarr"] = None
         return state
+
+
+class _ZarrArrays(dict):
+    """The arrays of one zarr store by name, each opened on first use and then reused."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self.group = None
+
+    def __missing__(self, name: str):
+        if self.group is None:
+            import zarr
+
+            self.group = zarr.open_group(self.path, mode="r")
+        array = self[name] = self.group[name]
+        return array
 
 
 def _read_index(path: str) -> np.ndarray:
@@ -248,7 +268,10 @@ class MultiDomainDataset(Dataset):
                 "forcings": forcing, "domain_index": d_index, "t0": t0}
 
     def collate(self, samples: list[dict]) -> dict:
-        """Stack samples of one domain into a batch with its label, times and graph id."""
+        """Stack samples of one domain into a batch with its label, times and graph id.
+
+        Tensors are stacked by ``default_collate``: in a DataLoader worker straight into shared
+        memory, so a batch is not copied again on its way to the main process."""
         d_index = samples[0]["domain_index"]
         if any(s["domain_index"] != d_index for s in samples):
             raise RuntimeError("a batch mixes domains: use MultiDomainBatchSampler")
@@ -256,9 +279,9 @@ class MultiDomainDataset(Dataset):
         t0 = torch.tensor([s["t0"] for s in samples])
         times = np.stack([domain.times[s["t0"]:s["t0"] + domain.window] for s in samples])
         return {
-            "x": torch.stack([s["x"] for s in samples]),
-            "y": torch.stack([s["y"] for s in samples]),
-            "forcings": torch.stack([s["forcings"] for s in samples]),
+            "x": default_collate([s["x"] for s in samples]),
+            "y": default_collate([s["y"] for s in samples]),
+            "forcings": default_collate([s["forcings"] for s in samples]),
             "statics": domain.statics_tensor,
             "domain": domain.name,
             "domain_index": d_index,
@@ -395,3 +418,132 @@ class MultiDomainDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.dataloader("test")
+
+
+# --------------------------------------------------------------------------- notebook 02
+
+
+def domain_table(datamodule: MultiDomainDataModule) -> pd.DataFrame:
+    """One row per domain: dataset, grid points, samples per split, weight, loss weight."""
+    datamodule.setup()
+    rows = []
+    for d in datamodule.domains:
+        row = {"domain": d.name, "dataset": d.domain.dataset, "graph": d.domain.graph,
+               "grid_points": d.n_grid}
+        row.update({f"{s}_samples": len(d.samples(s)) if s in d.splits else 0 for s in SPLITS})
+        row.update({"weight": float(d.domain.weight), "loss_weight": float(d.domain.loss_weight)})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("domain")
+
+
+def _share_weights(datamodule: MultiDomainDataModule,
+                   weights: Sequence[float] | None) -> list[float] | None:
+    """The weights the training sampler draws domains with (None: by size, every batch once)."""
+    names = [d.name for d in datamodule.config.domains]
+    if weights is None:
+        if datamodule.config.domain_weighting != "weights":
+            return None
+        return [float(d.weight) for d in datamodule.config.domains]
+    weights = [float(w) for w in weights]
+    if len(weights) != len(names):
+        raise WorkbenchError(f"weights {weights}: give one per domain ({', '.join(names)})")
+    if not all(w > 0 for w in weights):
+        raise WorkbenchError(f"weights {weights} must all be > 0")
+    return weights
+
+
+def domain_sampler(datamodule: MultiDomainDataModule, n_batches: int,
+                   weights: Sequence[float] | None = None) -> MultiDomainBatchSampler:
+    """The training batch sampler of ``datamodule`` drawing ``n_batches`` (its seed and batch
+    size), with ``weights`` (one per domain) replacing the domains' weights when given.
+
+    With ``domain_weighting: size`` and no ``weights`` every training batch comes once and
+    ``n_batches`` is ignored. Only (domain, t0) pairs are drawn: no data is read.
+    """
+    datamodule.setup()
+    cfg = datamodule.config
+    if n_batches < 1:
+        raise WorkbenchError(f"n_batches={n_batches} must be at least 1")
+    return MultiDomainBatchSampler([d.samples("train") for d in datamodule.domains],
+                                   cfg.batch_size, _share_weights(datamodule, weights),
+                                   n_batches, cfg.seed)
+
+
+def domain_frequency(datamodule: MultiDomainDataModule, n_batches: int,
+                     weights: Sequence[float] | None = None) -> pd.DataFrame:
+    """Per domain: requested share of training batches, batches drawn and drawn share.
+
+    Requested: the normalised weights, or (``domain_weighting: size``) each domain's share of
+    all training batches. Drawn: over the batches of :func:`domain_sampler`.
+    """
+    sampler = domain_sampler(datamodule, n_batches, weights)
+    names = [d.name for d in datamodule.domains]
+    drawn = np.bincount([batch[0][0] for batch in sampler], minlength=len(names))
+    if sampler.weights is not None:
+        requested = sampler.weights
+    else:
+        per_domain = np.array([-(-len(s) // sampler.batch_size) for s in sampler.samples], float)
+        requested = per_domain / per_domain.sum()
+    table = pd.DataFrame({"requested": requested, "batches": drawn,
+                          "drawn": drawn / max(int(drawn.sum()), 1)},
+                         index=pd.Index(names, name="domain"))
+    table["difference"] = table["drawn"] - table["requested"]
+    return table
+
+
+def take_samples(datamodule: MultiDomainDataModule, n: int, split: str = "train") -> list[dict]:
+    """The first ``n`` samples of the ``split`` loader, in batch order, each a dict with the
+    domain label, its dataset (coordinates), t0, the first input time, the variable names and
+    ``x``: the normalised first input step [variable, grid] as numpy."""
+    datamodule.setup()
+    samples: list[dict] = []
+    variables = list(datamodule.config.variables)
+    for batch in datamodule.dataloader(split):
+        domain = datamodule.domains[batch["domain_index"]]
+        for i in range(batch["x"].shape[0]):
+            if len(samples) >= n:
+                return samples
+            samples.append({
+                "domain": batch["domain"], "ds": domain.ds, "t0": int(batch["t0"][i]),
+                "time": np.datetime64(int(batch["times"][i, 0]), "ns"),
+                "variables": variables, "x": batch["x"][i, 0].numpy(),
+            })
+        if len(samples) >= n:
+            break
+    return samples
+
+
+def _plain(value):
+    """numpy scalars and arrays as plain Python numbers and lists (for JSON)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def notebook_summary(table: pd.DataFrame, shares: pd.DataFrame, index: Mapping,
+                     counts_before: Sequence[int], counts_after: Sequence[int]) -> dict:
+    """summary.json of notebook 02: requested vs drawn domain shares, tiles and bin counts."""
+    key_figures: dict = {}
+    for name, row in shares.to_dict("index").items():
+        key_figures[f"requested_share_{name}"] = float(row["requested"])
+        key_figures[f"drawn_share_{name}"] = float(row["drawn"])
+    key_figures.update({
+        "max_abs_share_diff": float(shares["difference"].abs().max()),
+        "tiles_total": int(index.get("tiles_total", 0)),
+        "dropped": int(index.get("dropped_missing", 0)),
+        "samples": int(index.get("samples", index.get("tiles_kept", 0))),
+        "batches": int(shares["batches"].sum()),
+    })
+    records = table.reset_index().to_dict("records")
+    return {
+        "key_figures": key_figures,
+        "bin_edges": [float(e) for e in index.get("bin_edges", [])],
+        "bin_counts_before": [int(c) for c in counts_before],
+        "bin_counts_after": [int(c) for c in counts_after],
+        "domain_shares": {str(name): {k: _plain(v) for k, v in row.items()}
+                          for name, row in shares.to_dict("index").items()},
+        "domains": [{k: _plain(v) for k, v in r.items()} for r in records],
+        "index": {k: _plain(v) for k, v in index.items()},
+    }
