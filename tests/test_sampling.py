@@ -162,3 +162,33 @@ def test_no_unexpected_warnings(module):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         next(iter(module.val_dataloader()))
+
+
+def test_aurora_sources_same_or_mixed_per_batch(tmp_path, monkeypatch):
+    """Two analyses of one domain (the world with seeds 0 and 1): with same_source every batch
+    takes input and target from one of them; without, the target's source is drawn apart."""
+    text = (catalog.PROJECT_CATALOG / "conus.yaml").read_text()
+    (tmp_path / "conus-b.yaml").write_text(
+        text.replace("name: conus", "name: conus-b").replace("seed: 0", "seed: 1"))
+    monkeypatch.setenv("WORKBENCH_CATALOG", str(tmp_path))
+    raw = {"name": "x", "variables": ["t2m"], "batch_size": 3,
+           "splits": {"val": ["2020-03-01", "2020-03-15T18:00"]},
+           "domains": [{"name": "conus", "dataset": "conus", "sources": ["conus-b"]}]}
+    data = {n: catalog.open_dataset(n)["t2m"].values for n in ("conus", "conus-b")}
+    pairs = collections.Counter()
+    for same in (True, False):
+        dm = sampling.MultiDomainDataModule(
+            sampling.sampling_config_from_dict({**raw, "same_source": same}))
+        norm = None
+        for batch in dm.val_dataloader():
+            norm = dm.domains[0].normalisers["variables"]
+            src_in, src_out = batch["source_input"], batch["source_target"]
+            pairs[(same, src_in == src_out)] += 1
+            t0 = int(batch["t0"][0])
+            x = norm.denormalise(batch["x"][0])[0, 0].numpy()
+            y = norm.denormalise(batch["y"][0])[0, 0].numpy()
+            np.testing.assert_allclose(x, data[src_in][t0], rtol=1e-5)
+            np.testing.assert_allclose(y, data[src_out][t0 + 1], rtol=1e-5)
+    assert pairs[(True, False)] == 0 and pairs[(True, True)] > 0
+    assert pairs[(False, False)] > 0  # 20 batches: P(no mixed batch) = 2**-20
+    assert not np.allclose(data["conus"], data["conus-b"])

@@ -45,6 +45,7 @@ class DomainConfig:
     loss_weight: float = 1.0  # per-domain loss scaler
     splits: Mapping[str, Sequence[str]] | None = None  # overrides the config's splits
     index: str | None = None  # a whole-domain {sampling_id}.samples.csv: train on its t_index rows
+    sources: tuple[str, ...] = ()  # more datasets of this domain (same grid and times)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class SamplingConfig:
     seed: int = 0
     num_workers: int = 0
     fixed_scaling: Mapping[str, FixedScaling] = field(default_factory=dict)
+    # Aurora (seed 003): with several sources per domain, each batch takes input and target
+    # from one source (True) or draws the target's source independently (False)
+    same_source: bool = True
     file: Path | None = field(default=None, compare=False)
 
 
@@ -86,8 +90,9 @@ def sampling_config_from_dict(raw: Mapping, where: str = "sampling config") -> S
     for key in ("name", "domains", "variables", "splits"):
         if key not in raw:
             raise WorkbenchError(f"{where}: missing required key `{key}`")
-    domains = tuple(DomainConfig(**_check_keys(d, DomainConfig, f"{where} (domains)"))
-                    for d in raw.pop("domains"))
+    domains = tuple(DomainConfig(**{**d, "sources": tuple(d.get("sources", ()))})
+                    for d in (_check_keys(d, DomainConfig, f"{where} (domains)")
+                              for d in raw.pop("domains")))
     fixed = {k: FixedScaling(**v) for k, v in (raw.pop("fixed_scaling", None) or {}).items()}
     for key in ("variables", "forcings", "statics"):
         if key in raw:
@@ -158,6 +163,8 @@ class DomainData:
         self.zarr_path = str(catalog.cache_path(entry, cache)) if (
             entry.source.kind == "generator") else None
         self._zarr = None
+        self.source_names = [domain.dataset, *domain.sources]
+        self.extra_sources = [_SourceReader(name, self, cache) for name in domain.sources]
         self.splits = {s: self._split_range(s, (domain.splits or config.splits).get(s))
                        for s in SPLITS if (domain.splits or config.splits).get(s)}
         train = self.splits.get("train")
@@ -199,6 +206,11 @@ class DomainData:
             return keep
         return t
 
+    def read_source(self, source: int, names: Sequence[str], t0: int, n: int) -> np.ndarray:
+        """:meth:`read` from source ``source`` (0: the domain's dataset, then its ``sources``)."""
+        return self.read(names, t0, n) if source == 0 else self.extra_sources[source - 1].read(
+            names, t0, n)
+
     def read(self, names: Sequence[str], t0: int, n: int) -> np.ndarray:
         """float32 array (n, variable, grid) read chunk-aware (zarr directly when possible).
 
@@ -219,6 +231,27 @@ class DomainData:
         state = dict(self.__dict__)
         state["_zarr"] = None
         return state
+
+
+class _SourceReader:
+    """Another dataset of a domain, read like the domain's own (same grid and times)."""
+
+    def __init__(self, name: str, domain: DomainData, cache: str | Path | None):
+        entry = catalog.get_entry(name)
+        ds = catalog.open_dataset(entry, cache=cache)
+        if ds.sizes["grid"] != domain.n_grid or not np.array_equal(ds["time"].values, domain.times):
+            raise WorkbenchError(
+                f"domain {domain.name!r}: source {name!r} has {ds.sizes['grid']} points and "
+                f"{ds.sizes['time']} times, {domain.domain.dataset!r} {domain.n_grid} and "
+                f"{domain.times.size}; sources of one domain must share grid and times")
+        self.ds = ds
+        self.n_grid = domain.n_grid
+        self.zarr_path = str(catalog.cache_path(entry, cache)) if (
+            entry.source.kind == "generator") else None
+        self._zarr = None
+
+    read = DomainData.read
+    __getstate__ = DomainData.__getstate__
 
 
 class _ZarrArrays(dict):
@@ -254,18 +287,37 @@ def _read_index(path: str) -> np.ndarray:
 class MultiDomainDataset(Dataset):
     """Map-style dataset over (domain index, first time index) pairs."""
 
-    def __init__(self, domains: Sequence[DomainData]):
+    def __init__(self, domains: Sequence[DomainData], same_source: bool = True, seed: int = 0):
         self.domains = list(domains)
+        self.same_source, self.seed = same_source, seed
 
-    def __getitem__(self, key: tuple[int, int]) -> dict:
+    def __getitem__(self, key: tuple[int, int], sources: tuple[int, int] = (0, 0)) -> dict:
         d_index, t0 = key
         domain = self.domains[d_index]
-        state = torch.from_numpy(domain.read(domain.variables, t0, domain.window))
+        s_in, s_out = sources
+        steps = domain.input_steps
+        if s_in == s_out:  # one read of the whole window
+            raw = domain.read_source(s_in, domain.variables, t0, domain.window)
+        else:
+            raw = np.concatenate([
+                domain.read_source(s_in, domain.variables, t0, steps),
+                domain.read_source(s_out, domain.variables, t0 + steps, domain.window - steps)])
+        state = domain.normalisers["variables"].normalise(torch.from_numpy(raw))
         forcing = torch.from_numpy(domain.read(domain.forcings, t0, domain.window))
-        state = domain.normalisers["variables"].normalise(state)
         forcing = domain.normalisers["forcings"].normalise(forcing)
-        return {"x": state[:domain.input_steps], "y": state[domain.input_steps:],
-                "forcings": forcing, "domain_index": d_index, "t0": t0}
+        return {"x": state[:steps], "y": state[steps:], "forcings": forcing,
+                "domain_index": d_index, "t0": t0, "sources": (s_in, s_out)}
+
+    def __getitems__(self, keys: Sequence[tuple[int, int]]) -> list[dict]:
+        """A whole batch (the DataLoader calls this): one source choice for all its samples."""
+        d_index = keys[0][0]
+        n = len(self.domains[d_index].source_names)
+        sources = (0, 0)
+        if n > 1:  # seeded by the batch itself, so any worker draws the same sources for it
+            rng = np.random.default_rng([self.seed, d_index, *(int(t) for _, t in keys)])
+            s_in = int(rng.integers(n))
+            sources = (s_in, s_in if self.same_source else int(rng.integers(n)))
+        return [self.__getitem__(key, sources) for key in keys]
 
     def collate(self, samples: list[dict]) -> dict:
         """Stack samples of one domain into a batch with its label, times and graph id.
@@ -286,6 +338,8 @@ class MultiDomainDataset(Dataset):
             "domain": domain.name,
             "domain_index": d_index,
             "graph_id": domain.graph_id,
+            "source_input": domain.source_names[samples[0]["sources"][0]],
+            "source_target": domain.source_names[samples[0]["sources"][1]],
             "loss_weight": float(domain.domain.loss_weight),
             "t0": t0,
             "times": torch.from_numpy(times.astype("datetime64[ns]").astype(np.int64)),
@@ -383,7 +437,8 @@ class MultiDomainDataModule(pl.LightningDataModule):
         if not self.domains:
             self.domains = [DomainData(self.config, d, self.graph_ids.get(d.name), self.cache)
                             for d in self.config.domains]
-            self.dataset = MultiDomainDataset(self.domains)
+            self.dataset = MultiDomainDataset(self.domains, self.config.same_source,
+                                              self.config.seed)
 
     def _rank(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
