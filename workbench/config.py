@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from .errors import WorkbenchError
 
@@ -30,3 +31,14 @@ def check_keys(raw, allowed: type | Iterable[str], where: str,
         if key not in raw:
             raise WorkbenchError(f"{where}: missing required key `{key}`")
     return raw
+
+
+def resolve_config(path, kind: str) -> Path:
+    """A YAML path, or the name of a preset in ``configs/<kind>/`` (e.g. "demo")."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    preset = Path(__file__).resolve().parent.parent / "configs" / kind / f"{path}.yaml"
+    if not preset.is_file():
+        raise WorkbenchError(f"{kind} config {path} not found (nor a preset configs/{kind}/{path}.yaml)")
+    return preset

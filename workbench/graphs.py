@@ -27,7 +27,7 @@ import yaml
 from scipy.spatial import cKDTree
 
 from . import grids, meshes
-from .config import check_keys
+from .config import check_keys, resolve_config
 from .errors import WorkbenchError
 
 EDGE_SETS = {
@@ -88,12 +88,7 @@ class GraphConfig:
 
 def load_config(path: str | Path) -> GraphConfig:
     """Read a graph YAML (configs/graphs/*.yaml) into a validated GraphConfig."""
-    path = Path(path)
-    if not path.is_file():
-        preset = Path(__file__).resolve().parent.parent / "configs" / "graphs" / f"{path}.yaml"
-        if not preset.is_file():
-            raise WorkbenchError(f"graph config {path} not found (nor a preset in configs/graphs/)")
-        path = preset
+    path = resolve_config(path, "graphs")
     raw = yaml.safe_load(path.read_text())
     where = str(path)
     check_keys(raw, GraphConfig, where, required=("name", "data", "hidden", "encoder", "decoder"))

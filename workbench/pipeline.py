@@ -30,7 +30,7 @@ import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from . import catalog, tiling
-from .config import check_keys
+from .config import check_keys, resolve_config
 from .errors import WorkbenchError
 from .statistics import FixedScaling, Normaliser, load_or_compute
 
@@ -222,12 +222,7 @@ def _step_from_yaml(raw: Mapping, where: str):
 
 def load_pipeline(path: str | Path) -> Pipeline:
     """A pipeline YAML: ``steps: [{open: {dataset: conus}}, {tile: {...}}, ...]``."""
-    path = Path(path)
-    if not path.is_file():
-        preset = Path(__file__).resolve().parent.parent / "configs" / "pipelines" / f"{path}.yaml"
-        if not preset.is_file():
-            raise WorkbenchError(f"pipeline config {path} not found (nor configs/pipelines/)")
-        path = preset
+    path = resolve_config(path, "pipelines")
     raw = yaml.safe_load(path.read_text())
     if not isinstance(raw, Mapping) or set(raw) - {"steps", "description"} or "steps" not in raw:
         raise WorkbenchError(f"{path}: a pipeline file holds `steps:` (and an optional description)")

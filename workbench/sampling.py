@@ -26,6 +26,7 @@ import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from . import catalog
+from .config import check_keys, resolve_config
 from .errors import WorkbenchError
 from .statistics import FixedScaling, Normaliser, load_or_compute
 
@@ -70,28 +71,12 @@ class SamplingConfig:
     file: Path | None = field(default=None, compare=False)
 
 
-def _fields(cls) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls) if f.name != "file"]
-
-
-def _check_keys(raw, cls, where: str) -> Mapping:
-    if not isinstance(raw, Mapping):
-        raise WorkbenchError(f"{where}: expected a mapping with keys {', '.join(_fields(cls))}")
-    unknown = [k for k in raw if k not in _fields(cls)]
-    if unknown:
-        raise WorkbenchError(f"{where}: unknown key {unknown[0]!r} (allowed: "
-                             f"{', '.join(_fields(cls))})")
-    return raw
-
-
 def sampling_config_from_dict(raw: Mapping, where: str = "sampling config") -> SamplingConfig:
     """Validate a plain mapping (YAML) into a SamplingConfig; errors name the key and fix."""
-    raw = dict(_check_keys(raw, SamplingConfig, where))
-    for key in ("name", "domains", "variables", "splits"):
-        if key not in raw:
-            raise WorkbenchError(f"{where}: missing required key `{key}`")
+    raw = dict(check_keys(raw, SamplingConfig, where,
+                          required=("name", "domains", "variables", "splits")))
     domains = tuple(DomainConfig(**{**d, "sources": tuple(d.get("sources", ()))})
-                    for d in (_check_keys(d, DomainConfig, f"{where} (domains)")
+                    for d in (check_keys(d, DomainConfig, f"{where} (domains)")
                               for d in raw.pop("domains")))
     fixed = {k: FixedScaling(**v) for k, v in (raw.pop("fixed_scaling", None) or {}).items()}
     for key in ("variables", "forcings", "statics"):
@@ -104,12 +89,7 @@ def sampling_config_from_dict(raw: Mapping, where: str = "sampling config") -> S
 
 def load_sampling_config(path: str | Path) -> SamplingConfig:
     """A sampling YAML (configs/sampling/*.yaml or a preset name)."""
-    path = Path(path)
-    if not path.is_file():
-        preset = Path(__file__).resolve().parent.parent / "configs" / "sampling" / f"{path}.yaml"
-        if not preset.is_file():
-            raise WorkbenchError(f"sampling config {path} not found (nor configs/sampling/{path}.yaml)")
-        path = preset
+    path = resolve_config(path, "sampling")
     config = sampling_config_from_dict(yaml.safe_load(path.read_text()), str(path))
     return dataclasses.replace(config, file=path)
 
