@@ -8,6 +8,8 @@ import tempfile
 # Generated datasets are shared by the whole session (make test points this at data/cache,
 # so the demo's datasets are reused); tests that check cache writes use their own folder.
 os.environ.setdefault("WORKBENCH_CACHE", tempfile.mkdtemp(prefix="workbench-cache-"))
+# a notebook cell that hangs fails its test after 10 minutes instead of stalling CI
+os.environ.setdefault("WORKBENCH_CELL_TIMEOUT", "600")
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "2")
 

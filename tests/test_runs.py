@@ -187,3 +187,20 @@ def test_domain_sampling_run_and_report(tmp_path):
     assert figures["samples"] == len(samples) == sum(summary["bin_counts_after"])
     # the share plot, the histograms, two tile maps and the browser's map; the browser widget
     assert_renders_offline(run_dir / "report.html", bokeh_plots=0, images=5, widgets=1)
+
+
+def test_a_hanging_cell_fails_the_run_instead_of_hanging_it(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": runs.KERNEL_NAME, "display_name": "w", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("seconds = 60", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import time\ntime.sleep(seconds)")]
+    path = tmp_path / "sleepy.ipynb"
+    nbformat.write(nb, path)
+    result = runs.run_notebook(path, {}, runs_dir=tmp_path / "runs", progress=False,
+                               cell_timeout_s=3)
+    assert result.status == "failed" and "timed out" in result.error
+    record = json.loads((result.run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and record["duration_s"] < 50
+    assert (result.run_dir / "report.html").is_file()  # the partial notebook is still reported

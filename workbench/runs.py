@@ -27,6 +27,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 KERNEL_NAME = "workbench"
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# A cell running longer than this fails the run instead of hanging it (nbclient can wait
+# forever for a reply the kernel never sends: jupyter/nbclient#312). Override per run or
+# with $WORKBENCH_CELL_TIMEOUT (seconds).
+CELL_TIMEOUT_S = 3600
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,7 @@ def run_notebook(
     runs_dir: str | Path = "runs",
     run_id: str | None = None,
     progress: bool = True,
+    cell_timeout_s: float | None = None,
 ) -> RunResult:
     """Execute a notebook with papermill into ``runs_dir/run_id`` and export its HTML report."""
     import papermill
@@ -193,10 +198,14 @@ def run_notebook(
             kernel_name=kernel,
             cwd=str(run_dir),
             progress_bar=progress,
+            execution_timeout=cell_timeout_s or float(
+                os.environ.get("WORKBENCH_CELL_TIMEOUT", CELL_TIMEOUT_S)),
         )
         status = "ok"
     except PapermillExecutionError as err:
         status, error = "failed", f"{err.ename}: {err.evalue}".splitlines()[0]
+    except TimeoutError as err:  # nbclient's CellTimeoutError
+        status, error = "failed", f"cell timed out: {str(err).splitlines()[0]}"
     duration = time.monotonic() - started
     if output.exists():
         export_html(output, run_dir / "report.html", title=path.stem)
