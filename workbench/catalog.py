@@ -313,10 +313,11 @@ def describe(ds: xr.Dataset) -> dict:
             "steps": len(times),
             "time_step": str(step) if step is not None else None,
         }
+    missing_counts = ds.isnull().sum().compute()  # one pass over every variable
     total_missing = total = 0
     variables = {}
     for name, var in ds.data_vars.items():
-        missing = int(var.isnull().sum().compute())
+        missing = int(missing_counts[name])
         total_missing += missing
         total += var.size
         variables[name] = {

@@ -9,7 +9,7 @@ coastlines read from local files (``configure_cartopy``).
 Widget state: papermill 2.7 executes through nbclient, whose ``store_widget_state`` is
 True by default, so the executed notebook already holds
 ``metadata.widgets["application/vnd.jupyter.widget-state+json"]``; nothing to pass.
-The JS is fetched once by ``workbench setup`` (run by ``make``) (``ensure_js_assets``), not committed.
+The JS is fetched once by ``ensure_js_assets`` (``workbench setup``, run by ``make``), not committed.
 """
 
 from __future__ import annotations

@@ -426,16 +426,26 @@ class MultiDomainDataModule(pl.LightningDataModule):
             return 0, 1
         return int(trainer.global_rank), int(trainer.world_size)
 
-    def batch_sampler(self, split: str) -> MultiDomainBatchSampler:
+    def batch_sampler(self, split: str, weights: Sequence[float] | None = None,
+                      batches_per_epoch: int | None = None) -> MultiDomainBatchSampler:
+        """The split's batch sampler; ``weights`` (one per domain) and ``batches_per_epoch``
+        replace the config's for training when given."""
+        self.setup()
         cfg = self.config
         train = split == "train"
-        weights = ([d.weight for d in cfg.domains]
-                   if train and cfg.domain_weighting == "weights" else None)
+        if weights is not None:
+            names = [d.name for d in cfg.domains]
+            if len(weights) != len(names) or not all(w > 0 for w in weights):
+                raise WorkbenchError(f"weights {list(weights)}: give one > 0 per domain "
+                                     f"({', '.join(names)})")
+        elif train and cfg.domain_weighting == "weights":
+            weights = [d.weight for d in cfg.domains]
         rank, world = self._rank()
         return MultiDomainBatchSampler(
-            [d.samples(split) for d in self.domains], cfg.batch_size, weights,
-            cfg.batches_per_epoch if train else None, cfg.seed, shuffle=train,
-            rank=rank, world_size=world)
+            [d.samples(split) for d in self.domains], cfg.batch_size,
+            weights if train else None,
+            (batches_per_epoch or cfg.batches_per_epoch) if train else None, cfg.seed,
+            shuffle=train, rank=rank, world_size=world)
 
     def dataloader(self, split: str) -> DataLoader:
         self.setup()
@@ -471,22 +481,6 @@ def domain_table(datamodule: MultiDomainDataModule) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("domain")
 
 
-def _share_weights(datamodule: MultiDomainDataModule,
-                   weights: Sequence[float] | None) -> list[float] | None:
-    """The weights the training sampler draws domains with (None: by size, every batch once)."""
-    names = [d.name for d in datamodule.config.domains]
-    if weights is None:
-        if datamodule.config.domain_weighting != "weights":
-            return None
-        return [float(d.weight) for d in datamodule.config.domains]
-    weights = [float(w) for w in weights]
-    if len(weights) != len(names):
-        raise WorkbenchError(f"weights {weights}: give one per domain ({', '.join(names)})")
-    if not all(w > 0 for w in weights):
-        raise WorkbenchError(f"weights {weights} must all be > 0")
-    return weights
-
-
 def domain_sampler(datamodule: MultiDomainDataModule, n_batches: int,
                    weights: Sequence[float] | None = None) -> MultiDomainBatchSampler:
     """The training batch sampler of ``datamodule`` drawing ``n_batches`` (its seed and batch
@@ -495,13 +489,10 @@ def domain_sampler(datamodule: MultiDomainDataModule, n_batches: int,
     With ``domain_weighting: size`` and no ``weights`` every training batch comes once and
     ``n_batches`` is ignored. Only (domain, t0) pairs are drawn: no data is read.
     """
-    datamodule.setup()
-    cfg = datamodule.config
     if n_batches < 1:
         raise WorkbenchError(f"n_batches={n_batches} must be at least 1")
-    return MultiDomainBatchSampler([d.samples("train") for d in datamodule.domains],
-                                   cfg.batch_size, _share_weights(datamodule, weights),
-                                   n_batches, cfg.seed)
+    return datamodule.batch_sampler(
+        "train", [float(w) for w in weights] if weights is not None else None, n_batches)
 
 
 def domain_frequency(datamodule: MultiDomainDataModule, n_batches: int,
