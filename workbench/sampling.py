@@ -14,6 +14,7 @@ takes every world_size-th batch of the same seeded sequence.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,7 +336,8 @@ class MultiDomainBatchSampler(Sampler):
     ``weights`` None: every batch of every domain once per epoch, in a seeded shuffled order
     (domain frequency follows dataset size). With weights: the domain of each batch is drawn
     by weight and samples are taken without replacement from a shuffled cycle per domain.
-    ``shuffle=False`` gives each domain's batches in time order (validation, test).
+    ``shuffle=False`` gives each domain's batches in time order, the domains in turn (validation,
+    test: a limited number of batches still covers every domain).
     """
 
     def __init__(self, samples: Sequence[np.ndarray], batch_size: int,
@@ -351,16 +353,27 @@ class MultiDomainBatchSampler(Sampler):
         total = sum(-(-len(s) // batch_size) for s in self.samples)
         self.batches_per_epoch = batches_per_epoch or total
         self.epoch = 0
+        self.skip = 0  # batches of the current epoch already trained (a resumed run)
+
+    @property
+    def sampler(self) -> MultiDomainBatchSampler:
+        """Lightning calls ``set_epoch`` on ``batch_sampler.sampler`` at every epoch start."""
+        return self
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Continue a run mid-epoch: the next iteration starts after ``batches_done`` batches."""
+        self.epoch, self.skip = epoch, batches_done
+
     def _all_batches(self) -> list[list[tuple[int, int]]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        if not self.shuffle:
-            return [[(d, int(t)) for t in s[i:i + self.batch_size]]
-                    for d, s in enumerate(self.samples)
-                    for i in range(0, len(s), self.batch_size)]
+        if not self.shuffle:  # time order per domain, domains taken in turn
+            per_domain = [[[(d, int(t)) for t in s[i:i + self.batch_size]]
+                           for i in range(0, len(s), self.batch_size)]
+                          for d, s in enumerate(self.samples)]
+            return [b for turn in itertools.zip_longest(*per_domain) for b in turn if b]
         if self.weights is None:
             batches = []
             for d, s in enumerate(self.samples):
@@ -384,8 +397,9 @@ class MultiDomainBatchSampler(Sampler):
         return batches
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        batches = self._all_batches()
-        yield from batches[self.rank::self.world_size]
+        batches = self._all_batches()[self.rank::self.world_size]
+        skip, self.skip = self.skip, 0
+        yield from batches[skip:]
 
     def __len__(self) -> int:
         return len(range(self.rank, len(self._all_batches()), self.world_size))
@@ -412,6 +426,7 @@ class MultiDomainDataModule(pl.LightningDataModule):
         self.graph_ids = dict(graph_ids or {})
         self.cache = cache
         self.domains: list[DomainData] = []
+        self.resume: tuple[int, int] | None = None  # (epoch, batches done) of a resumed run
 
     def setup(self, stage: str | None = None) -> None:
         if not self.domains:
@@ -450,7 +465,11 @@ class MultiDomainDataModule(pl.LightningDataModule):
     def dataloader(self, split: str) -> DataLoader:
         self.setup()
         workers = self.config.num_workers
-        return DataLoader(self.dataset, batch_sampler=self.batch_sampler(split),
+        sampler = self.batch_sampler(split)
+        if split == "train" and self.resume is not None:
+            sampler.resume_at(*self.resume)
+            self.resume = None
+        return DataLoader(self.dataset, batch_sampler=sampler,
                           collate_fn=self.dataset.collate, num_workers=workers,
                           worker_init_fn=_worker_init if workers else None,
                           persistent_workers=workers > 0 and split == "train")

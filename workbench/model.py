@@ -1,0 +1,306 @@
+"""A grid-agnostic encoder-processor-decoder that takes its graph at forward time.
+
+Nothing in the model's parameters depends on a grid or a graph (seed 000): node inputs are
+per-node channels (states, forcings, statics, position on the sphere) and edge inputs are
+physical geometry (length in km, direction east/north), so one set of weights serves a 2.5
+degree global grid and a 45 km LAM alike. The graph (anemoi's HeteroData layout) is passed
+to :meth:`EncProcDec.forward` with every batch.
+
+- Encoder: data -> hidden message passing, messages averaged at each hidden node (the number
+  of data nodes per hidden node changes with resolution; a mean does not).
+- Processor on the hidden mesh: a GraphCast-style interaction network (summed messages) or
+  a graph transformer (multi-head attention over each node's incoming edges, as anemoi's).
+- Decoder: hidden -> data, messages averaged, then a zero-initialised linear output layer:
+  the prediction is the input state plus that output, so the untrained model is persistence
+  (Aurora, seed 003, answer 11).
+- Ensembles: ``noise_channels`` > 0 concatenates fresh N(0, 1) channels to every hidden node
+  before the processor, so repeated forward passes of one sample give different members.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch_geometric.utils import scatter, softmax
+
+from .errors import WorkbenchError
+
+PROCESSORS = ("interaction", "transformer")
+EDGE_FEATURES = 5  # length / 1000 km, east, north, east * length, north * length
+POSITION_FEATURES = 3  # unit vector on the sphere
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_variables: int  # prognostic variables (in and out)
+    n_forcings: int = 0
+    n_statics: int = 0
+    input_steps: int = 1  # state time steps in
+    output_steps: int = 1  # 1: the next step (forecast); = input_steps: every step (bert)
+    processor: str = "interaction"  # interaction | transformer
+    hidden_dim: int = 64
+    processor_layers: int = 4
+    heads: int = 4  # transformer only
+    mlp_ratio: float = 2.0  # MLP width / hidden_dim
+    noise_channels: int = 0  # > 0: ensemble members by noise injection
+    length_scale_km: float = 1000.0  # edge lengths enter as km / length_scale_km
+
+    @property
+    def forcing_steps(self) -> int:
+        """Forcing steps per forward: the input times plus the target time (forecast)."""
+        return self.input_steps + (1 if self.output_steps == 1 else 0)
+
+    @property
+    def node_inputs(self) -> int:
+        return (self.input_steps * self.n_variables + self.forcing_steps * self.n_forcings
+                + self.n_statics + POSITION_FEATURES)
+
+
+def model_config_from_dict(raw: Mapping) -> ModelConfig:
+    """A ModelConfig from plain values; an unknown key or processor is a one-line error."""
+    known = {f.name for f in fields(ModelConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise WorkbenchError(f"model: unknown key(s) {unknown}; known: {sorted(known)}")
+    config = ModelConfig(**raw)
+    if config.processor not in PROCESSORS:
+        raise WorkbenchError(f"model: processor {config.processor!r}; use one of {PROCESSORS}")
+    if config.output_steps not in (1, config.input_steps):
+        raise WorkbenchError("model: output_steps must be 1 (forecast) or input_steps (bert, "
+                             f"interpolation), got {config.output_steps}")
+    if config.processor == "transformer" and config.hidden_dim % config.heads:
+        raise WorkbenchError(f"model: hidden_dim {config.hidden_dim} must be divisible by "
+                             f"heads {config.heads}")
+    return config
+
+
+# --------------------------------------------------------------------------- graph tensors
+
+
+class GraphTensors(NamedTuple):
+    """What the model reads from a graph, as tensors on one device."""
+
+    data_pos: torch.Tensor  # [N_data, 3]
+    hidden_pos: torch.Tensor  # [N_hidden, 3]
+    encoder: tuple[torch.Tensor, torch.Tensor]  # edge_index [2, E], features [E, 5]
+    processor: tuple[torch.Tensor, torch.Tensor]
+    decoder: tuple[torch.Tensor, torch.Tensor]
+
+    @property
+    def n_data(self) -> int:
+        return int(self.data_pos.shape[0])
+
+
+def _position(x: torch.Tensor) -> torch.Tensor:
+    lat, lon = x[:, 0].double(), x[:, 1].double()
+    return torch.stack([lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()], 1).float()
+
+
+def _edge_features(store, length_scale_km: float) -> torch.Tensor:
+    if "edge_length_km" in store and "edge_dirs" in store:
+        length, dirs = store.edge_length_km.float(), store.edge_dirs.float()
+    else:
+        raise WorkbenchError("graph edges lack edge_length_km/edge_dirs: rebuild the graph with "
+                             "`workbench graph build` (physical edge geometry is needed)")
+    length = (length / length_scale_km).view(-1, 1)
+    return torch.cat([length, dirs, dirs * length], dim=1)
+
+
+def graph_tensors(graph, length_scale_km: float = 1000.0,
+                  device: torch.device | str = "cpu") -> GraphTensors:
+    """The model inputs of a HeteroData graph (node positions, edge indices and features)."""
+    from .graphs import EDGE_SETS
+
+    parts = []
+    for name in ("encoder", "processor", "decoder"):
+        key = EDGE_SETS[name]
+        if key not in graph.edge_types:
+            raise WorkbenchError(f"graph {getattr(graph, 'name', '')!r} has no {name} edges {key}")
+        store = graph[key]
+        parts.append((store.edge_index.long().to(device),
+                      _edge_features(store, length_scale_km).to(device)))
+    return GraphTensors(_position(graph["data"].x).to(device),
+                        _position(graph["hidden"].x).to(device), *parts)
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def mlp(n_in: int, n_out: int, hidden: int, norm: bool = True) -> nn.Sequential:
+    """Linear-SiLU-Linear, with a LayerNorm on the output (GraphCast's MLP blocks)."""
+    layers = [nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, n_out)]
+    if norm:
+        layers.append(nn.LayerNorm(n_out))
+    return nn.Sequential(*layers)
+
+
+def _gather(h: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return h.index_select(1, index)  # [B, N, D] -> [B, E, D]
+
+
+class EdgeMLP(nn.Module):
+    """mlp(cat([edge, source, target])) with the first layer applied per node, then gathered.
+
+    The same function as concatenating first, but the wide first layer runs once per node
+    instead of once per edge (GraphCast's trick; edges outnumber nodes several times)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.edge_in = nn.Linear(dim, hidden)
+        self.src_in = nn.Linear(dim, hidden, bias=False)
+        self.dst_in = nn.Linear(dim, hidden, bias=False)
+        self.rest = nn.Sequential(nn.SiLU(), nn.Linear(hidden, dim), nn.LayerNorm(dim))
+
+    def forward(self, e: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+                index: torch.Tensor) -> torch.Tensor:
+        first = (self.edge_in(e) + _gather(self.src_in(src), index[0])
+                 + _gather(self.dst_in(dst), index[1]))
+        return self.rest(first)
+
+
+class Mapper(nn.Module):
+    """Bipartite message passing (encoder or decoder): mean of edge messages, residual update."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.edge_embed = mlp(EDGE_FEATURES, dim, hidden)
+        self.message = EdgeMLP(dim, hidden)
+        self.update = mlp(2 * dim, dim, hidden)
+
+    def forward(self, src: torch.Tensor, dst: torch.Tensor,
+                edges: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        index, features = edges
+        m = self.message(self.edge_embed(features), src, dst, index)
+        agg = scatter(m, index[1], dim=1, dim_size=dst.shape[1], reduce="mean")
+        return dst + self.update(torch.cat([dst, agg], -1))
+
+
+class InteractionLayer(nn.Module):
+    """GraphCast's interaction network layer: edge update, summed messages, node update."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.edge = EdgeMLP(dim, hidden)
+        self.node = mlp(2 * dim, dim, hidden)
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor, index: torch.Tensor):
+        e = e + self.edge(e, h, h, index)
+        agg = scatter(e, index[1], dim=1, dim_size=h.shape[1], reduce="sum")
+        return h + self.node(torch.cat([h, agg], -1)), e
+
+
+class TransformerLayer(nn.Module):
+    """anemoi-style graph transformer layer: attention over incoming edges, then an MLP."""
+
+    def __init__(self, dim: int, hidden: int, heads: int):
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.norm_nodes, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.edge_kv = nn.Linear(dim, 2 * dim)
+        self.project = nn.Linear(dim, dim)
+        self.mlp = mlp(dim, dim, hidden, norm=False)
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor, index: torch.Tensor):
+        b, n, d = h.shape
+        q, k, v = self.qkv(self.norm_nodes(h)).chunk(3, dim=-1)
+        ek, ev = self.edge_kv(e).chunk(2, dim=-1)
+        shape = (b, -1, self.heads, self.head_dim)
+        q = _gather(q, index[1]).view(shape)
+        k = (_gather(k, index[0]) + ek).view(shape)
+        v = (_gather(v, index[0]) + ev).view(shape)
+        score = (q * k).sum(-1) / math.sqrt(self.head_dim)  # [B, E, H]
+        alpha = softmax(score.transpose(0, 1), index[1], num_nodes=n, dim=0).transpose(0, 1)
+        out = scatter((alpha.unsqueeze(-1) * v).reshape(b, -1, d), index[1], dim=1,
+                      dim_size=n, reduce="sum")
+        h = h + self.project(out)
+        return h + self.mlp(self.norm_mlp(h)), e
+
+
+class Processor(nn.Module):
+    """A stack of interaction or transformer layers on the hidden mesh."""
+
+    def __init__(self, config: ModelConfig, hidden: int):
+        super().__init__()
+        dim = config.hidden_dim
+        self.edge_embed = mlp(EDGE_FEATURES, dim, hidden)
+        if config.processor == "interaction":
+            self.layers = nn.ModuleList(InteractionLayer(dim, hidden)
+                                        for _ in range(config.processor_layers))
+        else:
+            self.layers = nn.ModuleList(TransformerLayer(dim, hidden, config.heads)
+                                        for _ in range(config.processor_layers))
+
+    def forward(self, h: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        index, features = edges
+        e = self.edge_embed(features)  # [E, D]; interaction layers make it [B, E, D]
+        for layer in self.layers:
+            h, e = layer(h, e, index)
+        return h
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class EncProcDec(nn.Module):
+    """Encoder-processor-decoder over any graph; see the module docstring."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        dim = config.hidden_dim
+        hidden = max(1, int(round(config.mlp_ratio * dim)))
+        self.data_embed = mlp(config.node_inputs, dim, hidden)
+        self.hidden_embed = mlp(POSITION_FEATURES, dim, hidden)
+        self.encoder = Mapper(dim, hidden)
+        self.noise_mix = (nn.Linear(dim + config.noise_channels, dim)
+                          if config.noise_channels else None)
+        self.processor = Processor(config, hidden)
+        self.decoder = Mapper(dim, hidden)
+        self.output = nn.Linear(dim, config.output_steps * config.n_variables)
+        nn.init.zeros_(self.output.weight)  # the untrained model is persistence
+        nn.init.zeros_(self.output.bias)
+
+    def node_inputs(self, state: torch.Tensor, forcings: torch.Tensor, statics: torch.Tensor,
+                    pos: torch.Tensor) -> torch.Tensor:
+        """[B, G, channels]: states, forcings, statics and position of every data node."""
+        b, _, _, g = state.shape
+        parts = [state.reshape(b, -1, g), forcings.reshape(b, -1, g),
+                 statics.expand(b, -1, -1), pos.T.expand(b, -1, -1)]
+        x = torch.cat(parts, dim=1).transpose(1, 2)
+        if x.shape[-1] != self.config.node_inputs:
+            raise WorkbenchError(
+                f"model expects {self.config.node_inputs} input channels per node, got "
+                f"{x.shape[-1]}: state {tuple(state.shape)}, forcings {tuple(forcings.shape)}, "
+                f"statics {tuple(statics.shape)}; match the model config to the data")
+        return x
+
+    def forward(self, state: torch.Tensor, forcings: torch.Tensor, statics: torch.Tensor,
+                graph: GraphTensors, generator: torch.Generator | None = None) -> torch.Tensor:
+        """state [B, T_in, V, G], forcings [B, T_f, F, G], statics [S, G] -> [B, T_out, V, G]."""
+        cfg = self.config
+        if state.shape[-1] != graph.n_data:
+            raise WorkbenchError(f"state has {state.shape[-1]} grid points but the graph "
+                                 f"{graph.n_data} data nodes: pass the graph of this domain")
+        b = state.shape[0]
+        data = self.data_embed(self.node_inputs(state, forcings, statics, graph.data_pos))
+        hidden = self.hidden_embed(graph.hidden_pos).expand(b, -1, -1)
+        hidden = self.encoder(data, hidden, graph.encoder)
+        if self.noise_mix is not None:
+            noise = torch.randn(b, hidden.shape[1], cfg.noise_channels, generator=generator,
+                                device=hidden.device, dtype=hidden.dtype)
+            hidden = hidden + self.noise_mix(torch.cat([hidden, noise], -1))
+        hidden = self.processor(hidden, graph.processor)
+        data = self.decoder(hidden, data, graph.decoder)
+        delta = self.output(data).transpose(1, 2).reshape(b, cfg.output_steps, cfg.n_variables, -1)
+        base = state[:, -1:] if cfg.output_steps == 1 else state
+        return base + delta
+
+
+def parameter_count(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
