@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -141,6 +142,29 @@ def cmd_demo(args) -> int:
     index = write_index(args.runs_dir, args.reports_dir)
     print(f"reports: {index}")
     return 1 if failed else 0
+
+
+def cmd_train(args) -> int:
+    from .training import fit
+
+    if args.config is None and args.resume is None:
+        raise WorkbenchError("train: name a config (a configs/training preset or YAML) or "
+                             "--resume RUN_DIR")
+    overrides = {k: v for k, v in (("accelerator", args.accelerator), ("devices", args.devices),
+                                   ("strategy", args.strategy), ("num_nodes", args.num_nodes))
+                 if v is not None}
+    run_dir = fit(args.config, max_steps=args.max_steps, resume=args.resume,
+                  run_dir=args.run_dir, cache=args.cache, progress=not args.no_progress,
+                  **overrides)
+    if int(os.environ.get("LOCAL_RANK", 0)) or int(os.environ.get("SLURM_PROCID", 0)):
+        return 0  # the other processes of a DDP run: rank 0 reports
+    info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    if args.json:
+        _print_json({"run_dir": str(run_dir), **info})
+    elif info:
+        print(f"{run_dir}: {info['status']} after {info['steps']} steps, "
+              f"{info['parameters']:,} parameters, {info['samples_per_s'] or 0:.1f} samples/s")
+    return 0
 
 
 def cmd_params(args) -> int:
@@ -298,6 +322,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--near-km", type=float, default=500.0, help="'near_lam' distance")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("train", help="train a model (configs/training) into runs/<run_id>/")
+    p.add_argument("config", nargs="?", help="configs/training/NAME.yaml or a preset (demo, full)")
+    p.add_argument("--max-steps", type=int, help="stop after N optimizer steps in all")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--run-dir", help="where to write the run (default runs/train-<name>-...)")
+    p.add_argument("--accelerator", help="cpu, gpu or auto (default: the config's)")
+    p.add_argument("--devices", type=lambda v: v if v == "auto" else int(v),
+                   help="devices per node (DDP when > 1)")
+    p.add_argument("--strategy", help="auto, ddp, ... (default: the config's)")
+    p.add_argument("--num-nodes", type=int, help="nodes (under SLURM: srun's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print run.json")
+    p.add_argument("--cache", metavar="DIR", help="cache folder (default $WORKBENCH_CACHE)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("params", help="a notebook's parameters, types and defaults")
     p.add_argument("notebook")

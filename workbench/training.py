@@ -160,6 +160,29 @@ def load_training_config(path: str | Path) -> TrainingConfig:
     return dataclasses.replace(config, file=path)
 
 
+def apply_overrides(config: TrainingConfig, max_steps: int | None = None,
+                    domains: list[str] | None = None, task: str | None = None,
+                    losses: list[str] | None = None) -> TrainingConfig:
+    """The config with a notebook's or command line's overrides (None/empty: keep)."""
+    raw = config_dict(config)
+    if max_steps:
+        raw["max_steps"] = int(max_steps)
+    if domains:
+        known = [d["name"] for d in raw["sampling"]["domains"]]
+        unknown = [d for d in domains if d not in known]
+        if unknown:
+            raise WorkbenchError(f"domains {unknown} are not in the sampling config "
+                                 f"(domains: {known})")
+        raw["sampling"]["domains"] = [d for d in raw["sampling"]["domains"]
+                                      if d["name"] in domains]
+    if task:
+        raw["task"] = task
+    if losses:
+        raw["loss"]["losses"] = list(losses)
+    out = training_config_from_dict(raw, f"{config.name} with overrides")
+    return dataclasses.replace(out, file=config.file)
+
+
 def config_dict(config: TrainingConfig) -> dict:
     """The resolved config as plain values (YAML/JSON, checkpoints)."""
     out = dataclasses.asdict(config)
@@ -444,27 +467,57 @@ class Trainer(pl.LightningModule):
             self.samples_per_s.append(rate)
             self.log("train/samples_per_s", rate, batch_size=batch["x"].shape[0])
 
+    @property
+    def val_steps(self) -> int:
+        return self.config.val_rollout if self.config.task == "forecast" else 1
+
+    @property
+    def baseline(self) -> str:
+        """The reference of validation: persistence (forecast) or the mean (masked tasks)."""
+        return "persistence" if self.config.task == "forecast" else "mean"
+
     def on_validation_epoch_start(self):
-        n_dom, steps = len(self.graphs), self.config.val_rollout
-        self._val_sums = torch.zeros(3, n_dom, steps, dtype=torch.float64, device=self.device)
+        shape = (3, len(self.graphs), self.val_steps)
+        self._val_sums = torch.zeros(shape, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: dict, batch_idx: int):
-        """Area-weighted MSE per lead step for the forecast and for persistence."""
+        """Area-weighted MSE per lead step of the forecast and of persistence; for masked
+        tasks, of the reconstruction and of the mean on the masked tokens."""
         d = int(batch["domain_index"])
-        steps = self.config.val_rollout
         weights = self.graphs[d].area_weight.to(self.device)
         weights = weights / weights.mean()
-        target = batch["y"][:, :steps]
-        pred = self.rollout_forecast(batch, steps, self.config.members,
-                                     self._generator(salt=batch_idx + 1))
-        if self.config.members > 1:
-            pred = pred.mean(1)
-        persistence = batch["x"][:, -1:].expand_as(target)
-        b = target.shape[0]
-        for row, guess in ((0, pred), (1, persistence)):
-            err = ((guess - target) ** 2 * weights).mean(dim=(2, 3)).sum(0)  # [steps]
-            self._val_sums[row, d] += err.double()
-        self._val_sums[2, d] += b
+        generator = self._generator(salt=batch_idx + 1)
+        if self.config.task == "forecast":
+            target = batch["y"][:, :self.val_steps]
+            pred = self.rollout_forecast(batch, self.val_steps, self.config.members, generator)
+            if self.config.members > 1:
+                pred = pred.mean(1)
+            pairs = [(pred, target), (batch["x"][:, -1:].expand_as(target), target)]
+        else:
+            pairs = self._masked_pairs(batch, d, generator)
+        for row, (guess, truth) in enumerate(pairs):
+            err = ((guess - truth) ** 2 * weights).mean(dim=(2, 3)).sum(0)  # [steps]
+            self._val_sums[row, d] += err.double()[:self.val_steps]
+        self._val_sums[2, d] += truth.shape[0]
+
+    def _masked_pairs(self, batch: dict, d: int, generator):
+        """(reconstruction, truth) and (mean, truth) on the masked tokens, as [B, 1, V, G]."""
+        cfg = self.config
+        window = torch.cat([batch["x"], batch["y"][:, :self.rollout]], 1)
+        if cfg.task == "bert":
+            inputs, mask = bert_mask(window, cfg.masking, generator,
+                                     self.graphs[d].patch_id.to(window.device))
+        else:
+            mask = interpolation_mask(tuple(window.shape), n_middle=self.rollout - 1).to(
+                window.device)
+            inputs = torch.where(mask, torch.zeros_like(window), window)
+        pred = self.model(inputs, batch["forcings"][:, :window.shape[1]], batch["statics"],
+                          self.graph(d))
+        share = mask.float().mean(1, keepdim=True).clamp(min=1e-6)  # per variable and node
+        zero = torch.zeros_like(window)
+        model = (torch.where(mask, pred, window) - window).pow(2).mean(1, keepdim=True) / share
+        mean = (torch.where(mask, zero, window) - window).pow(2).mean(1, keepdim=True) / share
+        return [(model.sqrt(), zero[:, :1]), (mean.sqrt(), zero[:, :1])]
 
     def on_validation_epoch_end(self):
         sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
@@ -472,10 +525,10 @@ class Trainer(pl.LightningModule):
         for d, graph in enumerate(self.graphs):
             if sums[2, d, 0] == 0:
                 continue
-            for s in range(self.config.val_rollout):
+            for s in range(self.val_steps):
                 self.log(f"val/mse_{graph.name}_step{s + 1}", float(sums[0, d, s] / counts[d, s]),
                          rank_zero_only=True)
-                self.log(f"val/persistence_{graph.name}_step{s + 1}",
+                self.log(f"val/{self.baseline}_{graph.name}_step{s + 1}",
                          float(sums[1, d, s] / counts[d, s]), rank_zero_only=True)
         model = (sums[0] / counts).mean()
         self.log("val/mse", float(model), prog_bar=True, rank_zero_only=True)
@@ -512,6 +565,19 @@ def new_run_id(config: TrainingConfig) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     digest = hashlib.sha1(json.dumps(config_dict(config), sort_keys=True).encode()).hexdigest()
     return f"train-{config.name}-{stamp}-{digest[:6]}"
+
+
+def _default_run_dir(config: TrainingConfig) -> Path:
+    """runs/<run_id>, one for all processes of a run: DDP children inherit it through the
+    environment; SLURM tasks share the job id."""
+    inherited = os.environ.get("WORKBENCH_TRAIN_RUN_DIR")
+    if inherited and ("LOCAL_RANK" in os.environ or "SLURM_PROCID" in os.environ):
+        return Path(inherited)
+    job = os.environ.get("SLURM_JOB_ID")
+    run_id = f"train-{config.name}-slurm{job}" if job else new_run_id(config)
+    run_dir = Path(config.runs_dir) / run_id
+    os.environ["WORKBENCH_TRAIN_RUN_DIR"] = str(run_dir)
+    return run_dir
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -588,33 +654,72 @@ def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
         config = load_training_config(config)
     if max_steps is not None:
         config = dataclasses.replace(config, max_steps=int(max_steps))
+    _quiet_lightning()
     pl.seed_everything(config.seed, workers=True, verbose=False)
     graphs, datamodule, module = prepare_run(config, cache)
     ckpt_path = None
-    if resume is not None:
-        ckpt_path = Path(run_dir) / "checkpoints" / "last.ckpt"
-        state = load_checkpoint(ckpt_path)
-        load_weights(module.model, _model_state(state["state_dict"]), str(ckpt_path))
-        _resume_sampler(datamodule, state)
-    elif config.init_from:
+    if config.init_from and resume is None:
         state = load_checkpoint(config.init_from)
         load_weights(module.model, _model_state(state.get("state_dict", state)), config.init_from)
     if config.finetune.lora:
         add_lora(module.model, config.finetune.lora_rank, config.finetune.lora_alpha,
                  config.finetune.lora_include)
-    run_dir = Path(run_dir) if run_dir else Path(config.runs_dir) / new_run_id(config)
+    if resume is not None:
+        ckpt_path = Path(run_dir) / "checkpoints" / "last.ckpt"
+        state = load_checkpoint(ckpt_path)
+        load_weights(module.model, _model_state(state["state_dict"]), str(ckpt_path))
+        _resume_sampler(datamodule, state)
+    run_dir = Path(run_dir) if run_dir else _default_run_dir(config)
     trainer = _trainer(config, run_dir, progress, **trainer_kwargs)
     if trainer.is_global_zero:
         _write_run_files(config, graphs, module, run_dir)
+    previous = _set_aside_metrics(run_dir) if resume is not None else None
     status = "failed"
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
         status = "finished"
     finally:
         if trainer.is_global_zero:
+            if previous is not None:
+                _merge_metrics(run_dir, previous, int(state["global_step"]))
             _write_run_json(run_dir, config, module, trainer, status)
     return run_dir
+
+
+def _quiet_lightning() -> None:
+    """Hide Lightning notices that do not apply here (validation is reduced by hand)."""
+    import logging
+    import warnings
+
+    for message in (".*sync_dist=True.*", ".*LeafSpec.*", ".*exists and is not empty.*",
+                    ".*does not have many workers.*", ".*not resumable.*"):
+        warnings.filterwarnings("ignore", message=message)
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage())
+
+
+def _set_aside_metrics(run_dir: Path) -> Path | None:
+    """Lightning's CSV logger starts metrics.csv afresh: keep the rows of the first part."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return None
+    aside = run_dir / "metrics.before-resume.csv"
+    os.replace(path, aside)
+    return aside
+
+
+def _merge_metrics(run_dir: Path, previous: Path, resumed_at: int) -> None:
+    import pandas as pd
+
+    path = run_dir / "metrics.csv"
+    old = pd.read_csv(previous)
+    old = old[old["step"] < resumed_at]
+    new = pd.read_csv(path) if path.is_file() else old.iloc[:0]
+    merged = pd.concat([old, new], ignore_index=True)
+    tmp = path.with_name(".metrics.csv.tmp")
+    merged.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    previous.unlink()
 
 
 def _model_state(state_dict: Mapping[str, torch.Tensor]) -> dict:
@@ -624,17 +729,42 @@ def _model_state(state_dict: Mapping[str, torch.Tensor]) -> dict:
 def _resume_sampler(datamodule: MultiDomainDataModule, state: dict) -> None:
     """Mid-epoch resume: skip the batches of the current epoch the checkpoint has seen."""
     loop = state.get("loops", {}).get("fit_loop", {})
-    done = loop.get("epoch_loop.batch_progress", {}).get("current", {}).get("completed", 0)
+    progress = loop.get("epoch_loop.batch_progress", {})
+    done = 0 if progress.get("is_last_batch") else progress.get("current", {}).get("processed", 0)
     epoch = loop.get("epoch_progress", {}).get("current", {}).get("completed", 0)
     datamodule.resume = (int(epoch), int(done))
 
 
-def _trainer(config: TrainingConfig, run_dir: Path, progress: bool, **kwargs) -> pl.Trainer:
-    from pytorch_lightning.callbacks import ModelCheckpoint
+class LastCheckpoint(pl.Callback):
+    """Writes checkpoints/last.ckpt atomically every ``every`` steps and at the last step.
 
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step}",
-                                  every_n_train_steps=config.checkpoint_every, save_last=True,
-                                  save_top_k=1, auto_insert_metric_name=False)
+    Saved from inside the training loop (after the optimizer step), so the loop state it
+    holds is the one a resumed run continues from."""
+
+    def __init__(self, directory: Path, every: int, keep_numbered: int = 2):
+        self.directory, self.every, self.keep_numbered = Path(directory), every, keep_numbered
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step % self.every and step < trainer.max_steps:
+            return
+        target = self.directory / "last.ckpt"
+        tmp = self.directory / f".last.ckpt.tmp-{os.getpid()}"
+        trainer.save_checkpoint(tmp, weights_only=False)  # collective under DDP; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, target)
+            if self.keep_numbered and step % self.every == 0:
+                numbered = self.directory / f"step{step}.ckpt"
+                numbered.unlink(missing_ok=True)
+                os.link(target, numbered)
+                old = sorted(self.directory.glob("step*.ckpt"),
+                             key=lambda p: int(p.stem.removeprefix("step")))
+                for path in old[:-self.keep_numbered]:
+                    path.unlink(missing_ok=True)
+
+
+def _trainer(config: TrainingConfig, run_dir: Path, progress: bool, **kwargs) -> pl.Trainer:
+    checkpoints = LastCheckpoint(run_dir / "checkpoints", config.checkpoint_every)
     options = dict(
         max_steps=config.max_steps, accelerator=config.accelerator, devices=config.devices,
         num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
@@ -643,7 +773,8 @@ def _trainer(config: TrainingConfig, run_dir: Path, progress: bool, **kwargs) ->
         limit_val_batches=config.val_batches if config.val_batches else 1.0,
         gradient_clip_val=config.optimizer.grad_clip or None, use_distributed_sampler=False,
         enable_progress_bar=progress, log_every_n_steps=1, deterministic=False,
-        num_sanity_val_steps=0, enable_model_summary=True, default_root_dir=run_dir)
+        num_sanity_val_steps=0, enable_model_summary=True, default_root_dir=run_dir,
+        enable_checkpointing=False)
     options["val_check_interval"] = min(config.val_every, config.max_steps)
     options.update(kwargs)
     return pl.Trainer(**options)
@@ -671,3 +802,274 @@ def _write_run_json(run_dir: Path, config: TrainingConfig, module: Trainer, trai
             "samples_per_s": float(np.median(rates)) if rates else None,
             "graphs": {g.name: g.graph_id for g in module.graphs}}
     _write_atomic(run_dir / "run.json", json.dumps(info, indent=1))
+
+
+# --------------------------------------------------------------------------- trained runs
+
+
+def load_run(run_dir: str | Path, cache: str | Path | None = None):
+    """(config, module, datamodule) of a run dir, the module holding its last checkpoint."""
+    run_dir = Path(run_dir)
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise WorkbenchError(f"{run_dir} is not a training run dir (no config.yaml)")
+    config = training_config_from_dict(yaml.safe_load(saved.read_text()), str(saved))
+    _, datamodule, module = prepare_run(config, cache)
+    if config.finetune.lora:
+        add_lora(module.model, config.finetune.lora_rank, config.finetune.lora_alpha,
+                 config.finetune.lora_include)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    state = load_checkpoint(ckpt)
+    load_weights(module.model, _model_state(state["state_dict"]), str(ckpt))
+    return config, module.eval(), datamodule
+
+
+@torch.no_grad()
+def forecast_sample(module: Trainer, datamodule: MultiDomainDataModule, domain: str,
+                    split: str = "val", index: int = 0, steps: int | None = None) -> dict:
+    """One forecast from the ``index``-th window of ``split`` in physical units:
+    truth, forecast and persistence [steps, V, G], with times, variables and coordinates."""
+    names = [d.name for d in datamodule.domains]
+    if domain not in names:
+        raise WorkbenchError(f"domain {domain!r} is not in this run (domains: {names})")
+    d = names.index(domain)
+    data = datamodule.domains[d]
+    starts = data.samples(split)
+    t0 = int(starts[min(index, len(starts) - 1)])
+    item = datamodule.dataset[(d, t0)]
+    batch = datamodule.dataset.collate([item])
+    steps = min(steps or module.config.val_rollout, batch["y"].shape[1])
+    batch = {k: v.to(module.device) if isinstance(v, torch.Tensor) else v
+             for k, v in batch.items()}
+    pred = module.rollout_forecast(batch, steps, module.config.members)
+    if module.config.members > 1:
+        pred = pred.mean(1)
+    norm = data.normalisers["variables"]
+    truth = batch["y"][0, :steps].cpu()
+    persistence = batch["x"][0, -1:].cpu().expand_as(truth)
+    n_in = batch["x"].shape[1]
+    ds = data.ds
+    return {"domain": domain, "variables": list(data.variables),
+            "init_time": data.times[t0 + n_in - 1],
+            "valid_times": data.times[t0 + n_in:t0 + n_in + steps],
+            "truth": norm.denormalise(truth).numpy(),
+            "forecast": norm.denormalise(pred[0].cpu()).numpy(),
+            "persistence": norm.denormalise(persistence).numpy(),
+            "latitude": ds["latitude"].values, "longitude": ds["longitude"].values,
+            "grid_shape": ds.attrs.get("grid_shape")}
+
+
+# ---- notebook 03
+# Notebook 03 (training): the config as a small table, a run's metrics.csv as tidy tables,
+# the final validation against persistence, the parameter table and the summary.json.
+
+STEP_HOURS = 6.0  # the demo datasets' time step: lead step k is k x 6 h
+
+
+def config_table(config: TrainingConfig):
+    """The key settings of a training config as a one-column DataFrame (index: setting)."""
+    import pandas as pd
+
+    sampling = config.sampling
+    domains = ", ".join(f"{d['name']} ({d.get('dataset', d['name'])}, graph {d.get('graph')}, "
+                        f"weight {d.get('weight', 1.0):g})" for d in sampling.get("domains", []))
+    model = ", ".join(f"{k}={v}" for k, v in config.model.items()) or "defaults"
+    opt = config.optimizer
+    rows = {
+        "name": config.name,
+        "task": config.task,
+        "domains": domains,
+        "variables": ", ".join(sampling.get("variables", [])),
+        "forcings / statics": (f"{', '.join(sampling.get('forcings', [])) or '-'} / "
+                               f"{', '.join(sampling.get('statics', [])) or '-'}"),
+        "losses": ", ".join(config.loss.losses),
+        "model": model,
+        "members": config.members,
+        "max_steps": config.max_steps,
+        "batch_size": sampling.get("batch_size"),
+        "optimizer": (f"AdamW lr={opt.lr:g}, {opt.schedule}, warmup {opt.warmup_steps}, "
+                      f"grad clip {opt.grad_clip:g}"),
+        "validation": (f"every {config.val_every} steps, {config.val_rollout} lead steps "
+                       f"({config.val_rollout * STEP_HOURS:g} h)"),
+        "seed": config.seed,
+    }
+    return pd.DataFrame({"value": [str(v) for v in rows.values()]},
+                        index=pd.Index(list(rows), name="setting"))
+
+
+def _metrics_path(run_dir: str | Path) -> Path:
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / "metrics.csv"
+    if not path.is_file():
+        raise WorkbenchError(f"{path} does not exist: train first (the CSV logger writes "
+                             "metrics.csv into the run dir)")
+    return path
+
+
+def _domain_order(run_dir: Path, found: list[str]) -> list[str]:
+    """Domains in the run's order (graphs.json), else in the order they were found."""
+    graphs_file = run_dir / "graphs.json"
+    order = list(json.loads(graphs_file.read_text())) if graphs_file.is_file() else []
+    return [d for d in order if d in found] + [d for d in found if d not in order]
+
+
+def read_metrics(run_dir: str | Path, step_hours: float = STEP_HOURS):
+    """A run's metrics.csv (run dir or file) as two tidy DataFrames ``(train, val)``.
+
+    ``train``: one row per training step and domain: ``step``, ``domain``, ``loss`` (the
+    domain's training loss; the rows Lightning logs as NaN for the other domains are dropped)
+    and, with several losses, one column per loss term. ``val``: one row per validation,
+    domain and lead step: ``step``, ``domain``, ``lead_step``, ``lead_hours``, ``model_mse``,
+    ``persistence_mse`` (normalised units, area-weighted).
+    """
+    import re
+
+    import pandas as pd
+
+    path = _metrics_path(run_dir)
+    table = pd.read_csv(path, float_precision="round_trip")
+    loss_columns = [c for c in table.columns if c.startswith("train/loss_")]
+    val_columns = {c: re.match(r"^val/(mse|persistence)_(.+)_step(\d+)$", c)
+                   for c in table.columns}
+    val_columns = {c: m.groups() for c, m in val_columns.items() if m}
+    found = [c.removeprefix("train/loss_") for c in loss_columns]
+    found += [d for _, d, _ in val_columns.values() if d not in found]
+    domains = _domain_order(path.parent, found)
+
+    parts = []
+    for domain in domains:
+        column = f"train/loss_{domain}"
+        if column not in table:
+            continue
+        terms = {c: c[len("train/"):-len(domain) - 1] for c in table.columns
+                 if c.startswith("train/") and c.endswith(f"_{domain}") and c != column
+                 and c not in loss_columns}
+        rows = table[["step", column, *terms]].dropna(subset=[column])
+        rows = rows.rename(columns={column: "loss", **terms})
+        parts.append(rows.assign(domain=domain))
+    train = (pd.concat(parts, ignore_index=True) if parts else
+             pd.DataFrame(columns=["step", "domain", "loss"]))
+    train = train[["step", "domain", "loss", *[c for c in train.columns
+                                               if c not in ("step", "domain", "loss")]]]
+    train["step"] = train["step"].astype(int)
+    train["loss"] = train["loss"].astype(float)
+
+    records = []
+    for column, (kind, domain, lead) in val_columns.items():
+        rows = table[["step", column]].dropna(subset=[column])
+        for step, value in zip(rows["step"], rows[column], strict=True):
+            records.append((int(step), domain, int(lead), kind, float(value)))
+    val = pd.DataFrame(records, columns=["step", "domain", "lead_step", "kind", "value"])
+    val = (val.pivot_table(index=["step", "domain", "lead_step"], columns="kind",
+                           values="value", aggfunc="last")
+           .reindex(columns=["mse", "persistence"])
+           .rename(columns={"mse": "model_mse", "persistence": "persistence_mse"})
+           .reset_index())
+    val.columns.name = None
+    val.insert(3, "lead_hours", val["lead_step"] * step_hours)
+    ordered = []
+    for frame, keys in ((train, ["domain", "step"]), (val, ["domain", "step", "lead_step"])):
+        frame = frame.assign(domain=pd.Categorical(frame["domain"], categories=domains))
+        frame = frame.sort_values(keys, ignore_index=True)
+        ordered.append(frame.assign(domain=frame["domain"].astype(str)))
+    return tuple(ordered)
+
+
+def validation_table(run_dir: str | Path, step: int | None = None,
+                     step_hours: float = STEP_HOURS):
+    """Each domain's final validation (or the one at ``step``) per lead step: ``domain``,
+    ``lead_step``, ``lead_hours``, ``step``, ``model_mse``, ``persistence_mse`` and
+    ``skill`` = 1 - model / persistence (normalised units, area-weighted)."""
+    _, val = read_metrics(run_dir, step_hours)
+    if val.empty:
+        raise WorkbenchError(f"{run_dir}: metrics.csv holds no validation yet (validation runs "
+                             "every val_every steps and at the end)")
+    if step is None:
+        last = val.groupby("domain", sort=False)["step"].transform("max")
+        rows = val[val["step"] == last]
+    else:
+        rows = val[val["step"] == int(step)]
+        if rows.empty:
+            raise WorkbenchError(f"{run_dir}: no validation at step {step} (validated at "
+                                 f"steps {sorted(val['step'].unique().tolist())})")
+    rows = rows[["domain", "lead_step", "lead_hours", "step", "model_mse", "persistence_mse"]]
+    rows = rows.assign(skill=1.0 - rows["model_mse"] / rows["persistence_mse"])
+    return rows.reset_index(drop=True)
+
+
+def run_info(run_dir: str | Path) -> dict:
+    """A training run's run.json: status, steps, parameters, samples/s, graph ids."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise WorkbenchError(f"{run_dir} has no run.json: not a training run dir, or the run "
+                             "was stopped before it finished")
+    return json.loads(path.read_text())
+
+
+def parameter_table(run_dir: str | Path):
+    """Parameters per top-level model part (encoder, processor, ...) and their total, read from
+    the run's ``checkpoints/last.ckpt`` (every tensor of the model's saved state)."""
+    import pandas as pd
+
+    state = load_checkpoint(Path(run_dir) / "checkpoints" / "last.ckpt")
+    counts: dict[str, int] = {}
+    for key, value in _model_state(state.get("state_dict", state)).items():
+        part = key.split(".")[0]
+        counts[part] = counts.get(part, 0) + int(value.numel())
+    total = sum(counts.values())
+    table = pd.DataFrame({"parameters": list(counts.values())},
+                         index=pd.Index(list(counts), name="part"))
+    table["share"] = table["parameters"] / max(total, 1)
+    table.loc["total"] = [total, 1.0]
+    table["parameters"] = table["parameters"].astype(int)
+    return table
+
+
+def notebook_summary(run_dir: str | Path, step_hours: float = STEP_HOURS) -> dict:
+    """summary.json of notebook 03: final validation MSE of the model and of persistence at
+    the first and last lead step per domain, skill, whether the model beats persistence at
+    every lead step, parameters, samples/s, steps and graph ids (``key_figures`` first)."""
+    run_dir = Path(run_dir)
+    table = validation_table(run_dir, step_hours=step_hours)
+    info = run_info(run_dir)
+    train, _ = read_metrics(run_dir, step_hours)
+    domains = list(dict.fromkeys(table["domain"]))
+    first, last = int(table["lead_step"].min()), int(table["lead_step"].max())
+
+    def at(domain: str, lead: int, column: str) -> float:
+        rows = table[(table["domain"] == domain) & (table["lead_step"] == lead)]
+        return float(rows[column].iloc[0])
+
+    key_figures: dict = {}
+    for column, label in (("model_mse", "val_mse"), ("persistence_mse", "persistence_mse"),
+                          ("skill", "skill")):
+        for domain in domains:
+            for lead in dict.fromkeys((first, last)):
+                key_figures[f"{label}_{domain}_step{lead}"] = at(domain, lead, column)
+    for domain in domains:
+        rows = table[table["domain"] == domain]
+        key_figures[f"beats_persistence_{domain}"] = bool(
+            (rows["model_mse"] < rows["persistence_mse"]).all())
+    key_figures.update({
+        "parameters": int(info.get("parameters") or 0),
+        "samples_per_s": (float(info["samples_per_s"]) if info.get("samples_per_s") is not None
+                          else None),
+        "steps": int(info.get("steps") or 0),
+    })
+    for domain, graph_id in (info.get("graphs") or {}).items():
+        key_figures[f"graph_id_{domain}"] = graph_id
+    final_loss = {domain: float(rows["loss"].tail(20).mean())
+                  for domain, rows in train.groupby("domain", sort=False)}
+    config = None
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        config = yaml.safe_load(saved.read_text())
+    return {
+        "key_figures": key_figures,
+        "validation": [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+                       for row in table.to_dict("records")],
+        "train_loss_last20": final_loss,
+        "run": info,
+        "config": config,
+    }

@@ -1,0 +1,155 @@
+"""The grid-agnostic encoder-processor-decoder on the demo's two graphs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from workbench.errors import WorkbenchError
+from workbench.graphs import build_graph
+from workbench.model import (
+    EdgeMLP,
+    EncProcDec,
+    GraphTensors,
+    TransformerLayer,
+    graph_tensors,
+    model_config_from_dict,
+    parameter_count,
+)
+from workbench.training import load_training_config, model_config, sampling_config
+
+
+@pytest.fixture(scope="module")
+def graphs() -> dict[str, GraphTensors]:
+    return {name: graph_tensors(build_graph(name)) for name in ("demo-global", "demo-conus")}
+
+
+def small(processor: str = "transformer", **extra) -> EncProcDec:
+    torch.manual_seed(0)
+    return EncProcDec(model_config_from_dict(dict(
+        n_variables=3, n_forcings=1, n_statics=2, processor=processor, hidden_dim=16,
+        processor_layers=2, heads=4, mlp_ratio=1.0, **extra)))
+
+
+def inputs(n_grid: int, batch: int = 2, steps: int = 1, forcing_steps: int = 2):
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(batch, steps, 3, n_grid, generator=g),
+            torch.randn(batch, forcing_steps, 1, n_grid, generator=g),
+            torch.randn(2, n_grid, generator=g))
+
+
+@pytest.mark.parametrize("processor", ["interaction", "transformer"])
+def test_untrained_model_is_persistence(graphs, processor):
+    model = small(processor)
+    for graph in graphs.values():
+        state, forcings, statics = inputs(graph.n_data)
+        out = model(state, forcings, statics, graph)
+        assert out.shape == (2, 1, 3, graph.n_data)
+        assert torch.equal(out, state[:, -1:])
+
+
+def test_untrained_window_model_returns_its_input():
+    model = EncProcDec(model_config_from_dict(dict(n_variables=3, input_steps=3, output_steps=3,
+                                                   hidden_dim=8, processor_layers=1)))
+    graph = graph_tensors(build_graph("demo-conus"))
+    state = torch.randn(1, 3, 3, graph.n_data)
+    forcings = torch.zeros(1, 3, 0, graph.n_data)
+    assert torch.equal(model(state, forcings, torch.zeros(0, graph.n_data), graph), state)
+
+
+def test_one_set_of_weights_serves_two_graphs_of_different_sizes(graphs):
+    model = small()
+    sizes = {g.n_data for g in graphs.values()} | {g.hidden_pos.shape[0] for g in graphs.values()}
+    assert len(sizes) == 4  # 10,512 / 8,330 data and 2,562 / 897 hidden nodes
+    for name, tensor in model.state_dict().items():
+        assert not set(tensor.shape) & sizes, f"{name} depends on a grid size"
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    global_, conus = graphs["demo-global"], graphs["demo-conus"]
+    conus_in = inputs(conus.n_data)
+    before = model(*conus_in, conus).detach()
+    state, forcings, statics = inputs(global_.n_data)
+    loss = (model(state, forcings, statics, global_) - 0.5 * state[:, -1:]).pow(2).mean()
+    loss.backward()
+    optimizer.step()
+    after = model(*conus_in, conus)  # trained on global, applied on conus
+    assert after.shape == before.shape and not torch.allclose(after, before)
+    assert torch.isfinite(after).all()
+
+
+def test_state_of_another_grid_is_refused(graphs):
+    state, forcings, statics = inputs(graphs["demo-conus"].n_data)
+    with pytest.raises(WorkbenchError, match="graph .* data nodes"):
+        small()(state, forcings, statics, graphs["demo-global"])
+
+
+def test_ensemble_members_differ_by_injected_noise(graphs):
+    graph = graphs["demo-conus"]
+    model = small(noise_channels=4)
+    nn.init.normal_(model.output.weight, std=0.1)  # as after training
+    state, forcings, statics = inputs(graph.n_data, batch=1)
+    a = model(state, forcings, statics, graph, torch.Generator().manual_seed(1))
+    b = model(state, forcings, statics, graph, torch.Generator().manual_seed(2))
+    c = model(state, forcings, statics, graph, torch.Generator().manual_seed(1))
+    assert not torch.allclose(a, b) and torch.equal(a, c)
+
+
+def test_edge_mlp_equals_the_mlp_of_concatenated_inputs():
+    torch.manual_seed(3)
+    dim, hidden, n_src, n_dst, n_edges = 6, 10, 7, 5, 20
+    edge_mlp = EdgeMLP(dim, hidden)
+    index = torch.stack([torch.randint(0, n_src, (n_edges,)), torch.randint(0, n_dst, (n_edges,))])
+    e, src, dst = torch.randn(n_edges, dim), torch.randn(2, n_src, dim), torch.randn(2, n_dst, dim)
+    first = nn.Linear(3 * dim, hidden)
+    with torch.no_grad():
+        first.weight.copy_(torch.cat([edge_mlp.edge_in.weight, edge_mlp.src_in.weight,
+                                      edge_mlp.dst_in.weight], dim=1))
+        first.bias.copy_(edge_mlp.edge_in.bias)
+    concat = torch.cat([e.expand(2, -1, -1), src[:, index[0]], dst[:, index[1]]], -1)
+    expected = edge_mlp.rest(first(concat))
+    assert torch.allclose(edge_mlp(e, src, dst, index), expected, atol=1e-6)
+
+
+def test_transformer_layer_against_a_dense_per_node_attention():
+    torch.manual_seed(4)
+    dim, heads, n = 8, 2, 5
+    layer = TransformerLayer(dim, 12, heads)
+    src = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3])
+    dst = torch.tensor([1, 1, 1, 2, 2, 3, 4, 4, 0])
+    h, e = torch.randn(1, n, dim), torch.randn(len(src), dim)
+    out, _ = layer(h, e, torch.stack([src, dst]))
+    hd = dim // heads
+    q, k, v = layer.qkv(layer.norm_nodes(h[0])).chunk(3, -1)
+    ek, ev = layer.edge_kv(e).chunk(2, -1)
+    expected = h[0].clone()
+    for node in range(n):
+        edges = (dst == node).nonzero().flatten()
+        heads_out = []
+        for head in range(heads):
+            sl = slice(head * hd, (head + 1) * hd)
+            keys = k[src[edges], sl] + ek[edges, sl]
+            weights = torch.softmax(keys @ q[node, sl] / math.sqrt(hd), 0)
+            heads_out.append(weights @ (v[src[edges], sl] + ev[edges, sl]))
+        expected[node] = expected[node] + layer.project(torch.cat(heads_out))
+    expected = expected + layer.mlp(layer.norm_mlp(expected))
+    assert torch.allclose(out[0], expected, atol=1e-5)
+
+
+def test_full_preset_is_seed_004_size_without_any_graph():
+    config = load_training_config("full")
+    model = EncProcDec(model_config(config, sampling_config(config)))
+    assert 65e6 < parameter_count(model) < 80e6  # seed 004: 71.5 M (mmgt) and 73.5 M (nbd)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"n_variables": 3, "hidden": 8}, "unknown key"),
+    ({"n_variables": 3, "processor": "gru"}, "processor"),
+    ({"n_variables": 3, "processor": "transformer", "hidden_dim": 10, "heads": 4}, "divisible"),
+    ({"n_variables": 3, "input_steps": 2, "output_steps": 3}, "output_steps"),
+])
+def test_bad_model_config_is_one_line_error(raw, message):
+    with pytest.raises(WorkbenchError, match=message) as err:
+        model_config_from_dict(raw)
+    assert "\n" not in str(err.value)

@@ -1,0 +1,255 @@
+"""Lightning training on the embedded global + CONUS demo: tasks, fine-tuning, runs, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from workbench import training
+from workbench.errors import WorkbenchError
+from workbench.finetune import LoRALinear
+
+
+def tiny(tmp_path: Path, **changes) -> training.TrainingConfig:
+    """The demo config, small and short; ``changes`` update top-level keys (dicts merged)."""
+    raw = training.config_dict(training.load_training_config("demo"))
+    raw["sampling"]["batches_per_epoch"] = 5
+    raw["model"].update(hidden_dim=16, processor_layers=2)
+    raw.update(max_steps=4, val_rollout=2, val_every=1000, val_batches=2, checkpoint_every=1000,
+               runs_dir=str(tmp_path / "runs"))
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return training.training_config_from_dict(raw)
+
+
+def metrics(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "metrics.csv")
+
+
+def train_losses(run_dir: Path) -> pd.Series:
+    m = metrics(run_dir).dropna(subset=["train/loss"])
+    return m.set_index("step")["train/loss"]
+
+
+def test_run_dir_holds_config_checkpoint_metrics_and_graph_ids(tmp_path):
+    run = training.fit(tiny(tmp_path), progress=False)
+    assert run.parent == tmp_path / "runs" and run.name.startswith("train-demo-")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved == json.loads((run / "config.json").read_text())
+    assert training.training_config_from_dict(saved).model["hidden_dim"] == 16
+    graphs = json.loads((run / "graphs.json").read_text())
+    assert graphs["global"]["data_nodes"] == 10512 and graphs["conus"]["data_nodes"] == 8330
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished" and info["steps"] == 4
+    assert info["graphs"] == {k: v["graph_id"] for k, v in graphs.items()}
+    state = training.load_checkpoint(run / "checkpoints" / "last.ckpt")  # weights_only
+    assert state["global_step"] == 4
+    assert state["workbench"]["graphs"] == info["graphs"]
+    m = metrics(run)
+    assert {"train/loss_global", "train/loss_conus", "val/mse_conus_step2",
+            "val/persistence_global_step1"} <= set(m.columns)
+    # each training row has the loss of its own domain only (no stale values of the other)
+    rows = m.dropna(subset=["train/loss"])
+    for _, row in rows.iterrows():
+        own = "global" if row["train/domain_index"] == 0 else "conus"
+        other = "conus" if own == "global" else "global"
+        assert row[f"train/loss_{own}"] == pytest.approx(row["train/loss"])
+        assert np.isnan(row[f"train/loss_{other}"])
+
+
+def test_validation_persistence_against_an_independent_computation(tmp_path):
+    run = training.fit(tiny(tmp_path, max_steps=1), progress=False)
+    _, datamodule, _ = training.prepare_run(tiny(tmp_path))
+    val = metrics(run).dropna(subset=["val/mse"]).iloc[-1]
+    for d, domain in enumerate(datamodule.domains):
+        starts = domain.samples("val")[:2]  # val_batches 2: one batch (2 windows) per domain
+        area = training.domain_graph(domain.domain.graph, domain.name, domain.domain.dataset,
+                                     2).area_weight.double().numpy()
+        area = area / area.mean()
+        norm = domain.normalisers["variables"]
+        errors = []
+        for t0 in starts:
+            raw = torch.from_numpy(domain.read(domain.variables, int(t0), 3))
+            x = norm.normalise(raw).double().numpy()
+            errors.append([((x[0] - x[s]) ** 2 * area).mean() for s in (1, 2)])
+        expected = np.mean(errors, axis=0)
+        for s in (1, 2):
+            assert val[f"val/persistence_{domain.name}_step{s}"] == pytest.approx(
+                expected[s - 1], rel=1e-4)
+        assert d in (0, 1)
+
+
+@pytest.mark.parametrize("stop", [7, 10])  # mid-epoch, and at an epoch's end (5 batches)
+def test_resumed_run_equals_uninterrupted(tmp_path, stop):
+    config = tiny(tmp_path, max_steps=12)
+    whole = training.fit(config, run_dir=tmp_path / "whole", progress=False)
+    part = training.fit(config, max_steps=stop, run_dir=tmp_path / "part", progress=False)
+    assert len(train_losses(part)) == stop
+    training.fit(None, max_steps=12, resume=part, progress=False)
+    a, b = train_losses(whole), train_losses(part)
+    assert list(b.index) == list(range(12))
+    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())  # bit-identical on CPU
+    assert json.loads((part / "run.json").read_text())["steps"] == 12
+
+
+def test_bert_and_interpolation_tasks_train(tmp_path):
+    bert = training.fit(tiny(tmp_path, task="bert", sampling={"rollout": 2}), progress=False)
+    interp = training.fit(tiny(tmp_path, task="interpolation", sampling={"rollout": 2}),
+                          progress=False)
+    for run in (bert, interp):
+        losses = train_losses(run)
+        assert len(losses) == 4 and np.isfinite(losses).all() and (losses > 0).all()
+    model = training.load_run(interp)[1].model
+    assert model.config.input_steps == model.config.output_steps == 3
+
+
+def test_ensemble_crps_training(tmp_path):
+    config = tiny(tmp_path, members=3, model={"noise_channels": 4},
+                  loss={"losses": ["crps", "mse_ensemble"], "crps_alpha": 0.95})
+    run = training.fit(config, progress=False)
+    m = metrics(run).dropna(subset=["train/loss"])
+    assert {"train/crps_global", "train/mse_ensemble_conus"} & set(m.columns)
+    assert np.isfinite(m["train/loss"]).all()
+
+
+def test_lora_fine_tuning_leaves_base_weights_unchanged(tmp_path):
+    base_run = training.fit(tiny(tmp_path), progress=False)
+    base = training.load_checkpoint(base_run / "checkpoints" / "last.ckpt")["state_dict"]
+    tuned = training.fit(tiny(tmp_path, init_from=str(base_run / "checkpoints" / "last.ckpt"),
+                              finetune={"lora": True, "lora_rank": 2,
+                                        "layer_lrs": {"processor": 1e-2}}),
+                         progress=False)
+    _, module, _ = training.load_run(tuned)
+    wrapped = [n for n, m in module.model.named_modules() if isinstance(m, LoRALinear)]
+    assert wrapped and all(n.startswith("processor.") for n in wrapped)
+    state = module.model.state_dict()
+    changed_lora = 0
+    for name, value in state.items():
+        key = "model." + name.replace(".base.", ".")
+        if "lora_" in name:
+            changed_lora += bool(value.abs().sum() > 0 and "lora_b" in name)
+            continue
+        assert torch.equal(value, base[key]), f"{name} changed"
+    assert changed_lora > 0  # the adapters did train
+    info = json.loads((tuned / "run.json").read_text())
+    assert info["trainable_parameters"] < info["parameters"]
+
+
+def test_replay_buffer_rollout_training_and_clipping(tmp_path):
+    config = tiny(tmp_path, max_steps=6, finetune={"replay_size": 3, "replay_refresh": 2,
+                                                   "max_rollout": 3, "clip": {"tp": [0, None]}})
+    run = training.fit(config, progress=False)
+    state = training.load_checkpoint(run / "checkpoints" / "last.ckpt")
+    replay = state["workbench"]["replay"]
+    assert replay is not None and len(replay["samples"]) == 3
+    assert np.isfinite(train_losses(run)).all()
+
+
+def test_layerwise_learning_rates_reach_the_optimizer(tmp_path):
+    config = tiny(tmp_path, finetune={"layer_lrs": {"encoder": 1e-2, "processor": 5e-4}})
+    _, _, module = training.prepare_run(config)
+    optimizer = module.configure_optimizers()["optimizer"]
+    lrs = {g["name"]: g["initial_lr"] for g in optimizer.param_groups}  # before warm-up
+    assert lrs["encoder"] == 1e-2 and lrs["processor"] == 5e-4 and lrs["default"] == 1e-3 * 3
+    names = {g["name"]: len(g["params"]) for g in optimizer.param_groups}
+    n_proc = sum(1 for n, _ in module.model.named_parameters() if n.startswith("processor."))
+    assert names["processor"] == n_proc
+
+
+def test_nan_loss_stops_naming_step_domain_and_batch(tmp_path):
+    config = tiny(tmp_path, max_steps=20, optimizer={"lr": 1e30, "warmup_steps": 0,
+                                                     "grad_clip": 0})
+    with pytest.raises(WorkbenchError, match=r"loss is (nan|inf) at step \d+, domain '(global|conus)', batch \d+"):
+        training.fit(config, progress=False)
+    run = next((tmp_path / "runs").iterdir())
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+
+
+def test_checkpoint_of_another_shape_is_one_line_error(tmp_path):
+    run = training.fit(tiny(tmp_path, max_steps=1), progress=False)
+    other = tiny(tmp_path, model={"hidden_dim": 8},
+                 init_from=str(run / "checkpoints" / "last.ckpt"))
+    with pytest.raises(WorkbenchError, match="another shape") as err:
+        training.fit(other, progress=False)
+    assert "\n" not in str(err.value)
+
+
+def test_unsafe_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": Path("x")}, path)  # a pickled object
+    with pytest.raises(WorkbenchError, match="loads safely"):
+        training.load_checkpoint(path)
+
+
+def test_graph_of_another_grid_is_refused(tmp_path):
+    config = tiny(tmp_path, sampling={"domains": [
+        {"name": "conus", "dataset": "conus", "graph": "demo-global"}]})
+    with pytest.raises(WorkbenchError, match="10512 data nodes but domain 'conus' has 8330"):
+        training.prepare_run(config)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"optimiser": {}}, "unknown key 'optimiser'"),
+    ({"task": "denoise"}, "task 'denoise'"),
+    ({"loss": {"losses": ["crps"]}}, "members >= 2"),
+    ({"members": 4}, "noise_channels"),
+    ({"model": {"layers": 3}}, "unknown key 'layers'"),
+    ({"task": "interpolation"}, "rollout >= 2"),
+])
+def test_bad_training_config_is_one_line_error(tmp_path, change, message):
+    with pytest.raises(WorkbenchError, match=message) as err:
+        tiny(tmp_path, **change)
+    assert "\n" not in str(err.value)
+
+
+def _cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("workbench")
+    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)
+
+
+def _write_config(tmp_path: Path, config: training.TrainingConfig) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(training.config_dict(config)))
+    return path
+
+
+def test_cli_train_and_resume(tmp_path):
+    path = _write_config(tmp_path, tiny(tmp_path, max_steps=3))
+    done = _cli("train", str(path), "--run-dir", "r", "--no-progress", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads(done.stdout[done.stdout.index("{"):])
+    assert info["steps"] == 3 and info["status"] == "finished"
+    again = _cli("train", "--resume", "r", "--max-steps", "5", "--no-progress", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "finished after 5 steps" in again.stdout
+    assert list(train_losses(tmp_path / "r").index) == [0, 1, 2, 3, 4]
+    bad = _cli("train", "no-such-config", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: training config")
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run_completes(tmp_path):
+    path = _write_config(tmp_path, tiny(tmp_path, max_steps=4, val_batches=2))
+    done = _cli("train", str(path), "--devices", "2", "--strategy", "ddp", "--accelerator",
+                "cpu", "--run-dir", "ddp", "--no-progress", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    info = json.loads((tmp_path / "ddp" / "run.json").read_text())
+    assert info["status"] == "finished" and info["steps"] == 4
+    m = metrics(tmp_path / "ddp")
+    # two ranks, each takes every second batch of one seeded sequence: both domains trained
+    assert m.dropna(subset=["train/loss"]).shape[0] == 4
+    val = m.dropna(subset=["val/mse"]).iloc[-1]
+    assert np.isfinite(val["val/mse_global_step1"]) and np.isfinite(val["val/mse_conus_step1"])
