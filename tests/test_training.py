@@ -253,3 +253,23 @@ def test_two_process_ddp_run_completes(tmp_path):
     assert m.dropna(subset=["train/loss"]).shape[0] == 4
     val = m.dropna(subset=["val/mse"]).iloc[-1]
     assert np.isfinite(val["val/mse_global_step1"]) and np.isfinite(val["val/mse_conus_step1"])
+
+
+def test_tensorboard_logger_beside_metrics_csv(tmp_path):
+    run = training.fit(tiny(tmp_path, max_steps=2, logger="tensorboard"), progress=False)
+    events = list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    assert len(train_losses(run)) == 2  # metrics.csv is written too
+
+
+def test_mlflow_logger_needs_mlflow_or_logs_to_the_run_dir(tmp_path):
+    config = tiny(tmp_path, max_steps=1, logger="mlflow")
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        with pytest.raises(WorkbenchError, match="pip install mlflow") as err:
+            training.fit(config, progress=False)
+        assert "\n" not in str(err.value)
+        return
+    run = training.fit(config, progress=False)
+    assert (run / "mlruns").is_dir()

@@ -621,11 +621,27 @@ def _logger(config: TrainingConfig, run_dir: Path):
 
     if config.logger == "csv":
         return loggers.CSVLogger(run_dir, name="", version="")
+    package = {"tensorboard": "tensorboard", "mlflow": "mlflow"}[config.logger]
+    try:
+        __import__(package)
+    except ImportError:
+        raise WorkbenchError(f"logger {config.logger!r} needs the {package} package: pip install "
+                             f"{package} (or `pip install -e .[tracking]`), or use logger: "
+                             "csv") from None
+    # metrics.csv is always written too: notebooks and reports read it
     if config.logger == "tensorboard":
         return loggers.TensorBoardLogger(run_dir, name="tensorboard", version="")
     return loggers.MLFlowLogger(experiment_name=config.name,
                                 tracking_uri=os.environ.get("MLFLOW_TRACKING_URI",
-                                                            f"file:{run_dir / 'mlruns'}"))
+                                                            f"file:{run_dir.resolve() / 'mlruns'}"))
+
+
+def _loggers(config: TrainingConfig, run_dir: Path) -> list:
+    """The CSV logger always (metrics.csv), plus TensorBoard or MLflow when configured."""
+    from pytorch_lightning import loggers
+
+    csv = loggers.CSVLogger(run_dir, name="", version="")
+    return [csv] if config.logger == "csv" else [csv, _logger(config, run_dir)]
 
 
 def prepare_run(config: TrainingConfig, cache: str | Path | None = None):
@@ -768,7 +784,7 @@ def _trainer(config: TrainingConfig, run_dir: Path, progress: bool, **kwargs) ->
     options = dict(
         max_steps=config.max_steps, accelerator=config.accelerator, devices=config.devices,
         num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
-        logger=_logger(config, run_dir), callbacks=[checkpoints],
+        logger=_loggers(config, run_dir), callbacks=[checkpoints],
         val_check_interval=None, check_val_every_n_epoch=None,
         limit_val_batches=config.val_batches if config.val_batches else 1.0,
         gradient_clip_val=config.optimizer.grad_clip or None, use_distributed_sampler=False,

@@ -1,0 +1,510 @@
+"""WeatherBench2-style verification metrics on xarray Datasets.
+
+Layout: a forecast is a Dataset with one variable per field and dims
+``(init_time, lead_time, [member], grid)``; the truth has dims ``(time, grid)`` and coords
+``latitude(grid)``, ``longitude(grid)`` in degrees; area weights are a DataArray ``weights(grid)``
+(any positive scale: only their ratios matter). Every function takes and returns Datasets (all
+variables at once).
+
+Definitions follow ``weatherbench2/metrics.py`` (google-research/weatherbench2):
+
+* WB2 evaluates a metric per init time (``compute_chunk``: an area-weighted mean over space,
+  ``dataset.weighted(weights).mean(["latitude", "longitude"])``) and then averages over init
+  times (``Metric.compute``: ``compute_chunk(...).mean("init_time")``), NaNs propagating.
+  Here the flat ``grid`` dim plays the role of (latitude, longitude).
+* RMSE: WB2's ``MSE`` docstring says most users should use MSE "and then take a square root in
+  user code", i.e. ``sqrt(mean_t(mean_grid_w(e^2)))``; the square root comes last. (WB2's
+  ``RMSESqrtBeforeTimeAvg`` is the other order, not used here.)
+* ACC: WB2's ``ACC.compute_chunk``: with anomalies ``fa = forecast - clim``, ``ta = truth - clim``,
+  ``mean_w(fa*ta) / sqrt(mean_w(fa^2) * mean_w(ta^2))`` per init time (uncentred), then the mean
+  over init times.
+* CRPS: WB2's ``CRPS = CRPSSkill - 0.5 * CRPSSpread`` with skill ``mean_m |X_m - Y|`` and the fair
+  (Zamo & Naveau 2018) spread ``sum_ij |X_i - X_j| / (M (M - 1))``, computed from sorted members
+  as WB2's ``_pointwise_crps_spread`` does; spread 0 for one member, as in WB2.
+* Ensemble spread: WB2's ``EnsembleVariance`` (``var(member, ddof=1)``, area-weighted mean);
+  skill: WB2's ``EnsembleMeanMSE`` (``(mean_m X - Y)^2``, area-weighted). The spread-skill ratio
+  is ``sqrt(mean_t spread^2) / sqrt(mean_t skill^2)``. WB2's code applies no finite-ensemble
+  correction; ``spread_skill_ratio(..., correct=True)`` multiplies by ``sqrt((M + 1) / M)``
+  (Fortin et al. 2014), under which a perfectly reliable ensemble scores 1 instead of
+  ``sqrt(M / (M + 1))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .errors import WorkbenchError
+
+INIT, LEAD, MEMBER, GRID, TIME = "init_time", "lead_time", "member", "grid", "time"
+_ORDER = (INIT, LEAD, MEMBER, "band", "hour", "dayofyear", GRID)
+_COORD_TOL_DEG = 1e-4
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def normalise_weights(weights: xr.DataArray) -> xr.DataArray:
+    """The weights divided by their mean (mean 1, so they sum to the number of points)."""
+    w = xr.DataArray(weights) if not isinstance(weights, xr.DataArray) else weights
+    values = np.asarray(w.values, dtype=np.float64)
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise WorkbenchError("weights must be finite and >= 0: compute them from cell areas")
+    if values.sum() <= 0:
+        raise WorkbenchError("weights sum to 0: give at least one point a positive weight")
+    return w / values.mean()
+
+
+def latitude_weights(latitude: xr.DataArray | np.ndarray | Sequence[float]) -> xr.DataArray:
+    """cos(latitude) normalised to mean 1, as a DataArray over the latitude's dim (``grid``).
+
+    On a regular lat-lon grid the exact cell area of an interior row is
+    ``2 cos(lat) sin(dlat / 2)`` per longitude step, so these weights are exact there; only rows
+    at the poles differ (cos 90 = 0 against a small polar cap). ``grids.area_weights`` gives the
+    exact areas; WB2's ``get_lat_weights`` uses the same cell-bound areas.
+    """
+    lat = (
+        latitude
+        if isinstance(latitude, xr.DataArray)
+        else xr.DataArray(np.asarray(latitude, dtype=np.float64), dims=GRID)
+    )
+    weights = np.cos(np.deg2rad(lat.astype(np.float64))).clip(min=0.0)
+    return normalise_weights(weights).rename("weights")
+
+
+def _grid_weights(weights: xr.DataArray, n_grid: int) -> xr.DataArray:
+    """Validated weights as a bare DataArray over ``grid`` (no coords to join on)."""
+    if not isinstance(weights, xr.DataArray) or weights.dims != (GRID,):
+        raise WorkbenchError("weights must be a DataArray with the single dim 'grid'")
+    if weights.size != n_grid:
+        raise WorkbenchError(
+            f"weights have {weights.size} points but the data has {n_grid}: "
+            "compute the weights on the same grid"
+        )
+    return xr.DataArray(normalise_weights(weights).values, dims=GRID)
+
+
+def _area_mean(ds: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+    """Area-weighted mean over ``grid``: sum_g w_g x_g / sum_g w_g, NaNs propagating."""
+    w = _grid_weights(weights, ds.sizes[GRID])
+    return ds.weighted(w).mean(GRID, skipna=False)
+
+
+# --------------------------------------------------------------------------- alignment
+
+
+def _check_dims(ds: xr.Dataset, dims: Sequence[str], what: str) -> None:
+    if not isinstance(ds, xr.Dataset):
+        raise WorkbenchError(f"{what} must be an xarray Dataset (one variable per field)")
+    missing = [d for d in dims if d not in ds.dims]
+    if missing:
+        raise WorkbenchError(
+            f"{what} lacks dims {missing} (has {list(ds.dims)}): use dims {list(dims)}"
+        )
+
+
+def _check_coords(forecast: xr.Dataset, truth: xr.Dataset) -> None:
+    for name in ("latitude", "longitude"):
+        if name not in forecast.coords or name not in truth.coords:
+            continue
+        diff = np.asarray(forecast[name].values, float) - np.asarray(truth[name].values, float)
+        if name == "longitude":
+            diff = (diff + 180.0) % 360.0 - 180.0
+        worst = float(np.nanmax(np.abs(diff))) if diff.size else 0.0
+        if not worst <= _COORD_TOL_DEG:
+            raise WorkbenchError(
+                f"forecast and truth {name} differ by up to {worst:.3g} deg: "
+                "regrid the forecast onto the truth's grid (same point order)"
+            )
+
+
+def _valid_times(forecast: xr.Dataset) -> xr.DataArray:
+    init, lead = forecast[INIT], forecast[LEAD]
+    if not np.issubdtype(init.dtype, np.datetime64):
+        raise WorkbenchError("init_time must be datetime64: use pd.to_datetime on it")
+    if not np.issubdtype(lead.dtype, np.timedelta64):
+        raise WorkbenchError(
+            "lead_time must be timedelta64: use pd.to_timedelta(hours, unit='h') on it"
+        )
+    return (init + lead).rename("valid_time")
+
+
+def align(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+    """The truth at the forecast's valid times ``init_time + lead_time``.
+
+    Returns the forecast's variables with dims (init_time, lead_time, grid) and a
+    ``valid_time(init_time, lead_time)`` coord. Raises WorkbenchError when the grids differ in
+    size or in latitude/longitude (beyond 1e-4 deg), a variable is missing from the truth, or a
+    valid time is not in the truth.
+    """
+    _check_dims(forecast, (INIT, LEAD, GRID), "forecast")
+    _check_dims(truth, (TIME, GRID), "truth")
+    if forecast.sizes[GRID] != truth.sizes[GRID]:
+        raise WorkbenchError(
+            f"forecast has {forecast.sizes[GRID]} grid points, truth {truth.sizes[GRID]}: "
+            "regrid the forecast onto the truth's grid"
+        )
+    _check_coords(forecast, truth)
+    missing = [v for v in forecast.data_vars if v not in truth.data_vars]
+    if missing:
+        raise WorkbenchError(f"truth lacks variables {missing}: load them or drop them first")
+    valid = _valid_times(forecast)
+    absent = np.setdiff1d(np.unique(valid.values), truth[TIME].values)
+    if absent.size:
+        raise WorkbenchError(
+            f"{absent.size} valid times are not in the truth (first {absent[0]}, truth ends "
+            f"{truth[TIME].values.max()}): extend the truth or drop those init/lead times"
+        )
+    out = truth[list(forecast.data_vars)].sel({TIME: valid})
+    out = out.drop_vars(TIME).assign_coords(valid_time=valid)
+    if GRID in forecast.coords:
+        out = out.assign_coords({GRID: forecast[GRID].values})
+    return out.transpose(INIT, LEAD, GRID, ...)
+
+
+def _pair(forecast: xr.Dataset, truth: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
+    """Forecast variables and the aligned truth; lat/lon kept from the forecast when it has them."""
+    target = align(forecast, truth)
+    shared = [c for c in ("latitude", "longitude") if c in forecast.coords]
+    return forecast[list(target.data_vars)], target.drop_vars(shared)
+
+
+def _order(ds: xr.Dataset) -> xr.Dataset:
+    return ds.transpose(*[d for d in _ORDER if d in ds.dims], ...)
+
+
+def _init_mean(ds: xr.Dataset) -> xr.Dataset:
+    return _order(ds.mean(INIT, skipna=False))
+
+
+# --------------------------------------------------------------------------- maps
+
+
+def spatial_mse(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+    """Per grid point: mean over init_time of (forecast - truth)^2. Dims (lead_time, grid)."""
+    f, y = _pair(forecast, truth)
+    return _init_mean((f - y) ** 2)
+
+
+def spatial_rmse(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+    """Per grid point: sqrt of the mean over init_time of (forecast - truth)^2."""
+    return np.sqrt(spatial_mse(forecast, truth))
+
+
+def spatial_mae(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+    """Per grid point: mean over init_time of |forecast - truth|."""
+    f, y = _pair(forecast, truth)
+    return _init_mean(abs(f - y))
+
+
+def spatial_bias(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+    """Per grid point: mean over init_time of (forecast - truth)."""
+    f, y = _pair(forecast, truth)
+    return _init_mean(f - y)
+
+
+def _ensemble(forecast: xr.Dataset) -> int:
+    if MEMBER not in forecast.dims:
+        raise WorkbenchError(
+            f"ensemble metric needs a '{MEMBER}' dim (forecast has {list(forecast.dims)}): "
+            "pass the ensemble forecast, or use the deterministic metric"
+        )
+    return forecast.sizes[MEMBER]
+
+
+def _fair_spread_np(x: np.ndarray) -> np.ndarray:
+    """sum_ij |x_i - x_j| / (M (M - 1)) over the last axis, as 2 sum_k (2k - M - 1) x_(k) / ..."""
+    m = x.shape[-1]
+    if m < 2:
+        return np.zeros(x.shape[:-1])
+    coef = 2.0 * np.arange(1, m + 1) - m - 1
+    return 2.0 * (np.sort(x, axis=-1) * coef).sum(axis=-1) / (m * (m - 1))
+
+
+def _pointwise_crps(forecast: xr.Dataset, target: xr.Dataset) -> xr.Dataset:
+    """Fair CRPS per point and init time: mean_m |X_m - Y| - 0.5 sum_ij |X_i - X_j| / (M(M-1))."""
+    skill = abs(forecast - target).mean(MEMBER, skipna=False)
+    spread = xr.apply_ufunc(
+        _fair_spread_np,
+        forecast,
+        input_core_dims=[[MEMBER]],
+        keep_attrs=False,
+        dask="parallelized",
+        output_dtypes=[np.float64],
+    )
+    return skill - 0.5 * spread
+
+
+def _ensemble_variance(forecast: xr.Dataset) -> xr.Dataset:
+    """var(member, ddof=1) per point and init time; 0 for a single member (as WB2)."""
+    if forecast.sizes[MEMBER] < 2:
+        return xr.zeros_like(forecast.isel({MEMBER: 0}, drop=True))
+    return forecast.var(MEMBER, ddof=1, skipna=False)
+
+
+def spatial_crps(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+    """Per grid point: mean over init_time of the fair ensemble CRPS."""
+    _ensemble(forecast)
+    f, y = _pair(forecast, truth)
+    return _init_mean(_pointwise_crps(f, y))
+
+
+def spatial_spread(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+    """Per grid point: sqrt of the mean over init_time of the ensemble variance (ddof=1).
+
+    ``truth`` is only used to check the forecast's grid and valid times.
+    """
+    _ensemble(forecast)
+    f, _ = _pair(forecast, truth)
+    return np.sqrt(_init_mean(_ensemble_variance(f)))
+
+
+# --------------------------------------------------------------------------- aggregated
+
+
+def mse(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+    """Area-weighted mean over grid of (forecast - truth)^2 per init time, then mean over init_time.
+
+    Keeps lead_time (and member, for an ensemble forecast: one score per member).
+    """
+    f, y = _pair(forecast, truth)
+    return _init_mean(_area_mean((f - y) ** 2, weights))
+
+
+def rmse(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+    """sqrt(mse): the area-weighted mean over grid, the mean over init_time, THEN the root."""
+    return np.sqrt(mse(forecast, truth, weights))
+
+
+def mae(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+    """Area-weighted mean over grid of |forecast - truth| per init time, then mean over init_time."""
+    f, y = _pair(forecast, truth)
+    return _init_mean(_area_mean(abs(f - y), weights))
+
+
+def bias(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+    """Area-weighted mean over grid of (forecast - truth) per init time, then mean over init_time."""
+    f, y = _pair(forecast, truth)
+    return _init_mean(_area_mean(f - y, weights))
+
+
+def _climatology_at(clim: xr.Dataset, valid: xr.DataArray, names: Sequence[str]) -> xr.Dataset:
+    """The climatology at each valid time: selects ``hour`` / ``dayofyear`` where clim has them."""
+    if not isinstance(clim, xr.Dataset) or GRID not in clim.dims:
+        raise WorkbenchError("climatology must be a Dataset with a 'grid' dim: use climatology()")
+    extra = [d for d in clim.dims if d not in (GRID, "hour", "dayofyear")]
+    if extra:
+        raise WorkbenchError(
+            f"climatology has dims {extra}: use (grid), (hour, grid) or (dayofyear, hour, grid)"
+        )
+    missing = [v for v in names if v not in clim.data_vars]
+    if missing:
+        raise WorkbenchError(f"climatology lacks variables {missing}: compute it from the truth")
+    selection = {d: getattr(valid.dt, d) for d in ("dayofyear", "hour") if d in clim.dims}
+    try:
+        out = clim[list(names)].sel(selection)
+    except KeyError as err:
+        raise WorkbenchError(
+            f"climatology lacks a {'/'.join(selection)} of the valid times ({err}): compute it "
+            "from truth covering every hour of day the forecast verifies at"
+        ) from None
+    return out.drop_vars([*selection, "latitude", "longitude"], errors="ignore")
+
+
+def acc(
+    forecast: xr.Dataset, truth: xr.Dataset, climatology: xr.Dataset, weights: xr.DataArray
+) -> xr.Dataset:
+    """Anomaly correlation coefficient (uncentred, as WB2's ACC).
+
+    Per init time: ``mean_w(fa*ta) / sqrt(mean_w(fa^2) * mean_w(ta^2))`` with ``fa = forecast -
+    clim``, ``ta = truth - clim`` and ``mean_w`` the area-weighted mean over grid; then the mean
+    over init_time. ``climatology`` has dims (grid) or (hour, grid) (or (dayofyear, hour, grid)),
+    selected at each valid time's hour (and day of year). A forecast equal to the climatology has
+    ``fa = 0`` and gives 0/0 = NaN; a perfect forecast gives exactly 1.
+    """
+    f, y = _pair(forecast, truth)
+    clim = _climatology_at(climatology, y["valid_time"], list(f.data_vars))
+    fa, ta = f - clim, y - clim
+    per_init = _area_mean(fa * ta, weights) / np.sqrt(
+        _area_mean(fa**2, weights) * _area_mean(ta**2, weights)
+    )
+    return _init_mean(per_init.drop_vars("valid_time", errors="ignore"))
+
+
+def crps(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+    """Fair ensemble CRPS: area-weighted mean over grid per init time, then mean over init_time."""
+    _ensemble(forecast)
+    f, y = _pair(forecast, truth)
+    return _init_mean(_area_mean(_pointwise_crps(f, y), weights))
+
+
+def ensemble_mean_mse(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+    """MSE of the ensemble mean (WB2 ``EnsembleMeanMSE``, biased by var / M)."""
+    _ensemble(forecast)
+    f, y = _pair(forecast, truth)
+    return _init_mean(_area_mean((f.mean(MEMBER, skipna=False) - y) ** 2, weights))
+
+
+def ensemble_mean_rmse(
+    forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray
+) -> xr.Dataset:
+    """sqrt of: area-weighted mean over grid of (mean_m X - Y)^2, mean over init_time."""
+    return np.sqrt(ensemble_mean_mse(forecast, truth, weights))
+
+
+def ensemble_variance(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+    """Area-weighted mean over grid of var(member, ddof=1), mean over init_time (WB2)."""
+    _ensemble(forecast)
+    f, _ = _pair(forecast, truth)
+    return _init_mean(_area_mean(_ensemble_variance(f), weights))
+
+
+def spread_skill_ratio(
+    forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray, correct: bool = False
+) -> xr.Dataset:
+    """sqrt(ensemble_variance) / ensemble_mean_rmse, both area-weighted and init-time means.
+
+    ``correct=True`` multiplies by ``sqrt((M + 1) / M)`` (Fortin et al. 2014; WB2 applies none):
+    for a reliable M-member ensemble the uncorrected ratio tends to ``sqrt(M / (M + 1))``.
+    """
+    n_members = _ensemble(forecast)
+    ratio = np.sqrt(
+        ensemble_variance(forecast, truth, weights) / ensemble_mean_mse(forecast, truth, weights)
+    )
+    return ratio * np.sqrt((n_members + 1) / n_members) if correct else ratio
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def climatology(
+    truth: xr.Dataset, start: str | pd.Timestamp, end: str | pd.Timestamp, by_hour: bool = True
+) -> xr.Dataset:
+    """Mean of the truth over ``start..end`` (inclusive): per hour of day, dims (hour, grid),
+    when ``by_hour``; otherwise dims (grid)."""
+    _check_dims(truth, (TIME, GRID), "truth")
+    period = truth.sel({TIME: slice(pd.Timestamp(start), pd.Timestamp(end))})
+    if period.sizes[TIME] == 0:
+        raise WorkbenchError(
+            f"truth has no times in {start}..{end}: pick a period inside "
+            f"{truth[TIME].values.min()}..{truth[TIME].values.max()}"
+        )
+    out = period.groupby(f"{TIME}.hour").mean(TIME) if by_hour else period.mean(TIME)
+    return _order(out).assign_attrs(period_start=str(start), period_end=str(end))
+
+
+def _time_axes(init_times, lead_times) -> tuple[xr.DataArray, xr.DataArray]:
+    leads = np.asarray(lead_times)
+    if leads.dtype.kind in "iuf":
+        raise WorkbenchError("lead_times must be timedeltas: pass pd.to_timedelta(h, unit='h')")
+    init = pd.DatetimeIndex(np.atleast_1d(init_times)).values
+    lead = pd.to_timedelta(np.atleast_1d(leads)).values
+    return xr.DataArray(init, dims=INIT, coords={INIT: init}), xr.DataArray(
+        lead, dims=LEAD, coords={LEAD: lead}
+    )
+
+
+def persistence_forecast(truth: xr.Dataset, init_times, lead_times) -> xr.Dataset:
+    """The truth at each init time, repeated for every lead. Dims (init_time, lead_time, grid)."""
+    _check_dims(truth, (TIME, GRID), "truth")
+    init, lead = _time_axes(init_times, lead_times)
+    absent = np.setdiff1d(init.values, truth[TIME].values)
+    if absent.size:
+        raise WorkbenchError(
+            f"init time {absent[0]} is not in the truth: pick init times from truth.time"
+        )
+    start = truth.sel({TIME: init.values}).rename({TIME: INIT}).assign_coords({INIT: init})
+    return _order(start.expand_dims({LEAD: lead.values})).copy(deep=True)
+
+
+def climatology_forecast(clim: xr.Dataset, init_times, lead_times) -> xr.Dataset:
+    """The climatology at each valid time init + lead. Dims (init_time, lead_time, grid)."""
+    init, lead = _time_axes(init_times, lead_times)
+    out = _climatology_at(clim, init + lead, list(clim.data_vars))
+    keep = {c: clim[c] for c in ("latitude", "longitude") if c in clim.coords}
+    return _order(out.broadcast_like(init + lead).assign_coords(keep))
+
+
+# --------------------------------------------------------------------------- skill scores
+
+
+_SKILL_KINDS = ("mse", "rmse")
+
+
+def skill_score(model: xr.Dataset, reference: xr.Dataset, kind: str = "mse") -> xr.Dataset:
+    """Skill score against a reference (e.g. persistence or climatology); 1 is perfect, 0 no skill.
+
+    ``kind="mse"``: inputs are MSEs, ``1 - model / reference`` (the same formula serves MAE and
+    CRPS, any score whose perfect value is 0). ``kind="rmse"``: inputs are RMSEs and the score is
+    the MSE skill score ``1 - (model / reference)^2``. A reference score of 0 gives -inf or NaN.
+    """
+    if kind not in _SKILL_KINDS:
+        raise WorkbenchError(f"unknown skill score kind {kind!r}: use one of {list(_SKILL_KINDS)}")
+    if set(model.data_vars) != set(reference.data_vars):
+        raise WorkbenchError(
+            f"model has variables {sorted(model.data_vars)}, reference "
+            f"{sorted(reference.data_vars)}: score the same variables"
+        )
+    ratio = model / reference
+    return 1 - (ratio**2 if kind == "rmse" else ratio)
+
+
+# --------------------------------------------------------------------------- distance bands
+
+
+def distance_bands(
+    distance: xr.DataArray | np.ndarray | Sequence[float], edges: Sequence[float]
+) -> xr.DataArray:
+    """Band index per grid point: ``k`` where ``edges[k] <= distance < edges[k + 1]``, else -1.
+
+    ``edges`` increase strictly (``np.inf`` last to close the top band); the result carries them
+    in ``attrs["edges"]``. Distances are whatever the caller measures (grid cells, km).
+    """
+    bounds = np.asarray(edges, dtype=np.float64)
+    if bounds.ndim != 1 or bounds.size < 2 or not np.all(np.diff(bounds) > 0):
+        raise WorkbenchError(f"band edges {list(edges)} must be >= 2 strictly increasing numbers")
+    if isinstance(distance, xr.DataArray):
+        dist = distance
+    else:
+        dist = xr.DataArray(np.asarray(distance, dtype=np.float64), dims=GRID)
+    values = np.asarray(dist.values, dtype=np.float64)
+    band = np.searchsorted(bounds, values, side="right") - 1
+    band[(band < 0) | (band >= bounds.size - 1)] = -1  # NaN sorts last: -1 too
+    return dist.copy(data=band.astype(np.int64)).rename("band").assign_attrs(edges=bounds.tolist())
+
+
+def by_band(
+    spatial_metric: xr.Dataset, band_labels: xr.DataArray, weights: xr.DataArray
+) -> xr.Dataset:
+    """Area-weighted mean of a per-grid-point metric over the points of each band.
+
+    Result dims (lead_time, band) for a ``spatial_*`` map: ``sum_{g in band} w_g m_g / sum_{g in band} w_g``; points labelled -1
+    are left out, an empty band is NaN. To get an RMSE per band pass ``spatial_mse`` and take the
+    square root afterwards (averaging ``spatial_rmse`` gives a mean of roots).
+    """
+    if GRID not in spatial_metric.dims:
+        raise WorkbenchError("by_band needs a per-grid-point metric (a 'grid' dim): use spatial_*")
+    n_grid = spatial_metric.sizes[GRID]
+    labels = np.asarray(band_labels.values)
+    if labels.shape != (n_grid,):
+        raise WorkbenchError(
+            f"band labels have shape {labels.shape}, the metric {n_grid} points: "
+            "label every grid point with distance_bands"
+        )
+    w = _grid_weights(weights, n_grid)
+    data = spatial_metric.drop_vars(["latitude", "longitude"], errors="ignore")
+    if GRID in data.coords:
+        data = data.drop_vars(GRID)
+    edges = band_labels.attrs.get("edges")
+    bands = np.arange(len(edges) - 1) if edges else np.unique(labels[labels >= 0])
+    parts = [
+        data.weighted(w * xr.DataArray(labels == b, dims=GRID)).mean(GRID, skipna=False)
+        for b in bands
+    ]
+    out = xr.concat(parts, dim=xr.DataArray(bands, dims="band", name="band"))
+    if edges:
+        out = out.assign_coords(band_lower=("band", edges[:-1]), band_upper=("band", edges[1:]))
+    return _order(out)
