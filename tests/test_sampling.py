@@ -199,7 +199,8 @@ def test_aurora_sources_same_or_mixed_per_batch(tmp_path, monkeypatch):
 def test_demo_domain_graphs_match_their_grids_and_leave_no_data_node_hanging():
     from workbench import graphs, grids, inspection
 
-    for domain in sampling.load_sampling_config("demo").domains:
+    unseen = sampling.DomainConfig(name="europe", dataset="europe", graph="demo-europe")
+    for domain in (*sampling.load_sampling_config("demo").domains, unseen):
         graph = graphs.build_graph(domain.graph)
         ds = catalog.open_dataset(domain.dataset)
         lat, lon = graphs.node_latlon(graph, "data")

@@ -167,6 +167,27 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    import xarray as xr
+
+    from .evaluation import evaluate, run_config, scores, truth_for
+
+    path = evaluate(args.run_dir, args.domain, args.split, args.steps, args.members, args.graph,
+                    cache=args.cache, progress=not args.json)
+    forecast = xr.open_zarr(path)
+    train = run_config(args.run_dir).sampling["splits"]["train"]
+    table = scores(forecast, truth_for(forecast, args.cache), tuple(train))
+    if args.json:
+        _print_json({"forecasts": str(path), "domain": args.domain,
+                     "scores": table.to_dict("records")})
+        return 0
+    print(f"forecasts: {path}")
+    rmse = table[table.metric == "rmse"].pivot_table(
+        index=["variable", "lead_hours"], columns="forecast", values="value")
+    print(rmse.to_string(float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
 def cmd_params(args) -> int:
     from .runs import notebook_parameters
 
@@ -337,6 +358,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print run.json")
     p.add_argument("--cache", metavar="DIR", help="cache folder (default $WORKBENCH_CACHE)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="roll a trained run out on a domain and score it")
+    p.add_argument("run_dir", help="a training run dir (runs/train-...)")
+    p.add_argument("--domain", required=True, help="a domain of the run or a catalog dataset")
+    p.add_argument("--split", default="test", help="train, val or test (default test)")
+    p.add_argument("--steps", type=int, help="lead steps (default: the run's val_rollout)")
+    p.add_argument("--members", type=int, default=1, help="ensemble members (noise models)")
+    p.add_argument("--graph", help="graph for a domain the run did not train on")
+    p.add_argument("--json", action="store_true", help="print the score table as JSON")
+    p.add_argument("--cache", metavar="DIR", help="cache folder (default $WORKBENCH_CACHE)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("params", help="a notebook's parameters, types and defaults")
     p.add_argument("notebook")
