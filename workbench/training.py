@@ -883,32 +883,32 @@ STEP_HOURS = 6.0  # the demo datasets' time step: lead step k is k x 6 h
 
 
 def config_table(config: TrainingConfig):
-    """The key settings of a training config as a one-column DataFrame (index: setting)."""
+    """The key settings of a training config as a one-column DataFrame (index: setting); one
+    row per domain and per model setting, so no value is long enough to be cut short."""
     import pandas as pd
 
     sampling = config.sampling
-    domains = ", ".join(f"{d['name']} ({d.get('dataset', d['name'])}, graph {d.get('graph')}, "
-                        f"weight {d.get('weight', 1.0):g})" for d in sampling.get("domains", []))
-    model = ", ".join(f"{k}={v}" for k, v in config.model.items()) or "defaults"
     opt = config.optimizer
-    rows = {
-        "name": config.name,
-        "task": config.task,
-        "domains": domains,
+    rows: dict[str, object] = {"name": config.name, "task": config.task}
+    for d in sampling.get("domains", []):
+        rows[f"domain {d['name']}"] = (f"dataset {d.get('dataset', d['name'])}, graph "
+                                       f"{d.get('graph')}, weight {d.get('weight', 1.0):g}")
+    rows.update({
         "variables": ", ".join(sampling.get("variables", [])),
-        "forcings / statics": (f"{', '.join(sampling.get('forcings', [])) or '-'} / "
-                               f"{', '.join(sampling.get('statics', [])) or '-'}"),
+        "forcings": ", ".join(sampling.get("forcings", [])) or "-",
+        "statics": ", ".join(sampling.get("statics", [])) or "-",
         "losses": ", ".join(config.loss.losses),
-        "model": model,
+    })
+    rows.update({f"model.{k}": v for k, v in config.model.items()})
+    rows.update({
         "members": config.members,
         "max_steps": config.max_steps,
         "batch_size": sampling.get("batch_size"),
-        "optimizer": (f"AdamW lr={opt.lr:g}, {opt.schedule}, warmup {opt.warmup_steps}, "
-                      f"grad clip {opt.grad_clip:g}"),
+        "optimizer": f"AdamW lr={opt.lr:g}, {opt.schedule}, warmup {opt.warmup_steps}",
         "validation": (f"every {config.val_every} steps, {config.val_rollout} lead steps "
                        f"({config.val_rollout * STEP_HOURS:g} h)"),
         "seed": config.seed,
-    }
+    })
     return pd.DataFrame({"value": [str(v) for v in rows.values()]},
                         index=pd.Index(list(rows), name="setting"))
 
@@ -946,9 +946,11 @@ def read_metrics(run_dir: str | Path, step_hours: float = STEP_HOURS):
     path = _metrics_path(run_dir)
     table = pd.read_csv(path, float_precision="round_trip")
     loss_columns = [c for c in table.columns if c.startswith("train/loss_")]
-    val_columns = {c: re.match(r"^val/(mse|persistence)_(.+)_step(\d+)$", c)
+    val_columns = {c: re.match(r"^val/(mse|persistence|mean)_(.+)_step(\d+)$", c)
                    for c in table.columns}
-    val_columns = {c: m.groups() for c, m in val_columns.items() if m}
+    # masked tasks (bert, interpolation) log the mean as their baseline: the same column here
+    val_columns = {c: (m.group(1).replace("mean", "persistence"), *m.groups()[1:])
+                   for c, m in val_columns.items() if m}
     found = [c.removeprefix("train/loss_") for c in loss_columns]
     found += [d for _, d, _ in val_columns.values() if d not in found]
     domains = _domain_order(path.parent, found)
