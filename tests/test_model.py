@@ -153,3 +153,16 @@ def test_bad_model_config_is_one_line_error(raw, message):
     with pytest.raises(WorkbenchError, match=message) as err:
         model_config_from_dict(raw)
     assert "\n" not in str(err.value)
+
+
+def test_activation_checkpointing_gives_the_same_gradients(graphs):
+    graph = graphs["demo-conus"]
+    grads = []
+    for checkpointing in (False, True):
+        model = small(checkpointing=checkpointing)  # seeded: the same weights both times
+        torch.manual_seed(5)
+        nn.init.normal_(model.output.weight, std=0.1)
+        state, forcings, statics = inputs(graph.n_data)
+        model(state, forcings, statics, graph).pow(2).mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)

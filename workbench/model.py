@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.utils import scatter, softmax
 
 from .errors import WorkbenchError
@@ -49,6 +50,7 @@ class ModelConfig:
     mlp_ratio: float = 2.0  # MLP width / hidden_dim
     noise_channels: int = 0  # > 0: ensemble members by noise injection
     length_scale_km: float = 1000.0  # edge lengths enter as km / length_scale_km
+    checkpointing: bool = False  # recompute mapper and layer activations in backward (memory)
 
     @property
     def forcing_steps(self) -> int:
@@ -236,12 +238,20 @@ class Processor(nn.Module):
             self.layers = nn.ModuleList(TransformerLayer(dim, hidden, config.heads)
                                         for _ in range(config.processor_layers))
 
-    def forward(self, h: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor],
+                checkpointing: bool = False) -> torch.Tensor:
         index, features = edges
         e = self.edge_embed(features)  # [E, D]; interaction layers make it [B, E, D]
         for layer in self.layers:
-            h, e = layer(h, e, index)
+            h, e = _call(layer, checkpointing, h, e, index)
         return h
+
+
+def _call(module: nn.Module, checkpointing: bool, *args):
+    """module(*args), its activations recomputed in backward when checkpointing (training)."""
+    if checkpointing and torch.is_grad_enabled():
+        return checkpoint(module, *args, use_reentrant=False)
+    return module(*args)
 
 
 # --------------------------------------------------------------------------- the model
@@ -290,13 +300,14 @@ class EncProcDec(nn.Module):
         b = state.shape[0]
         data = self.data_embed(self.node_inputs(state, forcings, statics, graph.data_pos))
         hidden = self.hidden_embed(graph.hidden_pos).expand(b, -1, -1)
-        hidden = self.encoder(data, hidden, graph.encoder)
+        ckpt = cfg.checkpointing
+        hidden = _call(self.encoder, ckpt, data, hidden, graph.encoder)
         if self.noise_mix is not None:
             noise = torch.randn(b, hidden.shape[1], cfg.noise_channels, generator=generator,
                                 device=hidden.device, dtype=hidden.dtype)
             hidden = hidden + self.noise_mix(torch.cat([hidden, noise], -1))
-        hidden = self.processor(hidden, graph.processor)
-        data = self.decoder(hidden, data, graph.decoder)
+        hidden = self.processor(hidden, graph.processor, ckpt)
+        data = _call(self.decoder, ckpt, hidden, data, graph.decoder)
         delta = self.output(data).transpose(1, 2).reshape(b, cfg.output_steps, cfg.n_variables, -1)
         base = state[:, -1:] if cfg.output_steps == 1 else state
         return base + delta

@@ -54,7 +54,7 @@ from .tasks import MaskingConfig, bert_mask, interpolation_mask, masking_config_
 TASKS = ("forecast", "bert", "interpolation")
 LOGGERS = ("csv", "tensorboard", "mlflow")
 MODEL_KEYS = ("processor", "hidden_dim", "processor_layers", "heads", "mlp_ratio",
-              "noise_channels", "length_scale_km")
+              "noise_channels", "length_scale_km", "checkpointing")
 
 
 # --------------------------------------------------------------------------- config
