@@ -153,9 +153,10 @@ def evaluate(run_dir: str | Path, domain: str, split: str = "test", steps: int |
 
 
 def truth_for(forecast_ds: xr.Dataset, cache: str | Path | None = None) -> xr.Dataset:
-    """The forecast's dataset (canonical layout), only its variables."""
+    """The forecast's dataset (canonical layout), only its variables, loaded into memory
+    (the metrics index it many times; lazily they run about 20x slower)."""
     ds = catalog.open_dataset(forecast_ds.attrs["dataset"], cache=cache)
-    return ds[list(forecast_ds.data_vars)]
+    return ds[list(forecast_ds.data_vars)].load()
 
 
 def area_weights(ds: xr.Dataset) -> xr.DataArray:
@@ -202,3 +203,247 @@ def _tidy(ds: xr.Dataset, forecast_name: str, metric: str) -> list[tuple]:
     return [(forecast_name, metric, name, float(h), float(v))
             for name in ds.data_vars for h, v in zip(hours, np.atleast_1d(ds[name].values),
                                                      strict=True)]
+
+
+# ---- notebook 04
+# Skill maps: per-grid-point scores, skill against the baselines, skill by distance to the LAM
+# boundary, the scorecard and notebook 04's summary.
+
+FORECASTS = ("model", "persistence", "climatology")
+MAP_METRICS = ("mse", "rmse", "skill_vs_persistence", "skill_vs_climatology")
+BOUNDARY_COLUMNS = ["variable", "lead_hours", "band", "band_lower", "band_upper", "band_label",
+                    "points", "model_mse", "persistence_mse", "climatology_mse",
+                    "skill_vs_persistence", "skill_vs_climatology"]
+_GRID_ATTRS = ("domain", "grid_kind", "grid_shape", "crs", "grid_x", "grid_y", "grid_spacing_km")
+
+
+def _finished_training(path: Path) -> bool:
+    import json
+
+    try:
+        info = json.loads((path / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(info, dict) and info.get("kind") == "training"
+            and info.get("status") == "finished"
+            and (path / "checkpoints" / "last.ckpt").is_file())
+
+
+def find_run(run_dir: str | Path = "", search: str | Path = "..") -> Path:
+    """The training run to evaluate: ``run_dir`` when given (checked: config.yaml and
+    checkpoints/last.ckpt), else the most recently finished training run under ``search``
+    (``search`` itself and up to 3 folder levels below it): a folder whose ``run.json`` says
+    ``"kind": "training"``, ``"status": "finished"`` and that holds ``checkpoints/last.ckpt``.
+
+    Notebooks run with their own run dir ``runs/<id>/`` as working directory, so the default
+    ``..`` finds notebook 03's ``runs/<id>/train/``. Raises a one-line WorkbenchError when
+    there is none.
+    """
+    if str(run_dir or ""):
+        path = Path(run_dir).expanduser()
+        run_config(path)  # one-line errors: no config.yaml, no checkpoint yet
+        return path.resolve()
+    root = Path(search).expanduser()
+    found = [p.parent for depth in range(4)
+             for p in root.glob("/".join(["*"] * depth + ["run.json"]))]
+    finished = [p for p in found if _finished_training(p)]
+    if not finished:
+        raise WorkbenchError(f"no finished training run under {root.resolve()}: run notebook 03 "
+                             "(`workbench run 03_training`) or `workbench train demo`, or pass "
+                             "run_dir")
+    latest = max(finished, key=lambda p: (p / "run.json").stat().st_mtime)
+    return latest.resolve()
+
+
+def _baselines(forecast_ds: xr.Dataset, truth: xr.Dataset,
+               train_period: tuple[str, str]) -> dict[str, xr.Dataset]:
+    """The model (ensemble mean), persistence and climatology forecasts on the truth's grid."""
+    model = forecast_ds.mean("member") if "member" in forecast_ds.dims else forecast_ds
+    truth = truth[list(model.data_vars)]
+    clim = skill.climatology(truth, *train_period)
+    init, lead = model["init_time"].values, model["lead_time"].values
+    out = {"model": model,
+           "persistence": skill.persistence_forecast(truth, init, lead),
+           "climatology": skill.climatology_forecast(clim, init, lead)}
+    return {name: fc.assign_coords(latitude=truth["latitude"], longitude=truth["longitude"])
+            for name, fc in out.items()}
+
+
+def skill_maps(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, str],
+               weights: xr.DataArray | None = None) -> xr.Dataset:
+    """Scores per grid point and lead time of the model, persistence and climatology.
+
+    One data variable per forecast variable, dims ``(forecast, metric, lead_time, grid)``:
+
+    - ``forecast``: ``model`` (the ensemble mean for an ensemble), ``persistence``,
+      ``climatology`` (the truth's mean over ``train_period`` per hour of day);
+    - ``metric``: ``mse`` and ``rmse`` (mean over init times of the squared error, and its
+      root) for every forecast; ``skill_vs_persistence`` and ``skill_vs_climatology``
+      (``1 - MSE(model) / MSE(reference)`` at each point: 1 perfect, 0 no better than the
+      reference, negative worse) only for ``model``, NaN for the baselines. Where the
+      reference's MSE is 0 the skill is NaN (0/0) or -inf.
+
+    Coords: ``latitude``/``longitude`` (grid), ``area_weight`` (grid: the cell areas
+    normalised to mean 1, ``weights`` when given), so the area-weighted mean of an ``mse``
+    map is the aggregated MSE of :func:`scores`. Attrs: the forecast's (domain, run,
+    trained_on, split) and the truth's grid description (grid_shape, crs, grid_x/grid_y), so
+    :mod:`workbench.plotting` draws the maps in the grid's own projection.
+    """
+    forecasts = _baselines(forecast_ds, truth, train_period)
+    weights = area_weights(truth) if weights is None else weights
+    w = skill._grid_weights(weights, truth.sizes["grid"])
+    mses = {name: skill.spatial_mse(fc, truth) for name, fc in forecasts.items()}
+    names = list(forecasts["model"].data_vars)
+    lead = forecasts["model"]["lead_time"].values
+    n_grid = truth.sizes["grid"]
+    data = {}
+    for name in names:
+        values = np.full((len(FORECASTS), len(MAP_METRICS), len(lead), n_grid), np.nan)
+        for f, fc in enumerate(FORECASTS):
+            mse_map = np.asarray(mses[fc][name].transpose("lead_time", "grid").values, float)
+            values[f, 0], values[f, 1] = mse_map, np.sqrt(mse_map)
+        model = values[0, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values[0, 2] = 1 - model / values[1, 0]
+            values[0, 3] = 1 - model / values[2, 0]
+        attrs = {k: v for k, v in truth[name].attrs.items() if k in ("units", "long_name")}
+        data[name] = (("forecast", "metric", "lead_time", "grid"), values, attrs)
+    attrs = {k: v for k, v in forecast_ds.attrs.items()
+             if k in ("domain", "dataset", "split", "run", "trained_on", "graph_id")}
+    attrs.update({k: truth.attrs[k] for k in _GRID_ATTRS if k in truth.attrs})
+    attrs.update({"train_period": list(train_period),
+                  "init_times": int(forecasts["model"].sizes["init_time"])})
+    if "domain" in forecast_ds.attrs:
+        attrs["domain"] = forecast_ds.attrs["domain"]
+    return xr.Dataset(data, coords={
+        "forecast": list(FORECASTS), "metric": list(MAP_METRICS), "lead_time": lead,
+        "latitude": ("grid", np.asarray(truth["latitude"].values)),
+        "longitude": ("grid", np.asarray(truth["longitude"].values)),
+        "area_weight": ("grid", np.asarray(w.values))}, attrs=attrs)
+
+
+def boundary_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, str],
+                   band_cells: tuple[float, ...] | list[float] = (0, 2, 5, 10, 20, 1000), *,
+                   maps: xr.Dataset | None = None) -> pd.DataFrame:
+    """Skill by distance to the edge of a limited-area (structured, non-global) grid.
+
+    Points are put in bands ``band_cells[k] <= d < band_cells[k + 1]`` of their distance ``d``
+    in grid cells to the nearest edge (:func:`grids.boundary_distance_cells`, 0 on the outer
+    ring); per band, variable and lead time the area-weighted MSE of the model, persistence and
+    climatology (the mean over init times of the area-weighted mean over the band's points) and
+    the skill ``1 - MSE(model) / MSE(reference)``. With the default edges the first band
+    ``[0, 2)`` is the ring training forces from the truth (``boundary_cells: 2``). ``maps``
+    (:func:`skill_maps` of the same forecast) saves recomputing the per-point MSEs.
+
+    Columns: variable, lead_hours, band, band_lower, band_upper, band_label, points,
+    model_mse, persistence_mse, climatology_mse, skill_vs_persistence, skill_vs_climatology.
+    Global grids (regular lat-lon) and unstructured point sets have no boundary: the frame is
+    empty (those columns, no rows). Empty bands are left out.
+    """
+    from . import grids
+
+    grid = grids.grid_from_dataset(truth)
+    if grid.kind == "regular_latlon" or grid.shape is None:
+        return pd.DataFrame(columns=BOUNDARY_COLUMNS)
+    if maps is None:
+        maps = skill_maps(forecast_ds, truth, train_period)
+    distance = grids.boundary_distance_cells(grid)
+    labels = skill.distance_bands(distance, band_cells)
+    edges = labels.attrs["edges"]
+    points = np.bincount(labels.values[labels.values >= 0], minlength=len(edges) - 1)
+    mse = maps.sel(metric="mse").drop_vars("metric")
+    banded = skill.by_band(mse, labels, xr.DataArray(maps["area_weight"].values, dims="grid"))
+    hours = maps["lead_time"].values / np.timedelta64(1, "h")
+    rows = []
+    for name in maps.data_vars:
+        values = np.asarray(banded[name].transpose("forecast", "band", "lead_time").values,
+                            dtype=np.float64)  # forecasts in FORECASTS order
+        model, persistence, climatology = values
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vs_persistence, vs_climatology = 1 - model / persistence, 1 - model / climatology
+        for b in range(len(edges) - 1):
+            if points[b] == 0:
+                continue
+            lo, hi = edges[b], edges[b + 1]
+            for k, h in enumerate(hours):
+                rows.append((name, float(h), b, lo, hi, f"[{lo:g}, {hi:g})", int(points[b]),
+                             model[b, k], persistence[b, k], climatology[b, k],
+                             vs_persistence[b, k], vs_climatology[b, k]))
+    return pd.DataFrame(rows, columns=BOUNDARY_COLUMNS)
+
+
+def scorecard(table: pd.DataFrame, metric: str = "skill_vs_persistence") -> pd.DataFrame:
+    """Variables (rows, in the table's order) x lead hours (columns) of the model's ``metric``
+    from :func:`scores`' tidy table: skill against persistence by default
+    (``skill_vs_climatology``, or any other metric of the model, e.g. ``acc``)."""
+    rows = table[(table["forecast"] == "model") & (table["metric"] == metric)]
+    if rows.empty:
+        raise WorkbenchError(f"the scores table has no model rows for metric {metric!r}: use "
+                             f"one of {sorted(set(table['metric']))}")
+    card = rows.pivot(index="variable", columns="lead_hours", values="value")
+    card = card.reindex(list(dict.fromkeys(rows["variable"])))
+    card.columns.name = "lead_hours"
+    return card
+
+
+def _plain_value(value):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
+                     boundary: dict[str, pd.DataFrame] | None = None,
+                     headline: tuple[str, ...] = ("z_500", "t2m")) -> dict:
+    """summary.json of notebook 04 (``key_figures`` first).
+
+    ``tables`` maps each evaluated domain to its :func:`scores` table. Key figures, per domain:
+    the skill against persistence and against climatology averaged over variables at the first
+    and the last lead time (``skill_vs_persistence_<domain>_<h>h``), whether the model beats
+    persistence (skill > 0) at every lead for each ``headline`` variable
+    (``beats_persistence_<domain>_<variable>``); then the domains the run never trained on
+    (``unseen_domains``, comma-separated). Also: ``run`` (path, trained_on), ``domains``
+    (unseen flag, variables, lead hours), ``scores`` (every row of every table, with its
+    domain: model and each baseline, per variable and lead) and, when given, ``boundary``
+    (:func:`boundary_skill` rows per LAM domain). Non-finite numbers are written as null.
+    """
+    run_dir = Path(run_dir)
+    config = run_config(run_dir)
+    trained_on = [d["name"] for d in config.sampling["domains"]]
+    key_figures: dict = {}
+    for domain, table in tables.items():
+        leads = sorted(table["lead_hours"].unique())
+        for ref in ("persistence", "climatology"):
+            rows = table[(table["forecast"] == "model") & (table["metric"] == f"skill_vs_{ref}")]
+            for lead in dict.fromkeys((leads[0], leads[-1])):
+                key_figures[f"skill_vs_{ref}_{domain}_{lead:g}h"] = _plain_value(
+                    float(rows[rows["lead_hours"] == lead]["value"].mean()))
+    for domain, table in tables.items():
+        card = scorecard(table)
+        for name in headline:
+            if name in card.index:
+                key_figures[f"beats_persistence_{domain}_{name}"] = bool(
+                    (card.loc[name] > 0).all())
+    unseen = [d for d in tables if d not in trained_on]
+    key_figures["unseen_domains"] = ", ".join(unseen)
+    records = []
+    for domain, table in tables.items():
+        for row in table.to_dict("records"):
+            records.append({"domain": domain, **{k: _plain_value(v) for k, v in row.items()}})
+    summary = {
+        "key_figures": key_figures,
+        "run": {"run_dir": str(run_dir), "name": config.name, "trained_on": trained_on},
+        "domains": {d: {"unseen": d not in trained_on,
+                        "variables": list(dict.fromkeys(t["variable"])),
+                        "lead_hours": [float(h) for h in sorted(t["lead_hours"].unique())]}
+                    for d, t in tables.items()},
+        "unseen_domains": unseen,
+        "scores": records,
+    }
+    if boundary is not None:
+        summary["boundary"] = [
+            {"domain": d, **{k: _plain_value(v) for k, v in row.items()}}
+            for d, table in boundary.items() for row in table.to_dict("records")]
+    return summary
