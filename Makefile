@@ -73,3 +73,16 @@ peer:
 
 bench-graphs: $(STAMP) $(ANEMOI_STAMP)
 	$(PY) benchmarks/graph_build.py
+
+# Training-step benchmark against anemoi-models' graph transformer, added to .venv-anemoi
+# (torch pinned in the same pip command so pip keeps the CPU wheel).
+ANEMOI_MODELS_STAMP := $(ANEMOI_VENV)/.installed-models
+
+.PHONY: bench-train-step
+
+$(ANEMOI_MODELS_STAMP): $(ANEMOI_STAMP)
+	$(ANEMOI_VENV)/bin/pip install --quiet torch==2.13.0 'anemoi-models==0.13.0'
+	touch $(ANEMOI_MODELS_STAMP)
+
+bench-train-step: $(STAMP) $(ANEMOI_MODELS_STAMP)
+	$(PY) benchmarks/train_step.py
