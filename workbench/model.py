@@ -267,11 +267,13 @@ class EncProcDec(nn.Module):
         hidden = max(1, int(round(config.mlp_ratio * dim)))
         self.data_embed = mlp(config.node_inputs, dim, hidden)
         self.hidden_embed = mlp(POSITION_FEATURES, dim, hidden)
-        self.encoder = Mapper(dim, hidden)
+        # mapper MLPs run on every data-hidden edge: width dim, not mlp_ratio * dim (anemoi's
+        # mappers are one attention block; wider per-edge MLPs cost 2.6-5x a step at 512)
+        self.encoder = Mapper(dim, dim)
         self.noise_mix = (nn.Linear(dim + config.noise_channels, dim)
                           if config.noise_channels else None)
         self.processor = Processor(config, hidden)
-        self.decoder = Mapper(dim, hidden)
+        self.decoder = Mapper(dim, dim)
         self.output = nn.Linear(dim, config.output_steps * config.n_variables)
         nn.init.zeros_(self.output.weight)  # the untrained model is persistence
         nn.init.zeros_(self.output.bias)
