@@ -24,29 +24,16 @@ from . import catalog, skill
 from .config import resolve_config
 from .errors import WorkbenchError
 from .sampling import DomainConfig, DomainData, MultiDomainDataset
-from .training import (
-    Trainer,
-    _model_state,
-    add_lora,
-    domain_graph,
-    load_checkpoint,
-    load_weights,
-    sampling_config,
-    training_config_from_dict,
-)
+from .training import Trainer, domain_graph, read_run_config, restore_weights, sampling_config
 
 
 def run_config(run_dir: str | Path):
-    import yaml
-
-    saved = Path(run_dir) / "config.yaml"
-    if not saved.is_file():
-        raise WorkbenchError(f"{run_dir} is not a training run dir (no config.yaml): train "
-                             "first with `workbench train`")
+    """A run's config, once the run has a checkpoint to roll out."""
+    config = read_run_config(run_dir)
     if not (Path(run_dir) / "checkpoints" / "last.ckpt").is_file():
         raise WorkbenchError(f"{run_dir} has no checkpoints/last.ckpt: the run has not saved "
                              "a checkpoint yet (train longer or resume it)")
-    return training_config_from_dict(yaml.safe_load(saved.read_text()), str(saved))
+    return config
 
 
 def domain_config(config, domain: str, graph: str | None = None) -> DomainConfig:
@@ -69,11 +56,7 @@ def _module_for(config, run_dir: Path, domain: DomainConfig, data: DomainData,
                 cache) -> Trainer:
     graph = domain_graph(domain.graph, domain.name, domain.dataset, config.boundary_cells, cache)
     module = Trainer(config, [graph], list(data.variables), [data.normalisers["variables"]])
-    if config.finetune.lora:
-        add_lora(module.model, config.finetune.lora_rank, config.finetune.lora_alpha,
-                 config.finetune.lora_include)
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    load_weights(module.model, _model_state(load_checkpoint(ckpt)["state_dict"]), str(ckpt))
+    restore_weights(module.model, config, run_dir)
     return module.eval()
 
 

@@ -662,10 +662,7 @@ def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
     """Train ``config`` into a run dir (new, given, or ``resume``'s) and return its path."""
     if resume is not None:
         run_dir = Path(resume)
-        saved = run_dir / "config.yaml"
-        if not saved.is_file():
-            raise WorkbenchError(f"{run_dir} is not a training run dir (no config.yaml)")
-        config = training_config_from_dict(yaml.safe_load(saved.read_text()), str(saved))
+        config = read_run_config(run_dir)
     elif not isinstance(config, TrainingConfig):
         config = load_training_config(config)
     if max_steps is not None:
@@ -823,20 +820,29 @@ def _write_run_json(run_dir: Path, config: TrainingConfig, module: Trainer, trai
 # --------------------------------------------------------------------------- trained runs
 
 
+def read_run_config(run_dir: str | Path) -> TrainingConfig:
+    """The resolved config a run dir was trained with (its config.yaml)."""
+    saved = Path(run_dir) / "config.yaml"
+    if not saved.is_file():
+        raise WorkbenchError(f"{run_dir} is not a training run dir (no config.yaml): train "
+                             "first with `workbench train`")
+    return training_config_from_dict(yaml.safe_load(saved.read_text()), str(saved))
+
+
+def restore_weights(model: torch.nn.Module, config: TrainingConfig, run_dir: str | Path) -> None:
+    """Put a run's last checkpoint into a freshly built model (LoRA adapters added first)."""
+    if config.finetune.lora:
+        add_lora(model, config.finetune.lora_rank, config.finetune.lora_alpha,
+                 config.finetune.lora_include)
+    ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
+    load_weights(model, _model_state(load_checkpoint(ckpt)["state_dict"]), str(ckpt))
+
+
 def load_run(run_dir: str | Path, cache: str | Path | None = None):
     """(config, module, datamodule) of a run dir, the module holding its last checkpoint."""
-    run_dir = Path(run_dir)
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        raise WorkbenchError(f"{run_dir} is not a training run dir (no config.yaml)")
-    config = training_config_from_dict(yaml.safe_load(saved.read_text()), str(saved))
+    config = read_run_config(run_dir)
     _, datamodule, module = prepare_run(config, cache)
-    if config.finetune.lora:
-        add_lora(module.model, config.finetune.lora_rank, config.finetune.lora_alpha,
-                 config.finetune.lora_include)
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    state = load_checkpoint(ckpt)
-    load_weights(module.model, _model_state(state["state_dict"]), str(ckpt))
+    restore_weights(module.model, config, run_dir)
     return config, module.eval(), datamodule
 
 
