@@ -149,21 +149,27 @@ def area_weights(ds: xr.Dataset) -> xr.DataArray:
     return xr.DataArray(grids.area_weights(grids.grid_from_dataset(ds)), dims="grid")
 
 
+def baselines(forecast_ds: xr.Dataset, truth: xr.Dataset,
+              clim: xr.Dataset) -> dict[str, xr.Dataset]:
+    """The model (ensemble mean), persistence and climatology forecasts on the truth's grid."""
+    model = forecast_ds.mean("member") if "member" in forecast_ds.dims else forecast_ds
+    init, lead = model["init_time"].values, model["lead_time"].values
+    out = {"model": model,
+           "persistence": skill.persistence_forecast(truth, init, lead),
+           "climatology": skill.climatology_forecast(clim, init, lead)}
+    return {name: fc.assign_coords(latitude=truth["latitude"], longitude=truth["longitude"])
+            for name, fc in out.items()}
+
+
 def scores(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, str],
            weights: xr.DataArray | None = None) -> pd.DataFrame:
     """RMSE, MAE, bias and ACC of the model, persistence and climatology per variable and
     lead time, with skill scores (1 - MSE / MSE of the reference): a tidy DataFrame."""
     weights = area_weights(truth) if weights is None else weights
-    model = forecast_ds.mean("member") if "member" in forecast_ds.dims else forecast_ds
     clim = skill.climatology(truth, *train_period)
-    init, lead = model["init_time"].values, model["lead_time"].values
-    forecasts = {"model": model,
-                 "persistence": skill.persistence_forecast(truth, init, lead),
-                 "climatology": skill.climatology_forecast(clim, init, lead)}
     rows = []
     mses = {}
-    for name, fc in forecasts.items():
-        fc = fc.assign_coords(latitude=truth["latitude"], longitude=truth["longitude"])
+    for name, fc in baselines(forecast_ds, truth, clim).items():
         mses[name] = skill.mse(fc, truth, weights)
         metric = {"rmse": np.sqrt(mses[name]), "mae": skill.mae(fc, truth, weights),
                   "bias": skill.bias(fc, truth, weights)}
@@ -238,20 +244,6 @@ def find_run(run_dir: str | Path = "", search: str | Path = "..") -> Path:
     return latest.resolve()
 
 
-def _baselines(forecast_ds: xr.Dataset, truth: xr.Dataset,
-               train_period: tuple[str, str]) -> dict[str, xr.Dataset]:
-    """The model (ensemble mean), persistence and climatology forecasts on the truth's grid."""
-    model = forecast_ds.mean("member") if "member" in forecast_ds.dims else forecast_ds
-    truth = truth[list(model.data_vars)]
-    clim = skill.climatology(truth, *train_period)
-    init, lead = model["init_time"].values, model["lead_time"].values
-    out = {"model": model,
-           "persistence": skill.persistence_forecast(truth, init, lead),
-           "climatology": skill.climatology_forecast(clim, init, lead)}
-    return {name: fc.assign_coords(latitude=truth["latitude"], longitude=truth["longitude"])
-            for name, fc in out.items()}
-
-
 def skill_maps(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, str],
                weights: xr.DataArray | None = None) -> xr.Dataset:
     """Scores per grid point and lead time of the model, persistence and climatology.
@@ -272,7 +264,8 @@ def skill_maps(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[s
     trained_on, split) and the truth's grid description (grid_shape, crs, grid_x/grid_y), so
     :mod:`workbench.plotting` draws the maps in the grid's own projection.
     """
-    forecasts = _baselines(forecast_ds, truth, train_period)
+    truth = truth[list(forecast_ds.data_vars)]
+    forecasts = baselines(forecast_ds, truth, skill.climatology(truth, *train_period))
     weights = area_weights(truth) if weights is None else weights
     w = skill._grid_weights(weights, truth.sizes["grid"])
     mses = {name: skill.spatial_mse(fc, truth) for name, fc in forecasts.items()}

@@ -267,6 +267,14 @@ def trim_sweep_plot(table, region_columns: Sequence[str], ax=None):
     return ax
 
 
+def panel_row(n: int, width: float, height: float, dpi: int = 80, axes=None) -> np.ndarray:
+    """``axes`` as a 1-D array, or a new row of ``n`` panels (each ``width`` x ``height`` in)."""
+    if axes is None:
+        _, axes = plt.subplots(1, n, figsize=(width * n + 0.6, height), dpi=dpi, squeeze=False)
+        axes = axes[0]
+    return np.atleast_1d(axes)
+
+
 def edge_histograms(edge_arrays: dict, axes=None):
     """Per edge set: histograms of in-degree and edge length (km). Returns the axes array."""
     n = len(edge_arrays)

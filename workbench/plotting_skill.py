@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .plotting import cartopy_crs, configure_cartopy, field_2d, map_field, setup_hvplot
+from .plotting import (
+    cartopy_crs,
+    configure_cartopy,
+    field_2d,
+    map_field,
+    panel_row,
+    setup_hvplot,
+)
 
 __all__ = ["skill_map", "skill_maps_figure", "interactive_skill_map", "lead_time_curves",
            "scorecard_plot", "boundary_curves"]
@@ -172,11 +179,7 @@ def lead_time_curves(table: pd.DataFrame, variables: Sequence[str] | None = None
     climatology, one panel per variable. Returns the array of axes."""
     rows = table[table["metric"] == metric]
     names = list(variables or dict.fromkeys(rows["variable"]))
-    if axes is None:
-        _, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names) + 0.6, 3.2), dpi=dpi,
-                               squeeze=False)
-        axes = axes[0]
-    axes = np.atleast_1d(axes)
+    axes = panel_row(len(names), 3.6, 3.2, dpi, axes)
     for ax, variable in zip(axes, names, strict=False):
         for forecast, style in FORECAST_STYLE.items():
             line = rows[(rows["variable"] == variable) & (rows["forecast"] == forecast)]
@@ -226,11 +229,7 @@ def boundary_curves(bands: pd.DataFrame, variables: Sequence[str] | None = None,
     time, one panel per variable; the x labels give each band's cells and point count.
     ``bands`` is :func:`evaluation.boundary_skill`'s frame. Returns the array of axes."""
     names = list(variables or dict.fromkeys(bands["variable"]))
-    if axes is None:
-        _, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names) + 0.6, 3.4), dpi=dpi,
-                               squeeze=False)
-        axes = axes[0]
-    axes = np.atleast_1d(axes)
+    axes = panel_row(len(names), 4.2, 3.4, dpi, axes)
     leads = sorted(bands["lead_hours"].unique())
     cmap = plt.get_cmap("viridis")
     for ax, variable in zip(axes, names, strict=False):

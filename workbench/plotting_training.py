@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .plotting import CMAPS, cartopy_crs, configure_cartopy, map_field
+from .plotting import CMAPS, cartopy_crs, configure_cartopy, map_field, panel_row
 
 __all__ = ["train_loss_curves", "validation_curves", "skill_bars", "forecast_maps"]
 
@@ -55,11 +55,7 @@ def validation_curves(val: pd.DataFrame, axes=None):
     (earlier ones faint, the final one bold) and persistence (dashed). ``val`` is
     ``read_metrics(...)[1]``. Returns the array of axes."""
     domains = _domains(val)
-    if axes is None:
-        _, axes = plt.subplots(1, len(domains), figsize=(4.2 * len(domains), 3.4), dpi=80,
-                               squeeze=False)
-        axes = axes[0]
-    axes = np.atleast_1d(axes)
+    axes = panel_row(len(domains), 4.2, 3.4, axes=axes)
     for ax, domain, color in zip(axes, domains, COLORS * 4, strict=False):
         rows = val[val["domain"] == domain]
         steps = sorted(rows["step"].unique())

@@ -181,6 +181,8 @@ def run_notebook(
     (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=True))
     for var in THREAD_VARS:
         os.environ.setdefault(var, "2")
+    if os.environ.get("WORKBENCH_CACHE"):  # the kernel runs in run_dir: keep the caller's cache
+        os.environ["WORKBENCH_CACHE"] = str(Path(os.environ["WORKBENCH_CACHE"]).resolve())
     kernel = ensure_kernel()
     output = run_dir / path.name
     started = time.monotonic()

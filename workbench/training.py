@@ -395,15 +395,8 @@ class Trainer(pl.LightningModule):
             pred = self.rollout_forecast(batch, self.rollout, cfg.members, g)
             target = batch["y"][:, :self.rollout]
             return self._loss(pred, target, d)
-        window = torch.cat([batch["x"], batch["y"][:, :self.rollout]], 1)
+        window, inputs, mask = self._masked_window(batch, d, g)
         forcings = batch["forcings"][:, :window.shape[1]]
-        if cfg.task == "bert":
-            inputs, mask = bert_mask(window, cfg.masking, g, self.graphs[d].patch_id.to(
-                window.device))
-        else:
-            mask = interpolation_mask(tuple(window.shape), n_middle=self.rollout - 1).to(
-                window.device)
-            inputs = torch.where(mask, torch.zeros_like(window), window)
         if cfg.members > 1:
             inputs = inputs.repeat_interleave(cfg.members, 0)
             forcings = forcings.repeat_interleave(cfg.members, 0)
@@ -411,6 +404,17 @@ class Trainer(pl.LightningModule):
         if cfg.members > 1:
             pred = pred.unflatten(0, (-1, cfg.members))
         return self._loss(pred, window, d, mask)
+
+    def _masked_window(self, batch: dict, d: int, generator: torch.Generator):
+        """(window, masked inputs, mask) of the bert and interpolation tasks, [B, T, V, G]."""
+        window = torch.cat([batch["x"], batch["y"][:, :self.rollout]], 1)
+        if self.config.task == "bert":
+            patches = self.graphs[d].patch_id.to(window.device)
+            inputs, mask = bert_mask(window, self.config.masking, generator, patches)
+            return window, inputs, mask
+        mask = interpolation_mask(tuple(window.shape), n_middle=self.rollout - 1)
+        mask = mask.to(window.device)
+        return window, torch.where(mask, torch.zeros_like(window), window), mask
 
     def _replay_loss(self, batch: dict, g: torch.Generator):
         """Aurora's rollout fine-tuning: train on a buffer sample, put the prediction back."""
@@ -492,32 +496,23 @@ class Trainer(pl.LightningModule):
             pred = self.rollout_forecast(batch, self.val_steps, self.config.members, generator)
             if self.config.members > 1:
                 pred = pred.mean(1)
-            pairs = [(pred, target), (batch["x"][:, -1:].expand_as(target), target)]
+            errors = [(pred - target) ** 2, (batch["x"][:, -1:] - target) ** 2]
         else:
-            pairs = self._masked_pairs(batch, d, generator)
-        for row, (guess, truth) in enumerate(pairs):
-            err = ((guess - truth) ** 2 * weights).mean(dim=(2, 3)).sum(0)  # [steps]
-            self._val_sums[row, d] += err.double()[:self.val_steps]
-        self._val_sums[2, d] += truth.shape[0]
+            errors = self._masked_errors(batch, d, generator)
+        for row, error in enumerate(errors):  # area-weighted mean per step, summed over batch
+            self._val_sums[row, d] += (error * weights).mean(dim=(2, 3)).sum(0).double()
+        self._val_sums[2, d] += batch["x"].shape[0]
 
-    def _masked_pairs(self, batch: dict, d: int, generator):
-        """(reconstruction, truth) and (mean, truth) on the masked tokens, as [B, 1, V, G]."""
-        cfg = self.config
-        window = torch.cat([batch["x"], batch["y"][:, :self.rollout]], 1)
-        if cfg.task == "bert":
-            inputs, mask = bert_mask(window, cfg.masking, generator,
-                                     self.graphs[d].patch_id.to(window.device))
-        else:
-            mask = interpolation_mask(tuple(window.shape), n_middle=self.rollout - 1).to(
-                window.device)
-            inputs = torch.where(mask, torch.zeros_like(window), window)
+    def _masked_errors(self, batch: dict, d: int, generator):
+        """Squared errors on the masked tokens, averaged over time per variable and node
+        ([B, 1, V, G]): of the reconstruction and of the mean (0, what masked tokens hold)."""
+        window, inputs, mask = self._masked_window(batch, d, generator)
         pred = self.model(inputs, batch["forcings"][:, :window.shape[1]], batch["statics"],
                           self.graph(d))
         share = mask.float().mean(1, keepdim=True).clamp(min=1e-6)  # per variable and node
-        zero = torch.zeros_like(window)
-        model = (torch.where(mask, pred, window) - window).pow(2).mean(1, keepdim=True) / share
-        mean = (torch.where(mask, zero, window) - window).pow(2).mean(1, keepdim=True) / share
-        return [(model.sqrt(), zero[:, :1]), (mean.sqrt(), zero[:, :1])]
+        masked = mask.float()
+        return [((pred - window) ** 2 * masked).mean(1, keepdim=True) / share,
+                (window ** 2 * masked).mean(1, keepdim=True) / share]
 
     def on_validation_epoch_end(self):
         sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
@@ -619,9 +614,7 @@ def load_weights(model: torch.nn.Module, state: Mapping[str, torch.Tensor], wher
 def _logger(config: TrainingConfig, run_dir: Path):
     from pytorch_lightning import loggers
 
-    if config.logger == "csv":
-        return loggers.CSVLogger(run_dir, name="", version="")
-    package = {"tensorboard": "tensorboard", "mlflow": "mlflow"}[config.logger]
+    package = config.logger  # tensorboard or mlflow (csv is always on: see _loggers)
     try:
         __import__(package)
     except ImportError:
