@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   install, prepare the embedded data, run every notebook, write reports/index.html
+#   make demo   install, prepare the embedded data, run the demo plan (configs/batch/demo.yaml:
+#               every notebook), write reports/index.html
 #   make test   install, then the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -25,12 +26,15 @@ $(STAMP): pyproject.toml
 	$(WB) setup
 	touch $(STAMP)
 
-# Debian side (only as root; otherwise say what is missing): chromium for the browser checks.
+# Debian side (only as root; otherwise say what is missing): chromium for the browser checks,
+# slurm-wlm and munge for the test suite's single-node SLURM.
+DEBS := chromium slurm-wlm munge
 system:
-	@if command -v chromium >/dev/null; then :; \
+	@missing=""; for cmd in chromium sbatch munged; do command -v $$cmd >/dev/null || missing=1; done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
-	else echo "note: chromium is missing (apt-get install chromium as root); browser tests will skip"; fi
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEBS); \
+	else echo "note: apt-get install $(DEBS) as root; browser and SLURM tests will skip"; fi
 
 demo: install
 	$(WB) data prepare

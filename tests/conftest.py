@@ -13,4 +13,22 @@ os.environ.setdefault("WORKBENCH_CELL_TIMEOUT", "600")
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "2")
 
+import pytest  # noqa: E402
 from helpers import small_catalog  # noqa: E402,F401  (fixture)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real single-node SLURM (slurm-wlm + munge) on localhost for the session; skipped
+    with the reason where it cannot start, but never skipped in CI (root, binaries present)."""
+    from slurm_cluster import missing_requirements, start_cluster
+
+    started = start_cluster(tmp_path_factory.mktemp("slurm"))
+    if isinstance(started, str):
+        if os.environ.get("CI") and missing_requirements() is None:
+            pytest.fail(f"SLURM cluster did not start (CI, root, binaries present): {started}")
+        pytest.skip(started)
+    try:
+        yield started
+    finally:
+        started.stop()

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import WorkbenchError
 
@@ -119,29 +121,55 @@ def cmd_data_index(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .runs import parse_parameters, run_notebook, write_index
+    from .index import write_index
+    from .runs import parse_parameters, run_notebook
 
     params = parse_parameters(args.param, args.param_file, args.notebook)
-    result = run_notebook(args.notebook, params, runs_dir=args.runs_dir)
-    write_index(args.runs_dir, args.reports_dir)
+    if args.log_output:  # cell outputs into the log as they come (batch jobs)
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    runs_dir, run_id = args.runs_dir, None
+    if args.run_dir:
+        runs_dir, run_id = str(Path(args.run_dir).resolve().parent), Path(args.run_dir).name
+    result = run_notebook(args.notebook, params, runs_dir=runs_dir, run_id=run_id,
+                          progress=not args.no_progress, log_output=args.log_output)
+    if not args.no_index:
+        write_index(args.runs_dir, args.reports_dir)
     print(f"{result.status}: {result.run_dir} ({result.duration_s:.0f} s)")
     if result.error:
         print(f"error in notebook: {result.error}", file=sys.stderr)
     return 0 if result.status == "ok" else 1
 
 
-def cmd_demo(args) -> int:
-    from .runs import list_notebooks, run_notebook, write_index
+def cmd_batch(args) -> int:
+    from .batch import load_plan
+    from .index import write_index
+    from .scheduler import LocalExecutor, run_plan
+    from .slurm import SlurmExecutor
 
-    failed = 0
-    for notebook in list_notebooks():
-        print(f"running {notebook.stem} ...", flush=True)
-        result = run_notebook(notebook, {}, runs_dir=args.runs_dir)
-        print(f"  {result.status}: {result.run_dir} ({result.duration_s:.0f} s)", flush=True)
-        failed += result.status != "ok"
+    plan = load_plan(args.plan)
+    executor = SlurmExecutor(plan.name) if args.executor == "slurm" else LocalExecutor()
+    if args.dry_run:
+        for entry in plan.entries:
+            needs = f" <- {', '.join(entry.needs)}" if entry.needs else ""
+            params = ", ".join(f"{k}={v}" for k, v in entry.params.items()) or "defaults"
+            print(f"{entry.id:<40} {entry.notebook.stem:<20} {params}{needs}")
+        return 0
+    print(f"plan {plan.name}: {len(plan.entries)} runs on {executor.name}, "
+          f"at most {args.max_parallel} at once, into {Path(args.runs_dir) / plan.name}",
+          flush=True)
+    outcomes = run_plan(plan, executor, args.runs_dir, max_parallel=args.max_parallel,
+                        retry=args.retry, progress=not args.no_progress,
+                        on_end=lambda: write_index(args.runs_dir, args.reports_dir))
     index = write_index(args.runs_dir, args.reports_dir)
-    print(f"reports: {index}")
-    return 1 if failed else 0
+    counts = {s: sum(o.status == s for o in outcomes)
+              for s in ("ok", "done", "failed", "kept", "blocked")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"; reports: {index}")
+    return 0 if all(o.succeeded for o in outcomes) else 1
+
+
+def cmd_demo(args) -> int:
+    args.plan, args.executor, args.retry, args.dry_run = "demo", "local", True, False
+    return cmd_batch(args)
 
 
 def cmd_train(args) -> int:
@@ -201,7 +229,7 @@ def cmd_params(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .runs import write_index
+    from .index import write_index
 
     print(write_index(args.runs_dir, args.reports_dir))
     return 0
@@ -309,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, text in [
         ("run", cmd_run, "execute a notebook with papermill into runs/<run_id>/"),
-        ("demo", cmd_demo, "run every notebook with its defaults and write reports/index.html"),
+        ("batch", cmd_batch, "run a plan (configs/batch): notebooks, grids, dependencies"),
+        ("demo", cmd_demo, "run the demo plan (every notebook on the embedded default)"),
         ("report", cmd_report, "rebuild reports/index.html from runs/"),
     ]:
         p = sub.add_parser(name, help=text)
@@ -318,6 +347,19 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-p", "--param", nargs=2, action="append", default=[],
                            metavar=("NAME", "VALUE"), help="parameter (value parsed as YAML)")
             p.add_argument("-f", "--param-file", action="append", default=[], metavar="YAML")
+            p.add_argument("--run-dir", help="run into this folder (default runs/<run_id>)")
+            p.add_argument("--no-index", action="store_true", help="do not rewrite the index")
+            p.add_argument("--log-output", action="store_true", help="cell outputs to stdout")
+        if name == "batch":
+            p.add_argument("plan", help="configs/batch/NAME.yaml or a preset (demo, seed004)")
+            p.add_argument("--executor", choices=["local", "slurm"], default="local")
+            p.add_argument("--retry", action="store_true", help="run failed entries again")
+            p.add_argument("--dry-run", action="store_true", help="list the entries, run none")
+        if name in ("batch", "demo"):
+            p.add_argument("--max-parallel", type=int, default=1, metavar="N",
+                           help="runs at once (default 1; on SLURM: jobs in the queue)")
+        if name in ("run", "batch", "demo"):
+            p.add_argument("--no-progress", action="store_true", help="no progress bars")
         p.add_argument("--runs-dir", default="runs")
         p.add_argument("--reports-dir", default="reports")
         p.set_defaults(func=func)

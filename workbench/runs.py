@@ -1,4 +1,4 @@
-"""Notebook runs: papermill execution into run dirs, HTML export, the report index.
+"""Notebook runs: papermill execution into run dirs and HTML export.
 
 A run dir ``runs/<run_id>/`` holds the executed notebook, ``params.yaml``, ``report.html``,
 the ``summary.json`` the notebook writes (its working directory is the run dir) and
@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
-import html
 import json
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -166,6 +164,7 @@ def run_notebook(
     run_id: str | None = None,
     progress: bool = True,
     cell_timeout_s: float | None = None,
+    log_output: bool = False,
 ) -> RunResult:
     """Execute a notebook with papermill into ``runs_dir/run_id`` and export its HTML report."""
     import papermill
@@ -200,6 +199,7 @@ def run_notebook(
             kernel_name=kernel,
             cwd=str(run_dir),
             progress_bar=progress,
+            log_output=log_output,
             execution_timeout=cell_timeout_s or float(
                 os.environ.get("WORKBENCH_CELL_TIMEOUT", CELL_TIMEOUT_S)),
         )
@@ -216,74 +216,7 @@ def run_notebook(
     return RunResult(run_dir=run_dir, status=status, duration_s=duration, error=error)
 
 
-# --------------------------------------------------------------------------- index
-
-
-def collect_runs(runs_dir: str | Path = "runs") -> list[dict]:
-    """Every run's record (run.json) with its summary, newest first."""
-    runs = []
-    for record_path in sorted(Path(runs_dir).glob("*/run.json")):
-        record = json.loads(record_path.read_text())
-        summary_path = record_path.parent / "summary.json"
-        record["summary"] = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        record["run_dir"] = record_path.parent
-        runs.append(record)
-    return sorted(runs, key=lambda r: r.get("started", ""), reverse=True)
-
-
-def _key_figures(summary: Mapping, limit: int = 8) -> str:
-    figures = summary.get("key_figures", summary)
-    items = [(k, v) for k, v in figures.items()
-             if v is None or isinstance(v, int | float | str)][:limit]
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
-
-
-def write_index(runs_dir: str | Path = "runs", reports_dir: str | Path = "reports") -> Path:
-    """Copy each run's report into ``reports_dir`` and write ``index.html`` linking them."""
-    reports = Path(reports_dir)
-    reports.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for run in collect_runs(runs_dir):
-        run_id = run["run_dir"].name
-        source = run["run_dir"] / "report.html"
-        link = ""
-        if source.exists():
-            shutil.copyfile(source, reports / f"{run_id}.html")
-            link = f'<a href="{html.escape(run_id)}.html">{html.escape(run["notebook"])}</a>'
-        params = ", ".join(f"{k}={v}" for k, v in run.get("params", {}).items()) or "defaults"
-        status = run.get("status", "?")
-        rows.append(
-            f"<tr class='{html.escape(status)}'><td>{link or html.escape(run['notebook'])}</td>"
-            f"<td>{html.escape(status)}</td><td>{html.escape(run.get('started', ''))}</td>"
-            f"<td>{run.get('duration_s', '')}</td><td>{html.escape(params)}</td>"
-            f"<td>{html.escape(_key_figures(run['summary']))}</td>"
-            f"<td>{html.escape(run.get('error') or '')}</td></tr>"
-        )
-    page = INDEX_TEMPLATE.format(
-        generated=dt.datetime.now().isoformat(timespec="seconds"), rows="\n".join(rows)
-    )
-    target = reports / "index.html"
-    tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(page)
-    os.replace(tmp, target)
-    return target
-
-
-INDEX_TEMPLATE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>workbench reports</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }}
-tr.failed td {{ background: #fde2e2; }}
-</style></head>
-<body><h1>workbench reports</h1><p>Generated {generated}.</p>
-<table><thead><tr><th>notebook</th><th>status</th><th>started</th><th>seconds</th>
-<th>parameters</th><th>key figures</th><th>error</th></tr></thead>
-<tbody>
-{rows}
-</tbody></table></body></html>
-"""
+# --------------------------------------------------------------------------- summary
 
 
 def write_summary(summary: Mapping, path: str | Path = "summary.json") -> Path:

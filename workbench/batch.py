@@ -1,0 +1,337 @@
+"""Batch plans: notebooks with parameter grids and dependencies, expanded into run entries.
+
+A plan (``configs/batch/NAME.yaml``) lists steps; each step names a notebook, fixed
+``params``, an optional ``grid`` (every combination becomes one entry), the steps it
+``needs`` and, with ``foreach: STEP``, one entry per entry of that step. String parameters
+may read an earlier step's outputs: ``${train.run_dir}``, ``${train.summary.KEY}`` (a dotted
+path into its summary.json) and ``${train.params.NAME}``. Everything is checked before
+anything runs: notebooks, parameter names, needs, cycles, placeholders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .config import check_keys
+from .errors import WorkbenchError
+from .runs import PROJECT_ROOT, check_parameters, resolve_notebook
+
+PLAN_DIR = PROJECT_ROOT / "configs" / "batch"
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_-]+)\.(run_dir|summary|params)((?:\.[A-Za-z0-9_-]+)*)\}")
+ANY_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one SLURM job of a step asks for (ignored by the local executor)."""
+
+    nodes: int = 1
+    tasks_per_node: int = 1  # DDP ranks per node, launched with srun (usually = gpus)
+    gpus_per_node: int = 0
+    cpus_per_task: int = 2
+    mem: str | None = None  # e.g. "32G"
+    time: str = "01:00:00"
+    partition: str | None = None
+    account: str | None = None
+    extra: tuple[str, ...] = ()  # more sbatch options, e.g. ("--qos=normal",)
+
+    @property
+    def tasks(self) -> int:
+        return self.nodes * self.tasks_per_node
+
+
+RESOURCE_KEYS = ["nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "mem", "time",
+                 "partition", "account", "extra"]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    notebook: Path
+    params: dict
+    grid: dict[str, list]
+    needs: tuple[str, ...]
+    foreach: str | None
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One run of a plan: a notebook with its parameters (placeholders unresolved)."""
+
+    id: str
+    step: str
+    notebook: Path
+    params: dict
+    labels: dict  # the grid values that tell this entry from its siblings (inherited too)
+    needs: tuple[str, ...]  # entry ids that must finish first
+    sources: dict[str, str] = field(default_factory=dict)  # step name -> entry id read by ${}
+    resources: Resources = Resources()
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    description: str
+    path: Path
+    steps: tuple[Step, ...]
+    entries: tuple[Entry, ...]
+
+    def entry(self, entry_id: str) -> Entry:
+        return next(e for e in self.entries if e.id == entry_id)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def resolve_plan_path(name: str | Path) -> Path:
+    """A plan by path or by preset name in configs/batch/."""
+    for path in (Path(name), PLAN_DIR / f"{name}.yaml", PLAN_DIR / str(name)):
+        if path.is_file():
+            return path.resolve()
+    known = ", ".join(sorted(p.stem for p in PLAN_DIR.glob("*.yaml")))
+    raise WorkbenchError(f"plan {str(name)!r} not found; give a YAML path or a preset: {known}")
+
+
+def _resources(raw, where: str, base: Resources = Resources()) -> Resources:
+    if raw is None:
+        return base
+    if not isinstance(raw, Mapping):
+        raise WorkbenchError(f"{where}: `slurm` must be a mapping of {', '.join(RESOURCE_KEYS)}")
+    check_keys(raw, RESOURCE_KEYS, where)
+    values = {k: getattr(base, k) for k in RESOURCE_KEYS} | dict(raw)
+    values["extra"] = tuple(values["extra"] or ())
+    for key in ("nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task"):
+        if not isinstance(values[key], int) or values[key] < 0:
+            raise WorkbenchError(f"{where}: slurm {key} must be a whole number, got {values[key]!r}")
+    return Resources(**values)
+
+
+def _step(raw, index: int, defaults: Resources, where: str) -> Step:
+    if not isinstance(raw, Mapping) or "name" not in raw or "notebook" not in raw:
+        raise WorkbenchError(f"{where}: step {index + 1} needs `name` and `notebook`")
+    name = str(raw["name"])
+    here = f"{where}: step {name!r}"
+    check_keys(raw, ["name", "notebook", "params", "grid", "needs", "foreach", "slurm"], here)
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise WorkbenchError(f"{here}: step names may hold letters, digits, '-' and '_' only")
+    notebook = resolve_notebook(raw["notebook"])
+    params = dict(raw.get("params") or {})
+    grid = dict(raw.get("grid") or {})
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise WorkbenchError(f"{here}: grid {key!r} must be a non-empty list of values")
+    both = sorted(set(params) & set(grid))
+    if both:
+        raise WorkbenchError(f"{here}: {', '.join(both)} in both params and grid; keep one")
+    try:
+        check_parameters(notebook, {**params, **grid})
+    except WorkbenchError as err:
+        raise WorkbenchError(f"{here}: {err}") from None
+    needs = raw.get("needs") or []
+    needs = (needs,) if isinstance(needs, str) else tuple(str(n) for n in needs)
+    foreach = raw.get("foreach")
+    if foreach is not None and str(foreach) not in needs:
+        needs = (*needs, str(foreach))
+    return Step(name, notebook, params, grid, needs, None if foreach is None else str(foreach),
+                _resources(raw.get("slurm"), f"{here} (slurm)", defaults))
+
+
+def _check_graph(steps: Mapping[str, Step], where: str) -> list[str]:
+    """Steps in dependency order; a cycle or an unknown step is an error."""
+    for step in steps.values():
+        unknown = [n for n in step.needs if n not in steps]
+        if unknown:
+            raise WorkbenchError(f"{where}: step {step.name!r} needs unknown step(s) "
+                                 f"{', '.join(unknown)}; known: {', '.join(steps)}")
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            cycle = path[path.index(name):] + [name]
+            raise WorkbenchError(f"{where}: dependency cycle {' -> '.join(cycle)}; "
+                                 "remove one of these needs")
+        state[name] = "visiting"
+        for need in steps[name].needs:
+            visit(need, [*path, name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in steps:
+        visit(name, [])
+    return order
+
+
+def _label_text(value) -> str:
+    text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+    text = re.sub(r"[^A-Za-z0-9._,+-]+", "_", text).strip("_")
+    return text[:40] or "empty"
+
+
+def _entry_id(step: str, labels: Mapping) -> str:
+    if not labels:
+        return step
+    parts = "-".join(f"{k}={_label_text(v)}" for k, v in labels.items())
+    entry_id = f"{step}-{parts}"
+    if len(entry_id) > 100:
+        digest = hashlib.sha1(json.dumps(labels, sort_keys=True, default=str).encode()).hexdigest()
+        entry_id = f"{entry_id[:90]}-{digest[:8]}"
+    return entry_id
+
+
+def _placeholders(params: Mapping) -> list[tuple[str, str]]:
+    """(step, text) for every ${...} in the string values (nested lists included)."""
+    found = []
+
+    def walk(value) -> None:
+        if isinstance(value, str):
+            for match in ANY_PLACEHOLDER.finditer(value):
+                full = PLACEHOLDER.fullmatch(match.group(0))
+                if full is None:
+                    raise WorkbenchError(
+                        f"placeholder {match.group(0)} is not ${{STEP.run_dir}}, "
+                        "${STEP.summary.KEY} or ${STEP.params.NAME}")
+                found.append((full.group(1), match.group(0)))
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item)
+
+    walk(params)
+    return found
+
+
+def _expand(steps: Mapping[str, Step], order: list[str], where: str) -> list[Entry]:
+    entries: dict[str, list[Entry]] = {}
+    for name in order:
+        step = steps[name]
+        combos = [dict(zip(step.grid, values, strict=True))
+                  for values in itertools.product(*step.grid.values())]
+        parents = entries[step.foreach] if step.foreach else [None]
+        result = []
+        for parent in parents:
+            for combo in combos:
+                labels = {**(parent.labels if parent else {}), **combo}
+                params = {**step.params, **combo}
+                needs: list[str] = []
+                sources: dict[str, str] = {}
+                for need in step.needs:
+                    if need == step.foreach and parent is not None:
+                        needs.append(parent.id)
+                        sources[need] = parent.id
+                        # the parent's own sources stay readable (skill -> train -> graph)
+                        sources = {**parent.sources, **sources}
+                    else:
+                        needs.extend(e.id for e in entries[need])
+                        if len(entries[need]) == 1:
+                            sources.setdefault(need, entries[need][0].id)
+                try:
+                    refs = _placeholders(params)
+                except WorkbenchError as err:
+                    raise WorkbenchError(f"{where}: step {name!r}: {err}") from None
+                for ref, text in refs:
+                    if ref not in steps or (ref not in step.needs and ref not in sources):
+                        raise WorkbenchError(f"{where}: step {name!r} reads {text} but does not "
+                                             f"need step {ref!r}; add it to `needs`")
+                    if ref not in sources:
+                        raise WorkbenchError(
+                            f"{where}: step {name!r} reads {text} but {ref!r} has "
+                            f"{len(entries[ref])} entries; add `foreach: {ref}`")
+                result.append(Entry(_entry_id(name, labels), name, step.notebook, params, labels,
+                                    tuple(needs), sources, step.resources))
+        entries[name] = result
+    flat = [e for name in order for e in entries[name]]
+    ids = [e.id for e in flat]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise WorkbenchError(f"{where}: entries {', '.join(duplicates)} repeat; "
+                             "make the grid values distinct")
+    return flat
+
+
+def load_plan(name: str | Path) -> Plan:
+    """Read and check a plan; every error is one line naming the problem."""
+    path = resolve_plan_path(name)
+    where = path.name
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise WorkbenchError(f"{where}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("steps"), list) or not raw["steps"]:
+        raise WorkbenchError(f"{where}: a plan needs `name` and a non-empty list `steps`")
+    check_keys(raw, ["name", "description", "slurm", "steps"], where)
+    defaults = _resources(raw.get("slurm"), f"{where} (slurm)")
+    steps: dict[str, Step] = {}
+    for index, step_raw in enumerate(raw["steps"]):
+        step = _step(step_raw, index, defaults, where)
+        if step.name in steps:
+            raise WorkbenchError(f"{where}: two steps are named {step.name!r}")
+        steps[step.name] = step
+    order = _check_graph(steps, where)
+    entries = _expand(steps, order, where)
+    name = str(raw.get("name") or path.stem)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise WorkbenchError(f"{where}: plan name {name!r} may hold letters, digits, '.-_' only")
+    return Plan(name, str(raw.get("description") or ""), path, tuple(steps.values()),
+                tuple(entries))
+
+
+# --------------------------------------------------------------------------- resolving
+
+
+def _dig(value, keys: list[str], text: str):
+    for key in keys:
+        if not isinstance(value, Mapping) or key not in value:
+            raise WorkbenchError(f"{text}: no {key!r} in the earlier step's output")
+        value = value[key]
+    return value
+
+
+def resolve_params(entry: Entry, run_dirs: Mapping[str, Path]) -> dict:
+    """The entry's parameters with ${STEP....} replaced from the finished earlier entries.
+
+    A string that is exactly one placeholder takes the value's type (a number stays a number).
+    """
+
+    def lookup(match: re.Match) -> object:
+        text, step, kind, rest = match.group(0), match.group(1), match.group(2), match.group(3)
+        run_dir = Path(run_dirs[entry.sources[step]])
+        keys = [k for k in rest.split(".") if k]
+        if kind == "run_dir":
+            if keys:
+                raise WorkbenchError(f"{text}: run_dir takes no key")
+            return str(run_dir)
+        name = "summary.json" if kind == "summary" else "params.yaml"
+        file = run_dir / name
+        if not file.is_file():
+            raise WorkbenchError(f"{text}: {file} does not exist")
+        data = json.loads(file.read_text()) if kind == "summary" else yaml.safe_load(
+            file.read_text())
+        return _dig(data, keys, text)
+
+    def resolve(value):
+        if isinstance(value, str):
+            whole = PLACEHOLDER.fullmatch(value)
+            if whole:
+                return lookup(whole)
+            return PLACEHOLDER.sub(lambda m: str(lookup(m)), value)
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        if isinstance(value, Mapping):
+            return {k: resolve(v) for k, v in value.items()}
+        return value
+
+    return {key: resolve(value) for key, value in entry.params.items()}
