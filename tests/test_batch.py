@@ -158,7 +158,8 @@ def test_sbatch_script_asks_for_the_plan_resources(tmp_path):
                             mem="200G", time="12:00:00", partition="gpu", account="wx",
                             extra=("--qos=high",)))
     script = sbatch_script(entry, tmp_path, ["python", "-m", "workbench.cli", "run", "x y"],
-                           "seed004", {"WORKBENCH_CACHE": "/data/cache dir"})
+                           "seed004", {"WORKBENCH_CACHE": "/data/cache dir",
+                                       "OMP_NUM_THREADS": "2"})
     lines = script.splitlines()
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4",
                  "#SBATCH --cpus-per-task=8", "#SBATCH --mem=200G", "#SBATCH --time=12:00:00",
@@ -166,6 +167,7 @@ def test_sbatch_script_asks_for_the_plan_resources(tmp_path):
                  f"#SBATCH --output={tmp_path / 'log.txt'}",
                  "#SBATCH --job-name=seed004.train-config=nbd",
                  "export WORKBENCH_CACHE='/data/cache dir'",
+                 "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-2}",
                  "exec python -m workbench.cli run 'x y'"):
         assert line in lines, line
     assert lines[0] == "#!/bin/bash"

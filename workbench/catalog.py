@@ -4,7 +4,10 @@ Entries come from the project's ``data_catalog/``, then from the folders in the 
 ``WORKBENCH_CATALOG`` (``os.pathsep``-separated), then from folders passed explicitly;
 a later entry with the same name replaces an earlier one, so users can re-point a name
 at their own data. Generated (embedded-world) datasets are cached as zarr under
-:func:`cache_dir`, keyed by a hash of their parameters.
+:func:`cache_dir`, keyed by a hash of their parameters. A ``cutout`` source combines other
+entries as anemoi-datasets' ``cutout`` does (limited areas first, then the global points
+outside them) through :func:`workbench.grids.cutout`, the function graphs build their data
+nodes with.
 """
 
 from __future__ import annotations
@@ -28,8 +31,16 @@ from .config import check_keys
 from .errors import WorkbenchError
 
 PROJECT_CATALOG = Path(__file__).resolve().parent.parent / "data_catalog"
-SOURCE_KINDS = ("generator", "zarr", "netcdf", "anemoi")
+SOURCE_KINDS = ("generator", "zarr", "netcdf", "anemoi", "cutout")
 WORLD_VERSION = 1  # bump when the analytic world changes, so caches regenerate
+
+
+@dataclass(frozen=True)
+class CutoutPart:
+    """One dataset of a cutout source: a catalog name and its LAM trim (cells per side)."""
+
+    name: str
+    trim_edge: int | tuple[int, int, int, int] = 0
 
 
 @dataclass(frozen=True)
@@ -47,9 +58,14 @@ class Source:
     start: str | None = None
     end: str | None = None
     seed: int = 0
+    # cutout only: limited areas first, the global dataset last
+    datasets: tuple[CutoutPart, ...] | None = None
+    min_distance_km: float | None = None
 
     @property
     def location(self) -> str:
+        if self.kind == "cutout":
+            return "cutout of " + ", ".join(p.name for p in self.datasets or ())
         return str(self.url or self.path)
 
 
@@ -70,11 +86,15 @@ class CatalogEntry:
 
     def summary(self) -> dict:
         """The entry as plain JSON-able values (for ``workbench data list --json``)."""
+        source = {k: v for k, v in dataclasses.asdict(self.source).items() if v is not None}
+        if self.source.kind == "cutout":
+            source = {"kind": "cutout", "datasets": list(source["datasets"]),
+                      "min_distance_km": source["min_distance_km"]}
         return {
             "name": self.name,
             "domain": self.domain,
             "description": self.description,
-            "source": {k: v for k, v in dataclasses.asdict(self.source).items() if v is not None},
+            "source": source,
             "variables": list(self.variables),
             "time_step": self.time_step,
             "grid": dict(self.grid),
@@ -93,6 +113,8 @@ def _source_from_yaml(raw, where: str) -> Source:
     kind = raw["kind"]
     if kind not in SOURCE_KINDS:
         raise WorkbenchError(f"{where}: source kind {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+    if kind == "cutout":
+        return _cutout_source(raw, where)
     if kind == "generator":
         allowed = ["kind", "grid", "resolution_deg", "coarsen", "start", "end", "seed"]
         check_keys(raw, allowed, f"{where} (source)")
@@ -105,6 +127,24 @@ def _source_from_yaml(raw, where: str) -> Source:
             raise WorkbenchError(f"{where}: a {kind} source needs exactly one of `path` or `url`")
     values = {k: (str(v) if k in ("start", "end", "path", "url") else v) for k, v in raw.items()}
     return Source(**values)
+
+
+def _cutout_source(raw: Mapping, where: str) -> Source:
+    check_keys(raw, ["kind", "datasets", "min_distance_km"], f"{where} (source)")
+    items = raw.get("datasets")
+    if not isinstance(items, list | tuple) or len(items) < 2:
+        raise WorkbenchError(f"{where}: a cutout source needs `datasets`: two or more catalog "
+                             "names, limited areas first and the global dataset last")
+    parts = []
+    for item in items:
+        item = {"name": item} if isinstance(item, str) else item
+        item = dict(check_keys(item, CutoutPart, f"{where} (source.datasets)",
+                               required=("name",)))
+        trim_edge = item.get("trim_edge", 0)
+        parts.append(CutoutPart(str(item["name"]), tuple(int(v) for v in trim_edge)
+                                if isinstance(trim_edge, list | tuple) else int(trim_edge)))
+    return Source(kind="cutout", datasets=tuple(parts),
+                  min_distance_km=float(raw.get("min_distance_km", 0.0)))
 
 
 def _variables_from_yaml(raw, where: str) -> dict[str, str]:
@@ -203,8 +243,10 @@ def cache_dir(override: str | Path | None = None) -> Path:
 
 def cache_path(entry: CatalogEntry, cache: str | Path | None = None) -> Path:
     """Cache location of a generated entry, keyed by everything that shapes its values."""
+    source = {k: v for k, v in dataclasses.asdict(entry.source).items()
+              if v is not None or k not in ("datasets", "min_distance_km")}  # keys of old caches
     key = {
-        "source": dataclasses.asdict(entry.source),
+        "source": source,
         "variables": dict(entry.variables),
         "time_step": entry.time_step,
         "world": WORLD_VERSION,
@@ -226,11 +268,15 @@ def generator_times(entry: CatalogEntry) -> np.ndarray:
     return times.values
 
 
-def entry_grid(entry: CatalogEntry):
-    """The Grid of a generated entry."""
-    from .grids import make_grid
+def entry_grid(entry: CatalogEntry, catalog: Sequence[str | Path] | None = None):
+    """The Grid of an entry; generated and cutout entries without generating any field."""
+    from .grids import grid_from_dataset, make_grid
 
     src = entry.source
+    if src.kind == "cutout":
+        return cutout_layout(entry, catalog).grid
+    if src.kind != "generator":
+        return grid_from_dataset(open_dataset(entry, catalog=catalog))
     params = {}
     if src.resolution_deg is not None:
         params["resolution_deg"] = float(src.resolution_deg)
@@ -239,10 +285,30 @@ def entry_grid(entry: CatalogEntry):
     return make_grid(src.grid, **params)
 
 
-def prepare(entry: CatalogEntry, cache: str | Path | None = None, progress: bool = True) -> Path:
-    """Generate a generator entry into the cache (atomically) unless it is there already."""
+def cutout_layout(entry: CatalogEntry, catalog: Sequence[str | Path] | None = None):
+    """A cutout entry's :class:`workbench.grids.Cutout`: points, order and per-point indices."""
+    from .grids import cutout
+
+    src = entry.source
+    if src.kind != "cutout":
+        raise WorkbenchError(f"dataset {entry.name!r} is not a cutout (source kind {src.kind})")
+    parts = [(p.name, entry_grid(get_entry(p.name, catalog), catalog), p.trim_edge)
+             for p in src.datasets]
+    return cutout(parts, float(src.min_distance_km or 0.0), name=entry.domain)
+
+
+def prepare(entry: CatalogEntry, cache: str | Path | None = None, progress: bool = True,
+            catalog: Sequence[str | Path] | None = None) -> Path:
+    """Generate a generator entry into the cache (atomically) unless it is there already;
+    a cutout entry prepares its generated parts (and returns the cache folder)."""
     from . import world
 
+    if entry.source.kind == "cutout":
+        for part in entry.source.datasets:
+            sub = get_entry(part.name, catalog)
+            if sub.source.kind in ("generator", "cutout"):
+                prepare(sub, cache, progress, catalog)
+        return cache_dir(cache)
     if entry.source.kind != "generator":
         raise WorkbenchError(f"dataset {entry.name!r} is read from its source; only generated "
                              "datasets are prepared")
@@ -284,6 +350,8 @@ def open_dataset(
     src = entry.source
     if src.kind == "generator":
         ds = xr.open_zarr(prepare(entry, cache, progress=False), chunks={}, consolidated=False)
+    elif src.kind == "cutout":
+        ds = _open_cutout(entry, catalog, cache)
     elif src.kind == "anemoi":
         ds = readers.read_anemoi(src.location, entry.variables, entry.name)
     else:
@@ -291,6 +359,38 @@ def open_dataset(
         ds = readers.canonicalize_gridded(raw, entry.variables, entry.name, src.level_dim)
     ds = readers.check_canonical(ds, entry.name)
     ds.attrs.update({"domain": entry.domain, "dataset": entry.name})
+    return ds
+
+
+def _open_cutout(entry: CatalogEntry, catalog, cache) -> xr.Dataset:
+    """The parts of a cutout entry at its points (LAMs first), on the times they share."""
+    layout = cutout_layout(entry, catalog)
+    names = list(entry.variables.values())
+    parts = [open_dataset(p.name, catalog=catalog, cache=cache) for p in entry.source.datasets]
+    times = parts[0]["time"].values
+    for part in parts[1:]:
+        times = np.intersect1d(times, part["time"].values)
+    if times.size == 0:
+        raise WorkbenchError(f"cutout {entry.name!r}: its datasets share no time")
+    pieces = []
+    for k, (spec, part) in enumerate(zip(entry.source.datasets, parts, strict=True)):
+        absent = [v for v in names if v not in part]
+        if absent:
+            raise WorkbenchError(f"cutout {entry.name!r}: dataset {spec.name!r} lacks {absent}")
+        index = layout.grid_index[layout.dataset_index == k]
+        piece = part[names].sel(time=times).isel(grid=index)
+        pieces.append(piece.drop_vars([c for c in piece.coords
+                                       if c not in ("time", "latitude", "longitude")]))
+    ds = xr.concat(pieces, dim="grid", data_vars="minimal", coords="minimal",
+                   compat="override", join="override", combine_attrs="override")
+    ds.attrs = {}  # the first part's grid description (shape, crs) is not this grid's
+    ds = ds.rename({v: k for k, v in entry.variables.items() if k != v})
+    ds = ds.assign_coords(cutout_mask=("grid", layout.cutout_mask),
+                          lam_edge_cells=("grid", layout.lam_edge_cells),
+                          area_weight=("grid", layout.area_weight))  # km^2, as graphs' nodes
+    ds.attrs.update({"grid_kind": "cutout",
+                     "cutout_datasets": [p.name for p in entry.source.datasets],
+                     "lam_spacing_km": float(layout.lam_spacing_km or 0.0)})
     return ds
 
 

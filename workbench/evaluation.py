@@ -107,7 +107,7 @@ def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int |
     ds.attrs.update({"domain": domain, "dataset": dom.dataset, "split": split,
                      "run": run_dir.name, "graph_id": module.graphs[0].graph_id,
                      "trained_on": ", ".join(d["name"] for d in config.sampling["domains"])})
-    for key in ("grid_shape", "crs", "grid_kind"):
+    for key in ("grid_shape", "crs", "grid_kind", "lam_spacing_km"):
         if key in data.ds.attrs:
             ds.attrs[key] = data.ds.attrs[key]
     return ds
@@ -143,9 +143,12 @@ def truth_for(forecast_ds: xr.Dataset, cache: str | Path | None = None) -> xr.Da
 
 
 def area_weights(ds: xr.Dataset) -> xr.DataArray:
-    """Grid-cell areas of a canonical dataset's grid (latitude weights on regular grids)."""
+    """Grid-cell areas of a canonical dataset's grid (latitude weights on regular grids); a
+    cutout dataset's own ``area_weight`` coord (each part's cells, as its graph's nodes)."""
     from . import grids
 
+    if "area_weight" in ds.coords:
+        return xr.DataArray(np.asarray(ds["area_weight"].values, dtype=np.float64), dims="grid")
     return xr.DataArray(grids.area_weights(grids.grid_from_dataset(ds)), dims="grid")
 
 
@@ -300,7 +303,9 @@ def skill_maps(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[s
 
 def boundary_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, str],
                    band_cells: tuple[float, ...] | list[float] = (0, 2, 5, 10, 20, 1000), *,
-                   maps: xr.Dataset | None = None) -> pd.DataFrame:
+                   maps: xr.Dataset | None = None,
+                   outside_km: tuple[float, ...] | list[float] = (0, 500, 1000, 2000, 4000, np.inf),
+                   ) -> pd.DataFrame:
     """Skill by distance to the edge of a limited-area (structured, non-global) grid.
 
     Points are put in bands ``band_cells[k] <= d < band_cells[k + 1]`` of their distance ``d``
@@ -315,20 +320,33 @@ def boundary_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tup
     model_mse, persistence_mse, climatology_mse, skill_vs_persistence, skill_vs_climatology.
     Global grids (regular lat-lon) and unstructured point sets have no boundary: the frame is
     empty (those columns, no rows). Empty bands are left out.
+
+    A cutout (stretched) grid, whose truth carries the ``cutout_mask`` and ``lam_edge_cells``
+    coords of :func:`catalog.open_dataset`, has the LAM boundary inside it: its global points
+    go in bands of great-circle distance to the nearest LAM point (``outside_km``, labelled
+    ``out [lo, hi) km``, far to near), then its LAM points in bands of ``band_cells`` cells to
+    the LAM edge (labelled ``LAM [lo, hi) cells``); ``band`` numbers them in that order and
+    ``band_lower``/``band_upper`` are in the label's unit. Nothing is forced from the truth
+    on a cutout grid (it is global), so the LAM's outer ring is scored as predicted.
     """
     from . import grids
 
     grid = grids.grid_from_dataset(truth)
-    if grid.kind == "regular_latlon" or grid.shape is None:
+    if "cutout_mask" in truth.coords and "lam_edge_cells" in truth.coords:
+        labels, bands = _cutout_bands(truth, band_cells, outside_km)
+    elif grid.kind == "regular_latlon" or grid.shape is None:
         return pd.DataFrame(columns=BOUNDARY_COLUMNS)
+    else:
+        banded_cells = skill.distance_bands(grids.boundary_distance_cells(grid), band_cells)
+        labels, edges = banded_cells.values, banded_cells.attrs["edges"]
+        bands = [(lo, hi, f"[{lo:g}, {hi:g})") for lo, hi in zip(edges[:-1], edges[1:],
+                                                                  strict=True)]
     if maps is None:
         maps = skill_maps(forecast_ds, truth, train_period)
-    distance = grids.boundary_distance_cells(grid)
-    labels = skill.distance_bands(distance, band_cells)
-    edges = labels.attrs["edges"]
-    points = np.bincount(labels.values[labels.values >= 0], minlength=len(edges) - 1)
+    points = np.bincount(labels[labels >= 0], minlength=len(bands))
     mse = maps.sel(metric="mse").drop_vars("metric")
-    banded = skill.by_band(mse, labels, xr.DataArray(maps["area_weight"].values, dims="grid"))
+    band_labels = xr.DataArray(labels, dims="grid", attrs={"edges": list(range(len(bands) + 1))})
+    banded = skill.by_band(mse, band_labels, xr.DataArray(maps["area_weight"].values, dims="grid"))
     hours = maps["lead_time"].values / np.timedelta64(1, "h")
     rows = []
     for name in maps.data_vars:
@@ -337,15 +355,39 @@ def boundary_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tup
         model, persistence, climatology = values
         with np.errstate(divide="ignore", invalid="ignore"):
             vs_persistence, vs_climatology = 1 - model / persistence, 1 - model / climatology
-        for b in range(len(edges) - 1):
+        for b, (lo, hi, label) in enumerate(bands):
             if points[b] == 0:
                 continue
-            lo, hi = edges[b], edges[b + 1]
             for k, h in enumerate(hours):
-                rows.append((name, float(h), b, lo, hi, f"[{lo:g}, {hi:g})", int(points[b]),
+                rows.append((name, float(h), b, lo, hi, label, int(points[b]),
                              model[b, k], persistence[b, k], climatology[b, k],
                              vs_persistence[b, k], vs_climatology[b, k]))
     return pd.DataFrame(rows, columns=BOUNDARY_COLUMNS)
+
+
+def _cutout_bands(truth: xr.Dataset, band_cells, outside_km):
+    """Band label per point of a cutout grid and (lower, upper, label) per band: global points
+    by km to the nearest LAM point (far to near), then LAM points by cells to the LAM edge."""
+    from . import grids
+
+    inside = np.asarray(truth["cutout_mask"].values, dtype=bool)
+    xyz = grids.unit_xyz(truth["latitude"].values, truth["longitude"].values)
+    labels = np.full(inside.size, -1, dtype=np.int64)
+    out_edges = skill.distance_bands([0.0], outside_km).attrs["edges"]
+    n_out = len(out_edges) - 1
+    if inside.any():
+        km = grids.nearest_km(xyz[inside], xyz[~inside], 2 * np.pi * grids.EARTH_RADIUS_KM)[0]
+        near = skill.distance_bands(km, outside_km).values
+        labels[~inside] = np.where(near >= 0, n_out - 1 - near, -1)
+    cells = np.asarray(truth["lam_edge_cells"].values)[inside]
+    deep = skill.distance_bands(cells, band_cells)
+    labels[inside] = np.where(deep.values >= 0, n_out + deep.values, -1)
+    bands = [(lo, hi, f"out >= {lo:g} km" if np.isinf(hi) else f"out [{lo:g}, {hi:g}) km")
+             for lo, hi in reversed(list(zip(out_edges[:-1], out_edges[1:], strict=True)))]
+    edges = deep.attrs["edges"]
+    bands += [(lo, hi, f"LAM [{lo:g}, {hi:g}) cells")
+              for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    return labels, bands
 
 
 def scorecard(table: pd.DataFrame, metric: str = "skill_vs_persistence") -> pd.DataFrame:

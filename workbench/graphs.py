@@ -161,89 +161,24 @@ def dataset_grid(name: str) -> grids.Grid:
     """The grid of a catalog dataset, without generating fields when it is generated."""
     from . import catalog
 
-    entry = catalog.get_entry(name)
-    if entry.source.kind == "generator":
-        return catalog.entry_grid(entry)
-    return grids.grid_from_dataset(catalog.open_dataset(entry))
-
-
-def _inside_projected(lam: grids.Grid, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Points inside a projected LAM's rectangle (half a cell beyond its outer points)."""
-    from pyproj import Proj
-
-    proj = Proj(lam.crs)
-    x, y = proj(lon, lat)
-    half = lam.spacing_km * 500.0
-    return (
-        (x >= lam.x[0] - half) & (x <= lam.x[-1] + half)
-        & (y >= lam.y[0] - half) & (y <= lam.y[-1] + half)
-        & (np.abs(lat) < 89.9)  # a conic projection folds the far hemisphere
-    )
+    return catalog.entry_grid(catalog.get_entry(name))
 
 
 def build_data_nodes(config: DataConfig, grid_of=dataset_grid) -> DataNodes:
-    """Combine datasets by cutout (anemoi-datasets ``cutout``): LAMs first, global last."""
-    parts = []
-    lam_xyz = []
-    lam_grids = []
-    *lams, outer = config.datasets
-    for index, spec in enumerate(lams):
-        grid = grid_of(spec.name)
-        if grid.shape is None:
-            raise WorkbenchError(f"LAM dataset {spec.name!r} needs a structured grid to trim")
-        grid, kept = grids.trim(grid, spec.trim_edge) if spec.trim_edge else (grid, None)
-        kept = np.arange(grid.size) if kept is None else kept
-        parts.append(dict(
-            latitude=grid.latitude, longitude=grid.longitude,
-            area_weight=grids.area_weights(grid),
-            cutout_mask=np.ones(grid.size, bool), boundary_mask=np.zeros(grid.size, bool),
-            dataset_index=np.full(grid.size, index), grid_index=kept,
-            lam_edge_cells=grids.boundary_distance_cells(grid),
-        ))
-        lam_xyz.append(grids.unit_xyz(grid.latitude, grid.longitude))
-        lam_grids.append(grid)
+    """Combine datasets by cutout (anemoi-datasets ``cutout``): LAMs first, global last.
 
-    glob = grid_of(outer.name)
-    weights = grids.area_weights(glob)
-    keep = np.ones(glob.size, bool)
-    band = np.zeros(glob.size, bool)
-    if lam_grids:
-        reach_km = max(config.min_distance_km, config.boundary_band_km,
-                       *(2 * g.spacing_km for g in lam_grids if g.spacing_km)) + 1.0
-        dist_km = nearest_km(np.concatenate(lam_xyz),
-                             grids.unit_xyz(glob.latitude, glob.longitude), reach_km)[0]
-        for spec, lam in zip(lams, lam_grids, strict=True):
-            inside = _inside_projected(lam, glob.latitude, glob.longitude) if lam.crs else (
-                dist_km < lam.spacing_km)
-            if not inside.any() and not (dist_km < config.min_distance_km).any():
-                raise WorkbenchError(
-                    f"LAM {spec.name!r} overlaps no point of {outer.name!r}: nothing to cut out; "
-                    "check that the global dataset is last in data.datasets and covers the LAM"
-                )
-            keep &= ~inside
-        keep &= dist_km >= config.min_distance_km
-        band = keep & (dist_km <= config.boundary_band_km)
-    kept = np.flatnonzero(keep)
-    parts.append(dict(
-        latitude=glob.latitude[kept], longitude=glob.longitude[kept], area_weight=weights[kept],
-        cutout_mask=np.zeros(kept.size, bool), boundary_mask=band[kept],
-        dataset_index=np.full(kept.size, len(lams)), grid_index=kept,
-        lam_edge_cells=np.full(kept.size, -1),
-    ))
-    merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    spacing = min((g.spacing_km for g in lam_grids if g.spacing_km), default=None)
-    return DataNodes(lam_spacing_km=spacing, **merged)
+    The combination is :func:`workbench.grids.cutout`, shared with the catalog's ``cutout``
+    source, so a graph's data nodes are that dataset's points in the same order."""
+    parts = [(spec.name, grid_of(spec.name), spec.trim_edge) for spec in config.datasets]
+    combined = grids.cutout(parts, config.min_distance_km, config.boundary_band_km)
+    return DataNodes(
+        latitude=combined.grid.latitude, longitude=combined.grid.longitude,
+        area_weight=combined.area_weight, cutout_mask=combined.cutout_mask,
+        boundary_mask=combined.boundary_mask, dataset_index=combined.dataset_index,
+        grid_index=combined.grid_index, lam_edge_cells=combined.lam_edge_cells,
+        lam_spacing_km=combined.lam_spacing_km,
+    )
 
-
-def nearest_km(tree_xyz: np.ndarray, query_xyz: np.ndarray, reach_km: float):
-    """Great-circle distance (km) and index of each query point's nearest tree point.
-
-    Only distances up to ``reach_km`` are resolved (inf and index len(tree_xyz) beyond):
-    unbounded queries from far away are pathological for a kd-tree around a compact LAM.
-    """
-    dist, index = cKDTree(tree_xyz).query(query_xyz, distance_upper_bound=float(
-        grids.km_to_chord(reach_km)))
-    return np.where(np.isfinite(dist), grids.chord_to_km(np.minimum(dist, 2.0)), np.inf), index
 
 
 # --------------------------------------------------------------------------- hidden nodes

@@ -229,7 +229,7 @@ def area_weights(grid: Grid, radius_km: float = EARTH_RADIUS_KM) -> np.ndarray:
 
     Regular lat-lon: exact spherical cells (half cells at the poles), summing to 4 pi R^2.
     Projected grids: dx*dy divided by the projection's areal scale at each point.
-    Other point sets: spherical Voronoi cells.
+    Other point sets: spherical Voronoi cells (points that coincide share their cell).
     """
     if grid.kind == "regular_latlon" and grid.shape is not None:
         ny, nx = grid.shape
@@ -250,8 +250,10 @@ def area_weights(grid: Grid, radius_km: float = EARTH_RADIUS_KM) -> np.ndarray:
     from scipy.spatial import SphericalVoronoi
 
     xyz = unit_xyz(grid.latitude, grid.longitude)
-    voronoi = SphericalVoronoi(xyz, radius=1.0)
-    return voronoi.calculate_areas() * radius_km**2
+    unique, inverse, counts = np.unique(np.round(xyz, 9), axis=0, return_inverse=True,
+                                        return_counts=True)  # e.g. a lat-lon grid's pole rows
+    areas = SphericalVoronoi(unique, radius=1.0).calculate_areas() / counts
+    return areas[inverse.ravel()] * radius_km**2
 
 
 def _crs_radius_m(crs: str) -> float:
@@ -348,3 +350,111 @@ def outline(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         (lat[-2::-1, 0], lon[-2::-1, 0]),
     ]
     return np.concatenate([p[0] for p in path]), np.concatenate([p[1] for p in path])
+
+
+# --------------------------------------------------------------------------- cutout
+
+
+def nearest_km(tree_xyz: np.ndarray, query_xyz: np.ndarray, reach_km: float):
+    """Great-circle distance (km) and index of each query point's nearest tree point.
+
+    Only distances up to ``reach_km`` are resolved (inf and index len(tree_xyz) beyond):
+    unbounded queries from far away are pathological for a kd-tree around a compact LAM.
+    """
+    from scipy.spatial import cKDTree
+
+    dist, index = cKDTree(tree_xyz).query(query_xyz, distance_upper_bound=float(
+        km_to_chord(reach_km)))
+    return np.where(np.isfinite(dist), chord_to_km(np.minimum(dist, 2.0)), np.inf), index
+
+
+def inside_projected(lam: Grid, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Points inside a projected LAM's rectangle (half a cell beyond its outer points)."""
+    from pyproj import Proj
+
+    proj = Proj(lam.crs)
+    x, y = proj(lon, lat)
+    half = lam.spacing_km * 500.0
+    return (
+        (x >= lam.x[0] - half) & (x <= lam.x[-1] + half)
+        & (y >= lam.y[0] - half) & (y <= lam.y[-1] + half)
+        & (np.abs(lat) < 89.9)  # a conic projection folds the far hemisphere
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Cutout:
+    """Grids combined by cutout (anemoi-datasets ``cutout``): LAM points first, then the kept
+    points of the last (global) grid; ``grid`` is the combined point set (kind "cutout")."""
+
+    grid: Grid
+    dataset_index: np.ndarray  # which part each point comes from
+    grid_index: np.ndarray  # flat index of the point in its part's (untrimmed) grid
+    area_weight: np.ndarray  # km^2, from each part's own grid
+    cutout_mask: np.ndarray  # True for LAM points
+    boundary_mask: np.ndarray  # True for kept global points within the band around a LAM
+    lam_edge_cells: np.ndarray  # LAM points: cells to the (trimmed) LAM edge; -1 elsewhere
+    lam_spacing_km: float | None  # finest LAM grid spacing (None without a LAM)
+
+
+def cutout(
+    parts: Sequence[tuple[str, Grid, int | Sequence[int]]],
+    min_distance_km: float = 0.0,
+    boundary_band_km: float = 500.0,
+    name: str = "cutout",
+) -> Cutout:
+    """Combine ``(name, grid, trim_edge)`` parts by cutout: limited areas first, global last.
+
+    Each LAM is trimmed by its ``trim_edge`` cells; the global points inside a LAM's
+    rectangle, or closer than ``min_distance_km`` to a LAM point, are dropped. Graphs
+    (:func:`workbench.graphs.build_data_nodes`) and the catalog's ``cutout`` source both
+    call this, so data nodes and dataset points agree by construction.
+    """
+    if not parts:
+        raise WorkbenchError("a cutout needs at least one dataset")
+    *lams, (outer_name, glob, _) = parts
+    pieces, lam_xyz, lam_grids = [], [], []
+    for index, (lam_name, grid, trim_edge) in enumerate(lams):
+        if grid.shape is None:
+            raise WorkbenchError(f"LAM dataset {lam_name!r} needs a structured grid to trim")
+        grid, kept = trim(grid, trim_edge) if trim_edge else (grid, np.arange(grid.size))
+        pieces.append(dict(
+            latitude=grid.latitude, longitude=grid.longitude, area_weight=area_weights(grid),
+            cutout_mask=np.ones(grid.size, bool), boundary_mask=np.zeros(grid.size, bool),
+            dataset_index=np.full(grid.size, index), grid_index=kept,
+            lam_edge_cells=boundary_distance_cells(grid),
+        ))
+        lam_xyz.append(unit_xyz(grid.latitude, grid.longitude))
+        lam_grids.append(grid)
+
+    keep = np.ones(glob.size, bool)
+    band = np.zeros(glob.size, bool)
+    if lam_grids:
+        reach_km = max(min_distance_km, boundary_band_km,
+                       *(2 * g.spacing_km for g in lam_grids if g.spacing_km)) + 1.0
+        dist_km = nearest_km(np.concatenate(lam_xyz),
+                             unit_xyz(glob.latitude, glob.longitude), reach_km)[0]
+        for (lam_name, _, _), lam in zip(lams, lam_grids, strict=True):
+            inside = inside_projected(lam, glob.latitude, glob.longitude) if lam.crs else (
+                dist_km < lam.spacing_km)
+            if not inside.any() and not (dist_km < min_distance_km).any():
+                raise WorkbenchError(
+                    f"LAM {lam_name!r} overlaps no point of {outer_name!r}: nothing to cut out; "
+                    "check that the global dataset is last in the datasets and covers the LAM"
+                )
+            keep &= ~inside
+        keep &= dist_km >= min_distance_km
+        band = keep & (dist_km <= boundary_band_km)
+    kept = np.flatnonzero(keep)
+    pieces.append(dict(
+        latitude=glob.latitude[kept], longitude=glob.longitude[kept],
+        area_weight=area_weights(glob)[kept],
+        cutout_mask=np.zeros(kept.size, bool), boundary_mask=band[kept],
+        dataset_index=np.full(kept.size, len(lams)), grid_index=kept,
+        lam_edge_cells=np.full(kept.size, -1),
+    ))
+    merged = {key: np.concatenate([p[key] for p in pieces]) for key in pieces[0]}
+    spacing = min((g.spacing_km for g in lam_grids if g.spacing_km), default=None)
+    grid = Grid(name=name, latitude=merged.pop("latitude"), longitude=merged.pop("longitude"),
+                kind="cutout")
+    return Cutout(grid=grid, lam_spacing_km=spacing, **merged)

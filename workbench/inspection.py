@@ -43,7 +43,7 @@ def node_regions(graph, node: str, settings: RegionSettings = RegionSettings()) 
         dlat, dlon = graphs.node_latlon(graph, "data")
         lam_xyz = grids.unit_xyz(dlat[cutout], dlon[cutout])
         spacing = float(getattr(graph, "lam_spacing_km", 0.0) or 0.0)
-        dist_km, nearest = graphs.nearest_km(lam_xyz, grids.unit_xyz(lat, lon),
+        dist_km, nearest = grids.nearest_km(lam_xyz, grids.unit_xyz(lat, lon),
                                              max(settings.near_km, 2 * spacing) + 1.0)
         labels[dist_km <= settings.near_km] = "near_lam"
         if node == "data":

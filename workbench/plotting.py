@@ -1,7 +1,9 @@
 """Pure plot functions: data in, the axes or hvplot object they drew out; nothing is saved.
 
 Static maps use cartopy with coastlines read locally (``configure_cartopy``); interactive
-maps use hvplot with BokehJS inlined (``setup_hvplot``), so reports render offline.
+maps use hvplot with BokehJS inlined (``setup_hvplot``), so reports render offline. Grids
+without ``grid_shape`` (a cutout/stretched grid, any point set) are drawn as triangles
+between their points (:func:`point_mesh`) on a global PlateCarree map, or as points.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ __all__ = [
     "setup_hvplot",
     "cartopy_crs",
     "field_2d",
+    "is_unstructured",
+    "point_mesh",
     "map_field",
     "domains_globe",
     "interactive_map",
@@ -55,6 +59,32 @@ def cartopy_crs(ds: xr.Dataset):
             globe=ccrs.Globe(semimajor_axis=radius, semiminor_axis=radius, ellipse=None),
         )
     return ccrs.PlateCarree()
+
+
+def is_unstructured(ds: xr.Dataset) -> bool:
+    """True for a dataset whose grid is a point set (no ``grid_shape``), e.g. a cutout."""
+    return ds.attrs.get("grid_shape") is None
+
+
+def point_mesh(ax, latitude, longitude, values, **kwargs):
+    """Values at scattered points as flat-shaded triangles (Delaunay in longitude/latitude,
+    PlateCarree); triangles touching a non-finite value are left out. Returns the collection."""
+    import cartopy.crs as ccrs
+    from matplotlib.tri import Triangulation
+
+    from .grids import wrap_longitude
+
+    lon = wrap_longitude(longitude)
+    lat = np.asarray(latitude, dtype=float)
+    values = np.asarray(values, dtype=float)
+    west, east = lon < -170.0, lon > 170.0  # copies across the date line close the seam
+    lon = np.concatenate([lon, lon[west] + 360.0, lon[east] - 360.0])
+    lat = np.concatenate([lat, lat[west], lat[east]])
+    values = np.concatenate([values, values[west], values[east]])
+    tri = Triangulation(lon, lat)
+    bad = ~np.isfinite(values)
+    tri.set_mask(bad[tri.triangles].any(axis=1))
+    return ax.tripcolor(tri, np.where(bad, 0.0, values), transform=ccrs.PlateCarree(), **kwargs)
 
 
 def field_2d(ds: xr.Dataset, variable: str) -> xr.DataArray:
@@ -111,6 +141,14 @@ def map_field(
     var = ds[variable]
     if "time" in var.dims:
         var = var.isel(time=time) if isinstance(time, int) else var.sel(time=time)
+    if is_unstructured(ds):  # a point set: triangles on a global map
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 4.5), subplot_kw={"projection": ccrs.PlateCarree()})
+        kwargs.pop("shading", None)
+        mesh = point_mesh(ax, ds["latitude"].values, ds["longitude"].values, var.values,
+                          cmap=cmap or CMAPS.get(variable, "viridis"), **kwargs)
+        ax.set_global()
+        return _finish_map(ax, mesh, var, ds, variable, title, coastline_scale)
     sub = ds.assign({variable: var})
     field = field_2d(sub, variable).load()
     crs = cartopy_crs(ds)
@@ -125,6 +163,12 @@ def map_field(
                              transform=ccrs.PlateCarree(), shading="auto",
                              cmap=cmap or CMAPS.get(variable, "viridis"), **kwargs)
         ax.set_global()
+    return _finish_map(ax, mesh, var, ds, variable, title, coastline_scale)
+
+
+def _finish_map(ax, mesh, var: xr.DataArray, ds: xr.Dataset, variable: str, title: str | None,
+                coastline_scale: str):
+    """Coastlines, colour bar and title of :func:`map_field`."""
     ax.coastlines(coastline_scale, linewidth=0.6)
     units = var.attrs.get("units", "")
     plt.colorbar(mesh, ax=ax, shrink=0.7, label=f"{variable} [{units}]" if units else variable)
@@ -177,6 +221,10 @@ def interactive_map(
     if "time" in var.dims:
         index = slice(0, times) if isinstance(times, int) else times
         var = var.isel(time=index)
+    if is_unstructured(ds):
+        return interactive_points(var.load(), variable, "time" if "time" in var.dims else None,
+                                  cmap=CMAPS.get(variable, "viridis"), width=width, height=height,
+                                  title=f"{ds.attrs.get('domain', '')} {variable}")
     field = field_2d(ds.assign({variable: var}), variable).load()
     x, y = ("longitude", "latitude") if "longitude" in field.dims else ("x", "y")
     options = dict(x=x, y=y, cmap=CMAPS.get(variable, "viridis"), width=width, height=height,
@@ -185,6 +233,24 @@ def interactive_map(
         return field.hvplot.quadmesh(groupby="time", dynamic=False, widget_location="bottom",
                                      **options)
     return field.hvplot.quadmesh(**options)
+
+
+def interactive_points(var: xr.DataArray, name: str, groupby: str | None = None,
+                       width: int = 600, height: int = 360, size: float = 3.0, **options):
+    """An hvplot scatter of a field on a point set (dims ``grid`` and optionally ``groupby``,
+    coords latitude/longitude), with a slider over ``groupby`` (frames embedded)."""
+    setup_hvplot()
+    import hvplot.pandas  # noqa: F401  (after setup_hvplot: BokehJS stays inline)
+
+    frame = var.rename(name).to_dataframe().reset_index()
+    frame["longitude"] = ((frame["longitude"] + 180.0) % 360.0) - 180.0
+    keep = ["longitude", "latitude", name] + ([groupby] if groupby else [])
+    points = dict(x="longitude", y="latitude", c=name, size=size, width=width, height=height,
+                  **options)
+    if groupby:
+        return frame[keep].hvplot.points(groupby=groupby, dynamic=False,
+                                         widget_location="bottom", **points)
+    return frame[keep].hvplot.points(**points)
 
 
 # --------------------------------------------------------------------------- graphs

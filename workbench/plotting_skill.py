@@ -23,6 +23,8 @@ from .plotting import (
     cartopy_crs,
     configure_cartopy,
     field_2d,
+    interactive_points,
+    is_unstructured,
     map_field,
     panel_row,
     setup_hvplot,
@@ -73,7 +75,8 @@ def skill_map(maps: xr.Dataset, variable: str, lead: int | float = 0,
     """One map of ``maps[variable]`` at one lead (a position, or hours as a float) on cartopy
     with offline coastlines: a skill metric on a diverging map centred on 0 (``vmax`` 1 by
     default), an error metric (``rmse``, ``mse``) on a sequential one from 0. Global grids are
-    drawn on Robinson, projected ones in their own CRS. Returns the GeoAxes."""
+    drawn on Robinson, projected ones in their own CRS, point sets (a cutout grid) as triangles
+    on PlateCarree. Returns the GeoAxes."""
     k = _lead_index(maps, lead)
     is_skill = metric.startswith("skill")
     units = "" if is_skill else maps[variable].attrs.get("units", "")
@@ -86,8 +89,8 @@ def skill_map(maps: xr.Dataset, variable: str, lead: int | float = 0,
     else:
         high = float(np.nanmax(values)) if vmax is None and np.isfinite(values).any() else vmax
         options = {"cmap": "magma_r", "vmin": 0.0, "vmax": high or 1.0}
-    regular = maps.attrs.get("grid_kind") == "regular_latlon"
-    scale = coastline_scale or ("110m" if regular else "50m")
+    whole_globe = maps.attrs.get("grid_kind") == "regular_latlon" or is_unstructured(maps)
+    scale = coastline_scale or ("110m" if whole_globe else "50m")
     hours = _lead_hours(maps, k)
     name = LABELS.get(metric, metric)
     what = name if is_skill else f"{forecast} {name}"
@@ -115,9 +118,12 @@ def skill_maps_figure(maps: xr.Dataset, variables: Sequence[str] | None = None,
     positions = list(dict.fromkeys(positions))
     columns = [(k, m) for k in positions for m in metrics]
     regular = maps.attrs.get("grid_kind") == "regular_latlon"
-    projection = ccrs.Robinson() if regular else cartopy_crs(maps)
-    ny, nx = (int(s) for s in maps.attrs["grid_shape"])
-    aspect = 0.55 if regular else ny / nx
+    projection = ccrs.Robinson() if regular else cartopy_crs(maps)  # PlateCarree: point sets
+    if regular or is_unstructured(maps):
+        aspect = 0.55
+    else:
+        ny, nx = (int(s) for s in maps.attrs["grid_shape"])
+        aspect = ny / nx
     panel = width / len(columns)
     fig = plt.figure(figsize=(width, len(names) * panel * aspect + 0.8), dpi=dpi)
     weights = maps["area_weight"].values
@@ -151,13 +157,20 @@ def interactive_skill_map(maps: xr.Dataset, variable: str,
                           width: int = 620, height: int = 380):
     """An hvplot quadmesh of one metric with a lead-time slider (every lead embedded, so it
     works in the static HTML report); skill on the diverging map clipped at +-1. Longitude and
-    latitude axes on global grids, the projection's x/y (m) on projected ones."""
+    latitude axes on global grids, the projection's x/y (m) on projected ones; point sets (a
+    cutout grid) as coloured points."""
     setup_hvplot()
     is_skill = metric.startswith("skill")
     data = _field(maps, variable, metric, forecast, None, "" if is_skill else
                   maps[variable].attrs.get("units", ""))
     hours = (maps["lead_time"].values / np.timedelta64(1, "h")).astype(int)
     data = data.assign_coords(lead_time=hours).rename(lead_time="lead_hours")
+    title = f"{maps.attrs.get('domain', '')} {variable}: {LABELS.get(metric, metric)}"
+    if is_unstructured(maps):
+        colours = {"cmap": SKILL_CMAP, "clim": (-1.0, 1.0)} if is_skill else {"cmap": "magma_r"}
+        values = data[variable].clip(-1.0, 1.0) if is_skill else data[variable]
+        return interactive_points(values.load(), LABELS.get(metric, metric), "lead_hours",
+                                  width=width, height=height, title=title, **colours)
     field = field_2d(data, variable).load().rename(LABELS.get(metric, metric))
     x, y = ("longitude", "latitude") if "longitude" in field.dims else ("x", "y")
     options = dict(x=x, y=y, width=width, height=height,
@@ -229,7 +242,8 @@ def boundary_curves(bands: pd.DataFrame, variables: Sequence[str] | None = None,
     time, one panel per variable; the x labels give each band's cells and point count.
     ``bands`` is :func:`evaluation.boundary_skill`'s frame. Returns the array of axes."""
     names = list(variables or dict.fromkeys(bands["variable"]))
-    axes = panel_row(len(names), 4.2, 3.4, dpi, axes)
+    cutout = bands["band_label"].str.startswith("out").any()  # a cutout grid: km out, cells in
+    axes = panel_row(len(names), max(4.2, 0.6 * bands["band"].nunique()), 3.4, dpi, axes)
     leads = sorted(bands["lead_hours"].unique())
     cmap = plt.get_cmap("viridis")
     for ax, variable in zip(axes, names, strict=False):
@@ -243,8 +257,9 @@ def boundary_curves(bands: pd.DataFrame, variables: Sequence[str] | None = None,
         ax.axhline(0, color="k", linewidth=0.8)
         ax.set_xticks(range(len(order)), [f"{lab}\n{p} pts" for lab, p in
                                           zip(order["band_label"], order["points"], strict=True)],
-                      fontsize=8)
-        ax.set_xlabel("cells to the domain edge")
+                      fontsize=8, rotation=45 if cutout else 0, ha="right" if cutout else "center")
+        ax.set_xlabel("distance to the LAM edge (outside: km, inside: cells)" if cutout
+                      else "cells to the domain edge")
         ax.set_ylabel(LABELS.get(metric, metric))
         ax.set_title(f"{title + ': ' if title else ''}{variable}", fontsize=10)
         ax.grid(alpha=0.3)

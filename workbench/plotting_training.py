@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .plotting import CMAPS, cartopy_crs, configure_cartopy, map_field, panel_row
+from .plotting import CMAPS, cartopy_crs, configure_cartopy, is_unstructured, map_field, panel_row
 
 __all__ = ["train_loss_curves", "validation_curves", "skill_bars", "forecast_maps"]
 
@@ -119,7 +119,8 @@ def forecast_maps(sample: dict, ds: xr.Dataset, variables: Sequence[str] = ("z_5
 
     ``sample`` is :func:`workbench.training.forecast_sample`'s output (physical units), ``ds``
     the domain's dataset, read for its grid (``grid_shape``, ``crs``, ``grid_x``/``grid_y``)
-    and units: global grids are drawn on PlateCarree, projected ones in their own CRS. Truth
+    and units: global grids and point sets (a cutout grid, as triangles) are drawn on
+    PlateCarree, projected ones in their own CRS. Truth
     and forecast share a colour scale, and so do the two errors. Returns the figure.
     """
     import cartopy.crs as ccrs
@@ -129,10 +130,10 @@ def forecast_maps(sample: dict, ds: xr.Dataset, variables: Sequence[str] = ("z_5
     chosen = [v for v in variables if v in names] or names[:1]
     n_leads = np.asarray(sample["truth"]).shape[0]
     leads = list(dict.fromkeys(leads if leads is not None else (0, n_leads - 1)))
-    regular = ds.attrs.get("grid_kind") == "regular_latlon"
+    regular = ds.attrs.get("grid_kind") == "regular_latlon" or is_unstructured(ds)
     projection = ccrs.PlateCarree() if regular else cartopy_crs(ds)
-    ny, nx = (int(s) for s in ds.attrs["grid_shape"])
-    aspect = 0.5 if regular else ny / nx
+    ny, nx = (1, 2) if regular else (int(s) for s in ds.attrs["grid_shape"])
+    aspect = ny / nx
     rows = [(v, lead) for v in chosen for lead in leads]
     fig = plt.figure(figsize=(width, len(rows) * (width / 4) * aspect + 0.6), dpi=dpi)
     init = np.datetime_as_string(np.datetime64(sample["init_time"]), unit="h")

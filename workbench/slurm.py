@@ -13,15 +13,18 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .batch import Entry, Resources
 from .errors import WorkbenchError
+from .runs import THREAD_VARS
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
                 "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
 COMMANDS = ("sbatch", "squeue")
+FORGOTTEN_AFTER_S = 900  # a job neither squeue, sacct, scontrol nor its run dir knows: failed
 
 
 def check_available() -> None:
@@ -57,7 +60,11 @@ def sbatch_script(entry: Entry, run_dir: Path, command: list[str], plan: str,
     lines += ["", "set -euo pipefail", f"cd {shlex.quote(str(run_dir))}",
               'echo "job $SLURM_JOB_ID on $(hostname): $SLURM_NTASKS task(s)"']
     for name, value in (env or {}).items():
-        lines.append(f"export {name}={shlex.quote(value)}")
+        if name in THREAD_VARS:  # as many threads as the job has CPUs per task
+            value = "${SLURM_CPUS_PER_TASK:-2}"
+            lines.append(f"export {name}={value}")
+        else:
+            lines.append(f"export {name}={shlex.quote(value)}")
     lines.append("exec " + " ".join(shlex.quote(part) for part in command))
     return "\n".join(lines) + "\n"
 
@@ -67,6 +74,7 @@ class SlurmJob:
     job_id: str
     run_dir: Path
     state: str = "PENDING"
+    unknown_since: float | None = None
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
@@ -106,7 +114,13 @@ class SlurmExecutor:
         else:
             code = self._final_state(job.job_id)[1]
         if not state:  # forgotten by SLURM and no accounting: the run's own record decides
-            return None if not (job.run_dir / "run.json").exists() else (True, "finished")
+            if (job.run_dir / "run.json").exists():
+                return True, "finished"
+            job.unknown_since = job.unknown_since or time.monotonic()
+            if time.monotonic() - job.unknown_since > FORGOTTEN_AFTER_S:
+                return False, f"SLURM no longer knows job {job.job_id} and it left no run.json"
+            return None
+        job.unknown_since = None
         job.state = state
         detail = f"SLURM {state}" + (f" (exit {code})" if code and code != "0:0" else "")
         return state == "COMPLETED", detail

@@ -806,7 +806,9 @@ def _write_run_json(run_dir: Path, config: TrainingConfig, module: Trainer, trai
             "steps": int(trainer.global_step), "parameters": parameter_count(module.model),
             "trainable_parameters": parameter_count(module.model, trainable_only=True),
             "samples_per_s": float(np.median(rates)) if rates else None,
-            "graphs": {g.name: g.graph_id for g in module.graphs}}
+            "graphs": {g.name: g.graph_id for g in module.graphs},
+            "world_size": int(trainer.world_size), "num_nodes": int(trainer.num_nodes),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
     _write_atomic(run_dir / "run.json", json.dumps(info, indent=1))
 
 
