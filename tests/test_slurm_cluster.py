@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from slurm_cluster import Cluster, missing_requirements, start_cluster
+from slurm_cluster import Cluster
 
 pytestmark = pytest.mark.slow
 PYTHON = sys.executable  # the project's venv python (.venv/bin/python), visible on the node
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """One cluster for the module; skipped where it cannot run, but never skipped in CI."""
-    started = start_cluster(tmp_path_factory.mktemp("slurm"))
-    if isinstance(started, str):
-        if os.environ.get("CI") and missing_requirements() is None:
-            pytest.fail(f"SLURM cluster did not start (CI, root, binaries present): {started}")
-        pytest.skip(started)
-    try:
-        yield started
-    finally:
-        started.stop()
+@pytest.fixture
+def cluster(slurm_cluster: Cluster) -> Cluster:
+    """The session's cluster (tests/conftest.py): skipped only where it cannot run."""
+    return slurm_cluster
 
 
 def submit(cluster: Cluster, folder: Path, body: str, env: dict[str, str] | None = None) -> str:

@@ -119,7 +119,7 @@ def _child_env() -> dict[str, str]:
 
 
 def run_plan(plan: Plan, executor, runs_dir: str | Path = "runs", max_parallel: int = 1,
-             retry: bool = False, progress: bool = True, log=print,
+             retry: bool = False, progress: bool = True, log=None,
              on_end=None) -> list[Outcome]:
     """Run every entry whose needs succeeded; return one outcome per entry, in plan order.
 
@@ -127,6 +127,10 @@ def run_plan(plan: Plan, executor, runs_dir: str | Path = "runs", max_parallel: 
     """
     from tqdm.auto import tqdm
 
+    if log is None:
+        def log(message: str) -> None:  # above the progress bar, at once (logs are tailed)
+            tqdm.write(message)
+            sys.stdout.flush()
     if max_parallel < 1:
         raise WorkbenchError(f"--max-parallel must be at least 1, got {max_parallel}")
     root = Path(runs_dir).resolve() / plan.name
