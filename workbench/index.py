@@ -96,7 +96,7 @@ def _status(run: Mapping) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], css: str = "") -> str:
-    head = "".join(f"<th>{h}</th>" for h in header)
+    head = "".join(f"<th>{h.replace('_', '_<wbr>')}</th>" for h in header)
     body = "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table class='{css}'><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
 
@@ -228,7 +228,8 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; }}
 table {{ border-collapse: collapse; margin-bottom: 1em; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top;
   font-size: 0.9em; }}
-th {{ background: #f3f3f3; }}
+th {{ background: #f3f3f3; max-width: 9em; }}
+td {{ max-width: 22em; overflow-wrap: break-word; }}
 .status.ok {{ color: #17692e; }} .status.failed {{ color: #b00020; font-weight: bold; }}
 .status.running {{ color: #8a6d00; }}
 table.hanging .zero {{ color: #17692e; font-weight: bold; }}
