@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .runs import read_json
+
 MAX_FIGURE_COLUMNS = 14
 MAX_K_COLUMNS = 16
-
-
-def _load(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def collect_runs(runs_dir: str | Path = "runs") -> list[dict]:
@@ -36,15 +33,15 @@ def collect_runs(runs_dir: str | Path = "runs") -> list[dict]:
     root = Path(runs_dir)
     folders = {p.parent for p in root.rglob("run.json")} | {p.parent for p in root.rglob("batch.json")}
     for folder in folders:
-        record = _load(folder / "run.json")
-        batch = _load(folder / "batch.json")
+        record = read_json(folder / "run.json")
+        batch = read_json(folder / "batch.json")
         if not batch and "notebook" not in record:
             continue
         if batch and not record:
             record = {"status": "running", "started": batch.get("submitted", "")}
         record.setdefault("notebook", batch.get("step", folder.name))
         record["batch"] = batch
-        record["summary"] = _load(folder / "summary.json")
+        record["summary"] = read_json(folder / "summary.json")
         record["run_dir"] = folder
         runs.append(record)
     return sorted(runs, key=lambda r: r.get("started", ""), reverse=True)
@@ -140,7 +137,7 @@ def hanging_table(runs: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
 def _graphs_of(run: Mapping) -> str:
     """The graphs of the training run a skill-maps run scored (from its graphs.json)."""
     trained = run["summary"].get("run", {}).get("run_dir")
-    graphs = _load(Path(trained) / "graphs.json") if trained else {}
+    graphs = read_json(Path(trained) / "graphs.json") if trained else {}
     return ", ".join(f"{d}: {g.get('graph')}" for d, g in graphs.items())
 
 

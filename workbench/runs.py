@@ -219,6 +219,12 @@ def run_notebook(
 # --------------------------------------------------------------------------- summary
 
 
+def read_json(path: str | Path) -> dict:
+    """A JSON file's mapping, or {} where the file does not exist (yet)."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def write_summary(summary: Mapping, path: str | Path = "summary.json") -> Path:
     """Write a notebook's key figures as JSON atomically (tests and batch reports read it)."""
     target = Path(path)

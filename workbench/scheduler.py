@@ -24,7 +24,7 @@ import yaml
 
 from .batch import Entry, Plan, resolve_params
 from .errors import WorkbenchError
-from .runs import THREAD_VARS
+from .runs import THREAD_VARS, read_json
 
 ENDED = ("ok", "done", "failed", "kept", "blocked")
 
@@ -89,13 +89,8 @@ def notebook_sha(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()[:12]
 
 
-def _load_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def read_record(run_dir: Path) -> dict | None:
-    path = run_dir / "run.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(run_dir / "run.json") or None
 
 
 def _write_json(path: Path, value: dict) -> None:
@@ -158,7 +153,7 @@ def run_plan(plan: Plan, executor, runs_dir: str | Path = "runs", max_parallel: 
             end(entry, "failed", str(err))
             return
         record = read_record(run_dir)
-        earlier = _load_json(run_dir / "batch.json")
+        earlier = read_json(run_dir / "batch.json")
         fresh = not any(need in ran for need in entry.needs)
         same_notebook = earlier.get("notebook_sha") == notebook_sha(entry.notebook)
         if record and fresh and same_notebook and _same(record.get("params"), params):

@@ -9,7 +9,6 @@ job`` (jobs stay known for ``MinJobAge``) and the run's own run.json say how it 
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -147,8 +146,3 @@ class SlurmExecutor:
             fields = dict(part.split("=", 1) for part in done.stdout.split() if "=" in part)
             return fields.get("JobState", ""), fields.get("ExitCode", "")
         return "", ""
-
-
-def in_allocation() -> bool:
-    """True inside a SLURM job (its batch script or a step)."""
-    return "SLURM_JOB_ID" in os.environ
