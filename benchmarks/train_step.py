@@ -87,6 +87,14 @@ def rss_mb() -> float:
 # --------------------------------------------------------------------------- timing loop
 
 
+def optimizer_step(loss, optimizer) -> float:
+    """Backward, step, zero the gradients; the loss as a float (the same for both sides)."""
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
 def run_steps(step, spec: dict, torch) -> dict:
     """Warm-up then timed steps; wall time per step (CUDA synchronised around each).
 
@@ -172,10 +180,7 @@ def workbench_child(spec: dict) -> dict:
         batch = batches[index % len(batches)]
         with autocast(spec, torch):
             loss, _ = module._task_loss(batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return optimizer_step(loss, optimizer)
 
     result = run_steps(step, spec, torch)
     result.update(memory_peak(spec, torch, base))
@@ -315,10 +320,7 @@ def anemoi_child(spec: dict) -> dict:
                 pred = torch.where(boundary, y.to(pred.dtype), pred)
         error = (pred.float() - y) ** 2
         loss = (error * weights).mean() if spec["latitude_weighting"] else error.mean()
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return optimizer_step(loss, optimizer)
 
     result = run_steps(step, spec, torch)
     result.update(memory_peak(spec, torch, base))
