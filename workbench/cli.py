@@ -147,13 +147,13 @@ def cmd_batch(args) -> int:
     from .slurm import SlurmExecutor
 
     plan = load_plan(args.plan)
-    executor = SlurmExecutor(plan.name) if args.executor == "slurm" else LocalExecutor()
     if args.dry_run:
         for entry in plan.entries:
             needs = f" <- {', '.join(entry.needs)}" if entry.needs else ""
             params = ", ".join(f"{k}={v}" for k, v in entry.params.items()) or "defaults"
             print(f"{entry.id:<40} {entry.notebook.stem:<20} {params}{needs}")
         return 0
+    executor = SlurmExecutor(plan.name) if args.executor == "slurm" else LocalExecutor()
     print(f"plan {plan.name}: {len(plan.entries)} runs on {executor.name}, "
           f"at most {args.max_parallel} at once, into {Path(args.runs_dir) / plan.name}",
           flush=True)
