@@ -242,8 +242,10 @@ def interactive_points(var: xr.DataArray, name: str, groupby: str | None = None,
     setup_hvplot()
     import hvplot.pandas  # noqa: F401  (after setup_hvplot: BokehJS stays inline)
 
+    from .grids import wrap_longitude
+
     frame = var.rename(name).to_dataframe().reset_index()
-    frame["longitude"] = ((frame["longitude"] + 180.0) % 360.0) - 180.0
+    frame["longitude"] = wrap_longitude(frame["longitude"].to_numpy())
     keep = ["longitude", "latitude", name] + ([groupby] if groupby else [])
     points = dict(x="longitude", y="latitude", c=name, size=size, width=width, height=height,
                   **options)

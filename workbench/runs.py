@@ -212,7 +212,7 @@ def run_notebook(
     if output.exists():
         export_html(output, run_dir / "report.html", title=path.stem)
     record.update({"status": status, "duration_s": round(duration, 1), "error": error})
-    (run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str))
+    write_json(record, run_dir / "run.json")
     return RunResult(run_dir=run_dir, status=status, duration_s=duration, error=error)
 
 
@@ -225,10 +225,16 @@ def read_json(path: str | Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def write_summary(summary: Mapping, path: str | Path = "summary.json") -> Path:
-    """Write a notebook's key figures as JSON atomically (tests and batch reports read it)."""
+def write_json(value: Mapping, path: str | Path) -> Path:
+    """Write ``value`` as JSON atomically (a temporary file, then a rename): readers such as
+    the scheduler and the index never see half a file."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    tmp.write_text(json.dumps(value, indent=2, default=str))
     os.replace(tmp, target)
     return target
+
+
+def write_summary(summary: Mapping, path: str | Path = "summary.json") -> Path:
+    """Write a notebook's key figures as JSON atomically (tests and batch reports read it)."""
+    return write_json(summary, path)

@@ -24,7 +24,7 @@ import yaml
 
 from .batch import Entry, Plan, resolve_params
 from .errors import WorkbenchError
-from .runs import THREAD_VARS, read_json
+from .runs import THREAD_VARS, read_json, write_json
 
 ENDED = ("ok", "done", "failed", "kept", "blocked")
 
@@ -93,12 +93,6 @@ def read_record(run_dir: Path) -> dict | None:
     return read_json(run_dir / "run.json") or None
 
 
-def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 def _last_log_line(run_dir: Path) -> str:
     log = run_dir / "log.txt"
     lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()] \
@@ -148,14 +142,15 @@ def run_plan(plan: Plan, executor, runs_dir: str | Path = "runs", max_parallel: 
             params = resolve_params(entry, run_dirs)
         except WorkbenchError as err:
             run_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(run_dir / "run.json", {"notebook": entry.notebook.stem, "params": {},
-                                               "status": "failed", "error": str(err)})
+            write_json({"notebook": entry.notebook.stem, "params": {}, "status": "failed",
+                        "error": str(err)}, run_dir / "run.json")
             end(entry, "failed", str(err))
             return
         record = read_record(run_dir)
         earlier = read_json(run_dir / "batch.json")
         fresh = not any(need in ran for need in entry.needs)
-        same_notebook = earlier.get("notebook_sha") == notebook_sha(entry.notebook)
+        sha = notebook_sha(entry.notebook)
+        same_notebook = earlier.get("notebook_sha") == sha
         if record and fresh and same_notebook and _same(record.get("params"), params):
             if record.get("status") == "ok":
                 return end(entry, "done", "finished earlier")
@@ -168,11 +163,11 @@ def run_plan(plan: Plan, executor, runs_dir: str | Path = "runs", max_parallel: 
         (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=True))
         batch = {"plan": plan.name, "plan_file": str(plan.path), "step": entry.step,
                  "entry": entry.id, "labels": entry.labels, "needs": list(entry.needs),
-                 "executor": executor.name, "notebook_sha": notebook_sha(entry.notebook),
+                 "executor": executor.name, "notebook_sha": sha,
                  "submitted": dt.datetime.now().isoformat(timespec="seconds")}
         handle = executor.submit(entry, run_dir, entry_command(entry, run_dir), env)
         batch["handle"] = executor.describe(handle)
-        _write_json(run_dir / "batch.json", batch)
+        write_json(batch, run_dir / "batch.json")
         running[entry.id] = (handle, time.monotonic())
         ran.add(entry.id)
         log(f"started  {entry.id} ({batch['handle']})")
@@ -188,7 +183,7 @@ def run_plan(plan: Plan, executor, runs_dir: str | Path = "runs", max_parallel: 
                       "params": yaml.safe_load((run_dir / "params.yaml").read_text()),
                       "status": "failed", "duration_s": round(duration, 1),
                       "error": f"{error}; log: {last}" if last else error}
-            _write_json(run_dir / "run.json", record)
+            write_json(record, run_dir / "run.json")
         status = "ok" if ok and record.get("status") == "ok" else "failed"
         end(entry, status, "" if status == "ok" else (record.get("error") or detail), duration)
         if on_end is not None:
