@@ -13,7 +13,7 @@ import pytest
 import torch
 from pyproj import Proj
 
-from workbench import catalog, evaluation, graphs, inspection, training
+from workbench import catalog, evaluation, graphs, inspection, training, training_report
 from workbench.errors import WorkbenchError
 
 matplotlib.use("Agg")
@@ -192,7 +192,7 @@ def test_tiny_training_on_the_cutout_domain_writes_metrics(frozen_run):
             expected[step - 1], rel=1e-4)
     sample = training.forecast_sample(module, datamodule, "stretched", "val", 0, steps=2)
     assert sample["grid_shape"] is None and sample["forecast"].shape == (2, 8, 18570)
-    summary = training.notebook_summary(frozen_run)
+    summary = training_report.notebook_summary(frozen_run)
     assert summary["key_figures"]["graph_id_stretched"] == module.graphs[0].graph_id
 
 

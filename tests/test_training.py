@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from workbench import training
+from workbench import checkpoints, training
 from workbench.errors import WorkbenchError
 from workbench.finetune import LoRALinear
 
@@ -54,7 +54,7 @@ def test_run_dir_holds_config_checkpoint_metrics_and_graph_ids(tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished" and info["steps"] == 4
     assert info["graphs"] == {k: v["graph_id"] for k, v in graphs.items()}
-    state = training.load_checkpoint(run / "checkpoints" / "last.ckpt")  # weights_only
+    state = checkpoints.load_checkpoint(run / "checkpoints" / "last.ckpt")  # weights_only
     assert state["global_step"] == 4
     assert state["workbench"]["graphs"] == info["graphs"]
     m = metrics(run)
@@ -125,7 +125,7 @@ def test_ensemble_crps_training(tmp_path):
 
 def test_lora_fine_tuning_leaves_base_weights_unchanged(tmp_path):
     base_run = training.fit(tiny(tmp_path), progress=False)
-    base = training.load_checkpoint(base_run / "checkpoints" / "last.ckpt")["state_dict"]
+    base = checkpoints.load_checkpoint(base_run / "checkpoints" / "last.ckpt")["state_dict"]
     tuned = training.fit(tiny(tmp_path, init_from=str(base_run / "checkpoints" / "last.ckpt"),
                               finetune={"lora": True, "lora_rank": 2,
                                         "layer_lrs": {"processor": 1e-2}}),
@@ -150,7 +150,7 @@ def test_replay_buffer_rollout_training_and_clipping(tmp_path):
     config = tiny(tmp_path, max_steps=6, finetune={"replay_size": 3, "replay_refresh": 2,
                                                    "max_rollout": 3, "clip": {"tp": [0, None]}})
     run = training.fit(config, progress=False)
-    state = training.load_checkpoint(run / "checkpoints" / "last.ckpt")
+    state = checkpoints.load_checkpoint(run / "checkpoints" / "last.ckpt")
     replay = state["workbench"]["replay"]
     assert replay is not None and len(replay["samples"]) == 3
     assert np.isfinite(train_losses(run)).all()
@@ -189,7 +189,7 @@ def test_unsafe_checkpoint_is_refused(tmp_path):
     path = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "payload": Path("x")}, path)  # a pickled object
     with pytest.raises(WorkbenchError, match="loads safely"):
-        training.load_checkpoint(path)
+        checkpoints.load_checkpoint(path)
 
 
 def test_graph_of_another_grid_is_refused(tmp_path):

@@ -14,7 +14,7 @@ import torch
 import xarray as xr
 from test_runs import assert_renders_offline, run_via_cli
 
-from workbench import plotting_training, training
+from workbench import plotting_training, training_config, training_report
 from workbench.errors import WorkbenchError
 
 NAN = math.nan
@@ -76,7 +76,7 @@ def write_run(run_dir, rows_train=TRAIN_ROWS, rows_val=VAL_ROWS):
 
 def test_read_metrics_tidy_tables(tmp_path):
     run = write_run(tmp_path / "train")
-    train, val = training.read_metrics(run)
+    train, val = training_report.read_metrics(run)
     # NaN rows of the other domain dropped; domains in the run's order (graphs.json)
     assert list(train.columns) == ["step", "domain", "loss"]
     assert train.to_records(index=False).tolist() == [
@@ -90,10 +90,10 @@ def test_read_metrics_tidy_tables(tmp_path):
         (3, "conus", 1, 6.0, 0.5, 1.0), (3, "conus", 2, 12.0, 1.5, 2.0),
         (5, "conus", 1, 6.0, 0.25, 1.0), (5, "conus", 2, 12.0, 0.75, 2.0)]
     # the metrics.csv path reads the same; lead hours follow step_hours
-    _, val3 = training.read_metrics(run / "metrics.csv", step_hours=3)
+    _, val3 = training_report.read_metrics(run / "metrics.csv", step_hours=3)
     assert val3["lead_hours"].tolist() == [3.0, 6.0] * 4
     with pytest.raises(WorkbenchError, match="train first"):
-        training.read_metrics(tmp_path / "nothing")
+        training_report.read_metrics(tmp_path / "nothing")
 
 
 def test_read_metrics_keeps_loss_terms(tmp_path):
@@ -103,7 +103,7 @@ def test_read_metrics_keeps_loss_terms(tmp_path):
                     "train/mse_a,train/mse_b,train/samples_per_s\n"
                     "0,0,1.5,1.5,nan,0.5,nan,1.0,nan,2.0\n"
                     "0,1,3.0,nan,3.0,nan,1.0,nan,2.0,2.0\n")
-    train, val = training.read_metrics(path)
+    train, val = training_report.read_metrics(path)
     assert train.to_dict("records") == [
         {"step": 0, "domain": "a", "loss": 1.5, "mae": 0.5, "mse": 1.0},
         {"step": 1, "domain": "b", "loss": 3.0, "mae": 1.0, "mse": 2.0}]
@@ -112,7 +112,7 @@ def test_read_metrics_keeps_loss_terms(tmp_path):
 
 def test_validation_table_final_and_at_a_step(tmp_path):
     run = write_run(tmp_path / "train")
-    table = training.validation_table(run)
+    table = training_report.validation_table(run)
     assert list(table.columns) == ["domain", "lead_step", "lead_hours", "step", "model_mse",
                                    "persistence_mse", "skill"]
     assert table.to_records(index=False).tolist() == [
@@ -120,18 +120,18 @@ def test_validation_table_final_and_at_a_step(tmp_path):
         ("global", 2, 12.0, 5, 1.25, 1.0, -0.25),
         ("conus", 1, 6.0, 5, 0.25, 1.0, 0.75),
         ("conus", 2, 12.0, 5, 0.75, 2.0, 0.625)]
-    early = training.validation_table(run, step=3)
+    early = training_report.validation_table(run, step=3)
     assert early["skill"].tolist() == [0.5, 0.25, 0.5, 0.25]
     with pytest.raises(WorkbenchError, match=r"no validation at step 4 .*\[3, 5\]"):
-        training.validation_table(run, step=4)
+        training_report.validation_table(run, step=4)
     bare = write_run(tmp_path / "bare", rows_val={})
     with pytest.raises(WorkbenchError, match="no validation yet"):
-        training.validation_table(bare)
+        training_report.validation_table(bare)
 
 
 def test_notebook_summary_key_figures(tmp_path):
     run = write_run(tmp_path / "train")
-    summary = training.notebook_summary(run)
+    summary = training_report.notebook_summary(run)
     figures = summary["key_figures"]
     assert list(summary)[0] == "key_figures"
     assert figures == {
@@ -155,18 +155,18 @@ def test_notebook_summary_key_figures(tmp_path):
 
 def test_run_info_and_parameter_table(tmp_path):
     run = write_run(tmp_path / "train")
-    assert training.run_info(run)["parameters"] == 23
-    table = training.parameter_table(run)
+    assert training_report.run_info(run)["parameters"] == 23
+    table = training_report.parameter_table(run)
     assert table["parameters"].to_dict() == {"encoder": 15, "processor": 8, "total": 23}
     assert table.loc["total", "share"] == 1.0
     with pytest.raises(WorkbenchError, match="no run.json"):
-        training.run_info(tmp_path)
+        training_report.run_info(tmp_path)
 
 
 def test_config_table_shows_the_overrides():
-    config = training.apply_overrides(training.load_training_config("demo"), 50, ["conus"],
-                                      None, ["mae"])
-    table = training.config_table(config)["value"]
+    config = training_config.apply_overrides(training_config.load_training_config("demo"), 50,
+                                             ["conus"], None, ["mae"])
+    table = training_report.config_table(config)["value"]
     assert table["max_steps"] == "50" and table["losses"] == "mae"
     assert table["task"] == "forecast"
     assert "domain conus" in table and "domain global" not in table
@@ -176,7 +176,7 @@ def test_config_table_shows_the_overrides():
 
 def test_training_plots_draw(tmp_path):
     run = write_run(tmp_path / "train")
-    train, val = training.read_metrics(run)
+    train, val = training_report.read_metrics(run)
     ax = plotting_training.train_loss_curves(train, window=2)
     smooth = [line for line in ax.get_lines() if line.get_label().startswith("global")]
     np.testing.assert_allclose(smooth[0].get_ydata(), [1.0, 0.875, 0.625])  # rolling mean
@@ -184,7 +184,7 @@ def test_training_plots_draw(tmp_path):
     assert [a.get_title() for a in axes] == ["global: validation", "conus: validation"]
     persistence = [line for line in axes[1].get_lines() if line.get_label() == "persistence"]
     np.testing.assert_array_equal(persistence[0].get_ydata(), [1.0, 2.0])
-    ax = plotting_training.skill_bars(training.validation_table(run))
+    ax = plotting_training.skill_bars(training_report.validation_table(run))
     assert sorted(p.get_height() for p in ax.patches) == [-0.25, 0.625, 0.75, 0.75]
     plt.close("all")
 

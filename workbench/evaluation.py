@@ -24,7 +24,8 @@ from . import catalog, skill
 from .config import resolve_config
 from .errors import WorkbenchError
 from .sampling import DomainConfig, DomainData, MultiDomainDataset
-from .training import Trainer, domain_graph, read_run_config, restore_weights, sampling_config
+from .training import Trainer, domain_graph, read_run_config, restore_weights
+from .training_config import sampling_config
 
 
 def run_config(run_dir: str | Path):

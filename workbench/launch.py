@@ -18,7 +18,8 @@ from pathlib import Path
 import yaml
 
 from .errors import WorkbenchError
-from .training import TrainingConfig, config_dict, fit
+from .training import fit
+from .training_config import TrainingConfig, config_dict
 
 LAUNCHERS = ("auto", "inline", "srun")
 

@@ -1,8 +1,8 @@
 """Plots of notebook 03 (training): loss curves, validation against persistence, forecast maps.
 
 Pure functions like :mod:`workbench.plotting`: tables or a forecast sample in, the axes or
-figure they drew out; nothing is saved. Inputs come from :func:`workbench.training.read_metrics`,
-:func:`workbench.training.validation_table` and :func:`workbench.training.forecast_sample`.
+figure they drew out; nothing is saved. Inputs come from :func:`workbench.training_report.read_metrics`,
+:func:`workbench.training_report.validation_table` and :func:`workbench.training.forecast_sample`.
 """
 
 from __future__ import annotations

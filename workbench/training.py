@@ -25,8 +25,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,183 +34,33 @@ import torch
 import yaml
 
 from . import catalog, grids
-from .config import check_keys, resolve_config
-from .errors import WorkbenchError
-from .finetune import (
-    FineTuneConfig,
-    ReplayBuffer,
-    add_lora,
-    clip_bounds,
-    clip_predictions,
-    finetune_config_from_dict,
-    layerwise_param_groups,
+from .checkpoints import (
+    LastCheckpoint,
+    default_run_dir,
+    load_checkpoint,
+    load_weights,
+    merge_metrics,
+    model_state,
+    resume_sampler,
+    set_aside_metrics,
+    write_atomic,
 )
-from .losses import LossConfig, compute_loss, loss_config_from_dict
-from .model import EncProcDec, GraphTensors, ModelConfig, graph_tensors, model_config_from_dict
-from .sampling import MultiDomainDataModule, SamplingConfig, sampling_config_from_dict
-from .tasks import MaskingConfig, bert_mask, interpolation_mask, masking_config_from_dict
-
-TASKS = ("forecast", "bert", "interpolation")
-LOGGERS = ("csv", "tensorboard", "mlflow")
-MODEL_KEYS = ("processor", "hidden_dim", "processor_layers", "heads", "mlp_ratio",
-              "noise_channels", "length_scale_km", "checkpointing")
-
-
-# --------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class OptimizerConfig:
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    schedule: str = "cosine"  # cosine (to min_lr_ratio * lr at max_steps) | constant
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0  # gradient norm clipping (0: off)
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    name: str
-    sampling: Mapping  # a sampling config (mapping), resolved from a preset or path
-    model: Mapping = field(default_factory=dict)  # ModelConfig keys except the data sizes
-    task: str = "forecast"
-    members: int = 1  # ensemble members per sample (needs model.noise_channels > 0)
-    loss: LossConfig = field(default_factory=LossConfig)
-    masking: MaskingConfig = field(default_factory=MaskingConfig)
-    finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    max_steps: int = 200
-    val_rollout: int = 4  # validation lead steps (4 x 6 h = 24 h)
-    val_every: int = 100  # validate every N training steps (and at the end)
-    val_batches: int | None = None  # per validation (None: the whole split)
-    checkpoint_every: int = 100
-    boundary_cells: int = 2  # LAM rows/columns overwritten from the truth at each step
-    init_from: str | None = None  # a checkpoint whose weights start this run (fine-tuning)
-    logger: str = "csv"
-    seed: int = 0
-    accelerator: str = "auto"
-    devices: int | str = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    runs_dir: str = "runs"
-    file: Path | None = field(default=None, compare=False)
-
-
-def _sampling_mapping(raw) -> dict:
-    """A sampling config as a plain mapping: a preset name, a YAML path or a mapping with an
-    optional ``preset`` key whose other keys override the preset's."""
-    if isinstance(raw, str):
-        raw = {"preset": raw}
-    if not isinstance(raw, Mapping):
-        raise WorkbenchError("training config: `sampling` must be a preset name, a path or a "
-                             "mapping")
-    raw = dict(raw)
-    preset = raw.pop("preset", None)
-    base = yaml.safe_load(resolve_config(preset, "sampling").read_text()) if preset else {}
-    return {**base, **raw}
-
-
-def training_config_from_dict(raw: Mapping, where: str = "training config") -> TrainingConfig:
-    """Validate a plain mapping (YAML) into a TrainingConfig; errors name the key and fix."""
-    raw = dict(check_keys(raw, TrainingConfig, where, required=("name", "sampling")))
-    raw["sampling"] = _sampling_mapping(raw["sampling"])
-    sampling_config_from_dict(raw["sampling"], f"{where} (sampling)")  # validates
-    check_keys(raw.get("model") or {}, MODEL_KEYS, f"{where} (model)")
-    raw["model"] = dict(raw.get("model") or {})
-    raw["loss"] = loss_config_from_dict(raw.get("loss"))
-    raw["masking"] = masking_config_from_dict(raw.get("masking") or {})
-    raw["finetune"] = finetune_config_from_dict(raw.get("finetune") or {})
-    raw["optimizer"] = OptimizerConfig(**check_keys(raw.get("optimizer") or {}, OptimizerConfig,
-                                                    f"{where} (optimizer)"))
-    config = TrainingConfig(**raw)
-    _validate(config)
-    return config
-
-
-def _validate(config: TrainingConfig) -> None:
-    if config.task not in TASKS:
-        raise WorkbenchError(f"training: task {config.task!r}; use one of {', '.join(TASKS)}")
-    if config.logger not in LOGGERS:
-        raise WorkbenchError(f"training: logger {config.logger!r}; use one of {', '.join(LOGGERS)}")
-    if config.members < 1:
-        raise WorkbenchError(f"training: members must be >= 1, got {config.members}")
-    if config.members > 1 and not config.model.get("noise_channels"):
-        raise WorkbenchError("training: members > 1 needs model.noise_channels > 0 (members "
-                             "differ by the noise injected into the processor)")
-    ensemble_losses = {"crps", "stats"} & set(config.loss.losses)
-    if ensemble_losses and config.members < 2:
-        raise WorkbenchError(f"training: losses {sorted(ensemble_losses)} need members >= 2")
-    if config.optimizer.schedule not in ("cosine", "constant"):
-        raise WorkbenchError(f"optimizer: schedule {config.optimizer.schedule!r}; use cosine "
-                             "or constant")
-    if config.max_steps < 1 or config.val_rollout < 1:
-        raise WorkbenchError("training: max_steps and val_rollout must be >= 1")
-    if config.task == "interpolation" and config.sampling.get("rollout", 1) < 2:
-        raise WorkbenchError("training: interpolation needs sampling.rollout >= 2 (the "
-                             "middle steps of the window are masked)")
-
-
-def load_training_config(path: str | Path) -> TrainingConfig:
-    """A training YAML (configs/training/*.yaml or a preset name)."""
-    path = resolve_config(path, "training")
-    config = training_config_from_dict(yaml.safe_load(path.read_text()), str(path))
-    return dataclasses.replace(config, file=path)
-
-
-def apply_overrides(config: TrainingConfig, max_steps: int | None = None,
-                    domains: list[str] | None = None, task: str | None = None,
-                    losses: list[str] | None = None) -> TrainingConfig:
-    """The config with a notebook's or command line's overrides (None/empty: keep)."""
-    raw = config_dict(config)
-    if max_steps:
-        raw["max_steps"] = int(max_steps)
-    if domains:
-        known = [d["name"] for d in raw["sampling"]["domains"]]
-        unknown = [d for d in domains if d not in known]
-        if unknown:
-            raise WorkbenchError(f"domains {unknown} are not in the sampling config "
-                                 f"(domains: {known})")
-        raw["sampling"]["domains"] = [d for d in raw["sampling"]["domains"]
-                                      if d["name"] in domains]
-    if task:
-        raw["task"] = task
-    if losses:
-        raw["loss"]["losses"] = list(losses)
-    out = training_config_from_dict(raw, f"{config.name} with overrides")
-    return dataclasses.replace(out, file=config.file)
-
-
-def config_dict(config: TrainingConfig) -> dict:
-    """The resolved config as plain values (YAML/JSON, checkpoints)."""
-    out = dataclasses.asdict(config)
-    out.pop("file", None)
-    out["loss"]["losses"] = list(config.loss.losses)
-    return json.loads(json.dumps(out, default=list))
-
-
-def sampling_config(config: TrainingConfig) -> SamplingConfig:
-    """The run's sampling config: enough rollout steps for training and validation."""
-    sampling = sampling_config_from_dict(config.sampling, "training config (sampling)")
-    needed = sampling.rollout
-    if config.task == "forecast":
-        needed = max(needed, config.val_rollout,
-                     config.finetune.max_rollout if config.finetune.replay_size else 1)
-    return dataclasses.replace(sampling, rollout=needed)
-
-
-def model_config(config: TrainingConfig, sampling: SamplingConfig) -> ModelConfig:
-    """The model's config: the training config's ``model`` plus the data's channel counts."""
-    raw = dict(config.model)
-    steps = sampling.input_steps
-    if config.task != "forecast":  # the whole window in and out
-        steps = sampling.input_steps + config.sampling.get("rollout", 1)
-    raw.update(n_variables=len(sampling.variables), n_forcings=len(sampling.forcings),
-               n_statics=len(sampling.statics), input_steps=steps,
-               output_steps=1 if config.task == "forecast" else steps)
-    return model_config_from_dict(raw)
-
+from .config import resolve_config
+from .errors import WorkbenchError
+from .finetune import ReplayBuffer, add_lora, clip_bounds, clip_predictions, layerwise_param_groups
+from .losses import compute_loss
+from .model import EncProcDec, GraphTensors, graph_tensors
+from .sampling import MultiDomainDataModule
+from .tasks import bert_mask, interpolation_mask
+from .training_config import (
+    OptimizerConfig,
+    TrainingConfig,
+    config_dict,
+    load_training_config,
+    model_config,
+    sampling_config,
+    training_config_from_dict,
+)
 
 # --------------------------------------------------------------------------- graphs
 
@@ -553,62 +402,6 @@ class Trainer(pl.LightningModule):
             self.replay.load_state_dict(state["replay"])
 
 
-# --------------------------------------------------------------------------- runs
-
-
-def new_run_id(config: TrainingConfig) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    digest = hashlib.sha1(json.dumps(config_dict(config), sort_keys=True).encode()).hexdigest()
-    return f"train-{config.name}-{stamp}-{digest[:6]}"
-
-
-def _default_run_dir(config: TrainingConfig) -> Path:
-    """runs/<run_id>, one for all processes of a run: DDP children inherit it through the
-    environment; SLURM tasks share the job id."""
-    inherited = os.environ.get("WORKBENCH_TRAIN_RUN_DIR")
-    if inherited and ("LOCAL_RANK" in os.environ or "SLURM_PROCID" in os.environ):
-        return Path(inherited)
-    job = os.environ.get("SLURM_JOB_ID")
-    run_id = f"train-{config.name}-slurm{job}" if job else new_run_id(config)
-    run_dir = Path(config.runs_dir) / run_id
-    os.environ["WORKBENCH_TRAIN_RUN_DIR"] = str(run_dir)
-    return run_dir
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """A Lightning checkpoint loaded with weights_only=True (no arbitrary pickles)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WorkbenchError(f"checkpoint {path} does not exist: train first or name a run dir "
-                             "with checkpoints/last.ckpt")
-    try:
-        return torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as err:  # noqa: BLE001 - unpickling refusals and corruption alike
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise WorkbenchError(f"{path} is not a checkpoint this workbench loads safely "
-                             f"({first[:160]})") from None
-
-
-def load_weights(model: torch.nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
-    """Load a state dict; a model of another shape is a one-line error naming a tensor."""
-    own = model.state_dict()
-    for key, value in state.items():
-        if key in own and own[key].shape != value.shape:
-            raise WorkbenchError(f"{where}: {key} has shape {tuple(value.shape)} but this model "
-                                 f"needs {tuple(own[key].shape)}: the checkpoint comes from a "
-                                 "model of another shape (check model and sampling settings)")
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise WorkbenchError(f"{where}: parameters differ (missing {missing[:3]}, unexpected "
-                             f"{unexpected[:3]}): the checkpoint comes from another model")
-    model.load_state_dict(state)
 
 
 def _logger(config: TrainingConfig, run_dir: Path):
@@ -666,20 +459,20 @@ def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
     ckpt_path = None
     if config.init_from and resume is None:
         state = load_checkpoint(config.init_from)
-        load_weights(module.model, _model_state(state.get("state_dict", state)), config.init_from)
+        load_weights(module.model, model_state(state.get("state_dict", state)), config.init_from)
     if config.finetune.lora:
         add_lora(module.model, config.finetune.lora_rank, config.finetune.lora_alpha,
                  config.finetune.lora_include)
     if resume is not None:
         ckpt_path = Path(run_dir) / "checkpoints" / "last.ckpt"
         state = load_checkpoint(ckpt_path)
-        load_weights(module.model, _model_state(state["state_dict"]), str(ckpt_path))
-        _resume_sampler(datamodule, state)
-    run_dir = Path(run_dir) if run_dir else _default_run_dir(config)
+        load_weights(module.model, model_state(state["state_dict"]), str(ckpt_path))
+        resume_sampler(datamodule, state)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(config)
     trainer = _trainer(config, run_dir, progress, **trainer_kwargs)
     if trainer.is_global_zero:
         _write_run_files(config, graphs, module, run_dir)
-    previous = _set_aside_metrics(run_dir) if resume is not None else None
+    previous = set_aside_metrics(run_dir) if resume is not None else None
     status = "failed"
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -687,7 +480,7 @@ def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
     finally:
         if trainer.is_global_zero:
             if previous is not None:
-                _merge_metrics(run_dir, previous, int(state["global_step"]))
+                merge_metrics(run_dir, previous, int(state["global_step"]))
             _write_run_json(run_dir, config, module, trainer, status)
     return run_dir
 
@@ -703,70 +496,6 @@ def _quiet_lightning() -> None:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
         lambda record: "litlogger" not in record.getMessage())
 
-
-def _set_aside_metrics(run_dir: Path) -> Path | None:
-    """Lightning's CSV logger starts metrics.csv afresh: keep the rows of the first part."""
-    path = run_dir / "metrics.csv"
-    if not path.is_file():
-        return None
-    aside = run_dir / "metrics.before-resume.csv"
-    os.replace(path, aside)
-    return aside
-
-
-def _merge_metrics(run_dir: Path, previous: Path, resumed_at: int) -> None:
-    import pandas as pd
-
-    path = run_dir / "metrics.csv"
-    old = pd.read_csv(previous)
-    old = old[old["step"] < resumed_at]
-    new = pd.read_csv(path) if path.is_file() else old.iloc[:0]
-    merged = pd.concat([old, new], ignore_index=True)
-    tmp = path.with_name(".metrics.csv.tmp")
-    merged.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    previous.unlink()
-
-
-def _model_state(state_dict: Mapping[str, torch.Tensor]) -> dict:
-    return {k.removeprefix("model."): v for k, v in state_dict.items() if k.startswith("model.")}
-
-
-def _resume_sampler(datamodule: MultiDomainDataModule, state: dict) -> None:
-    """Mid-epoch resume: skip the batches of the current epoch the checkpoint has seen."""
-    loop = state.get("loops", {}).get("fit_loop", {})
-    progress = loop.get("epoch_loop.batch_progress", {})
-    done = 0 if progress.get("is_last_batch") else progress.get("current", {}).get("processed", 0)
-    epoch = loop.get("epoch_progress", {}).get("current", {}).get("completed", 0)
-    datamodule.resume = (int(epoch), int(done))
-
-
-class LastCheckpoint(pl.Callback):
-    """Writes checkpoints/last.ckpt atomically every ``every`` steps and at the last step.
-
-    Saved from inside the training loop (after the optimizer step), so the loop state it
-    holds is the one a resumed run continues from."""
-
-    def __init__(self, directory: Path, every: int, keep_numbered: int = 2):
-        self.directory, self.every, self.keep_numbered = Path(directory), every, keep_numbered
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if step % self.every and step < trainer.max_steps:
-            return
-        target = self.directory / "last.ckpt"
-        tmp = self.directory / f".last.ckpt.tmp-{os.getpid()}"
-        trainer.save_checkpoint(tmp, weights_only=False)  # collective under DDP; rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(tmp, target)
-            if self.keep_numbered and step % self.every == 0:
-                numbered = self.directory / f"step{step}.ckpt"
-                numbered.unlink(missing_ok=True)
-                os.link(target, numbered)
-                old = sorted(self.directory.glob("step*.ckpt"),
-                             key=lambda p: int(p.stem.removeprefix("step")))
-                for path in old[:-self.keep_numbered]:
-                    path.unlink(missing_ok=True)
 
 
 def _trainer(config: TrainingConfig, run_dir: Path, progress: bool, **kwargs) -> pl.Trainer:
@@ -790,9 +519,9 @@ def _write_run_files(config: TrainingConfig, graphs: list[DomainGraph], module: 
                      run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = config_dict(config)
-    _write_atomic(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    _write_atomic(run_dir / "config.json", json.dumps(resolved, indent=1))
-    _write_atomic(run_dir / "graphs.json", json.dumps(
+    write_atomic(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    write_atomic(run_dir / "config.json", json.dumps(resolved, indent=1))
+    write_atomic(run_dir / "graphs.json", json.dumps(
         {g.name: {"graph_id": g.graph_id, "graph": g.graph_name, "data_nodes": g.tensors.n_data,
                   "hidden_nodes": g.n_hidden} for g in graphs}, indent=1))
 
@@ -809,7 +538,7 @@ def _write_run_json(run_dir: Path, config: TrainingConfig, module: Trainer, trai
             "graphs": {g.name: g.graph_id for g in module.graphs},
             "world_size": int(trainer.world_size), "num_nodes": int(trainer.num_nodes),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
-    _write_atomic(run_dir / "run.json", json.dumps(info, indent=1))
+    write_atomic(run_dir / "run.json", json.dumps(info, indent=1))
 
 
 # --------------------------------------------------------------------------- trained runs
@@ -830,7 +559,7 @@ def restore_weights(model: torch.nn.Module, config: TrainingConfig, run_dir: str
         add_lora(model, config.finetune.lora_rank, config.finetune.lora_alpha,
                  config.finetune.lora_include)
     ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
-    load_weights(model, _model_state(load_checkpoint(ckpt)["state_dict"]), str(ckpt))
+    load_weights(model, model_state(load_checkpoint(ckpt)["state_dict"]), str(ckpt))
 
 
 def load_run(run_dir: str | Path, cache: str | Path | None = None):
@@ -874,221 +603,3 @@ def forecast_sample(module: Trainer, datamodule: MultiDomainDataModule, domain: 
             "persistence": norm.denormalise(persistence).numpy(),
             "latitude": ds["latitude"].values, "longitude": ds["longitude"].values,
             "grid_shape": ds.attrs.get("grid_shape")}
-
-
-# ---- notebook 03
-# Notebook 03 (training): the config as a small table, a run's metrics.csv as tidy tables,
-# the final validation against persistence, the parameter table and the summary.json.
-
-STEP_HOURS = 6.0  # the demo datasets' time step: lead step k is k x 6 h
-
-
-def config_table(config: TrainingConfig):
-    """The key settings of a training config as a one-column DataFrame (index: setting); one
-    row per domain and per model setting, so no value is long enough to be cut short."""
-    import pandas as pd
-
-    sampling = config.sampling
-    opt = config.optimizer
-    rows: dict[str, object] = {"name": config.name, "task": config.task}
-    for d in sampling.get("domains", []):
-        rows[f"domain {d['name']}"] = (f"dataset {d.get('dataset', d['name'])}, graph "
-                                       f"{d.get('graph')}, weight {d.get('weight', 1.0):g}")
-    rows.update({
-        "variables": ", ".join(sampling.get("variables", [])),
-        "forcings": ", ".join(sampling.get("forcings", [])) or "-",
-        "statics": ", ".join(sampling.get("statics", [])) or "-",
-        "losses": ", ".join(config.loss.losses),
-    })
-    rows.update({f"model.{k}": v for k, v in config.model.items()})
-    rows.update({
-        "members": config.members,
-        "max_steps": config.max_steps,
-        "batch_size": sampling.get("batch_size"),
-        "optimizer": f"AdamW lr={opt.lr:g}, {opt.schedule}, warmup {opt.warmup_steps}",
-        "validation": (f"every {config.val_every} steps, {config.val_rollout} lead steps "
-                       f"({config.val_rollout * STEP_HOURS:g} h)"),
-        "seed": config.seed,
-    })
-    return pd.DataFrame({"value": [str(v) for v in rows.values()]},
-                        index=pd.Index(list(rows), name="setting"))
-
-
-def _metrics_path(run_dir: str | Path) -> Path:
-    path = Path(run_dir)
-    if path.is_dir():
-        path = path / "metrics.csv"
-    if not path.is_file():
-        raise WorkbenchError(f"{path} does not exist: train first (the CSV logger writes "
-                             "metrics.csv into the run dir)")
-    return path
-
-
-def _domain_order(run_dir: Path, found: list[str]) -> list[str]:
-    """Domains in the run's order (graphs.json), else in the order they were found."""
-    graphs_file = run_dir / "graphs.json"
-    order = list(json.loads(graphs_file.read_text())) if graphs_file.is_file() else []
-    return [d for d in order if d in found] + [d for d in found if d not in order]
-
-
-def read_metrics(run_dir: str | Path, step_hours: float = STEP_HOURS):
-    """A run's metrics.csv (run dir or file) as two tidy DataFrames ``(train, val)``.
-
-    ``train``: one row per training step and domain: ``step``, ``domain``, ``loss`` (the
-    domain's training loss; the rows Lightning logs as NaN for the other domains are dropped)
-    and, with several losses, one column per loss term. ``val``: one row per validation,
-    domain and lead step: ``step``, ``domain``, ``lead_step``, ``lead_hours``, ``model_mse``,
-    ``persistence_mse`` (normalised units, area-weighted).
-    """
-    import re
-
-    import pandas as pd
-
-    path = _metrics_path(run_dir)
-    table = pd.read_csv(path, float_precision="round_trip")
-    loss_columns = [c for c in table.columns if c.startswith("train/loss_")]
-    val_columns = {c: re.match(r"^val/(mse|persistence|mean)_(.+)_step(\d+)$", c)
-                   for c in table.columns}
-    # masked tasks (bert, interpolation) log the mean as their baseline: the same column here
-    val_columns = {c: (m.group(1).replace("mean", "persistence"), *m.groups()[1:])
-                   for c, m in val_columns.items() if m}
-    found = [c.removeprefix("train/loss_") for c in loss_columns]
-    found += [d for _, d, _ in val_columns.values() if d not in found]
-    domains = _domain_order(path.parent, found)
-
-    parts = []
-    for domain in domains:
-        column = f"train/loss_{domain}"
-        if column not in table:
-            continue
-        terms = {c: c[len("train/"):-len(domain) - 1] for c in table.columns
-                 if c.startswith("train/") and c.endswith(f"_{domain}") and c != column
-                 and c not in loss_columns}
-        rows = table[["step", column, *terms]].dropna(subset=[column])
-        rows = rows.rename(columns={column: "loss", **terms})
-        parts.append(rows.assign(domain=domain))
-    train = (pd.concat(parts, ignore_index=True) if parts else
-             pd.DataFrame(columns=["step", "domain", "loss"]))
-    train = train[["step", "domain", "loss", *[c for c in train.columns
-                                               if c not in ("step", "domain", "loss")]]]
-    train["step"] = train["step"].astype(int)
-    train["loss"] = train["loss"].astype(float)
-
-    records = []
-    for column, (kind, domain, lead) in val_columns.items():
-        rows = table[["step", column]].dropna(subset=[column])
-        for step, value in zip(rows["step"], rows[column], strict=True):
-            records.append((int(step), domain, int(lead), kind, float(value)))
-    val = pd.DataFrame(records, columns=["step", "domain", "lead_step", "kind", "value"])
-    val = (val.pivot_table(index=["step", "domain", "lead_step"], columns="kind",
-                           values="value", aggfunc="last")
-           .reindex(columns=["mse", "persistence"])
-           .rename(columns={"mse": "model_mse", "persistence": "persistence_mse"})
-           .reset_index())
-    val.columns.name = None
-    val.insert(3, "lead_hours", val["lead_step"] * step_hours)
-    ordered = []
-    for frame, keys in ((train, ["domain", "step"]), (val, ["domain", "step", "lead_step"])):
-        frame = frame.assign(domain=pd.Categorical(frame["domain"], categories=domains))
-        frame = frame.sort_values(keys, ignore_index=True)
-        ordered.append(frame.assign(domain=frame["domain"].astype(str)))
-    return tuple(ordered)
-
-
-def validation_table(run_dir: str | Path, step: int | None = None,
-                     step_hours: float = STEP_HOURS):
-    """Each domain's final validation (or the one at ``step``) per lead step: ``domain``,
-    ``lead_step``, ``lead_hours``, ``step``, ``model_mse``, ``persistence_mse`` and
-    ``skill`` = 1 - model / persistence (normalised units, area-weighted)."""
-    _, val = read_metrics(run_dir, step_hours)
-    if val.empty:
-        raise WorkbenchError(f"{run_dir}: metrics.csv holds no validation yet (validation runs "
-                             "every val_every steps and at the end)")
-    if step is None:
-        last = val.groupby("domain", sort=False)["step"].transform("max")
-        rows = val[val["step"] == last]
-    else:
-        rows = val[val["step"] == int(step)]
-        if rows.empty:
-            raise WorkbenchError(f"{run_dir}: no validation at step {step} (validated at "
-                                 f"steps {sorted(val['step'].unique().tolist())})")
-    rows = rows[["domain", "lead_step", "lead_hours", "step", "model_mse", "persistence_mse"]]
-    rows = rows.assign(skill=1.0 - rows["model_mse"] / rows["persistence_mse"])
-    return rows.reset_index(drop=True)
-
-
-def run_info(run_dir: str | Path) -> dict:
-    """A training run's run.json: status, steps, parameters, samples/s, graph ids."""
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        raise WorkbenchError(f"{run_dir} has no run.json: not a training run dir, or the run "
-                             "was stopped before it finished")
-    return json.loads(path.read_text())
-
-
-def parameter_table(run_dir: str | Path):
-    """Parameters per top-level model part (encoder, processor, ...) and their total, read from
-    the run's ``checkpoints/last.ckpt`` (every tensor of the model's saved state)."""
-    import pandas as pd
-
-    state = load_checkpoint(Path(run_dir) / "checkpoints" / "last.ckpt")
-    counts: dict[str, int] = {}
-    for key, value in _model_state(state.get("state_dict", state)).items():
-        part = key.split(".")[0]
-        counts[part] = counts.get(part, 0) + int(value.numel())
-    total = sum(counts.values())
-    table = pd.DataFrame({"parameters": list(counts.values())},
-                         index=pd.Index(list(counts), name="part"))
-    table["share"] = table["parameters"] / max(total, 1)
-    table.loc["total"] = [total, 1.0]
-    table["parameters"] = table["parameters"].astype(int)
-    return table
-
-
-def notebook_summary(run_dir: str | Path, step_hours: float = STEP_HOURS) -> dict:
-    """summary.json of notebook 03: final validation MSE of the model and of persistence at
-    the first and last lead step per domain, skill, whether the model beats persistence at
-    every lead step, parameters, samples/s, steps and graph ids (``key_figures`` first)."""
-    run_dir = Path(run_dir)
-    table = validation_table(run_dir, step_hours=step_hours)
-    info = run_info(run_dir)
-    train, _ = read_metrics(run_dir, step_hours)
-    domains = list(dict.fromkeys(table["domain"]))
-    first, last = int(table["lead_step"].min()), int(table["lead_step"].max())
-
-    def at(domain: str, lead: int, column: str) -> float:
-        rows = table[(table["domain"] == domain) & (table["lead_step"] == lead)]
-        return float(rows[column].iloc[0])
-
-    key_figures: dict = {}
-    for column, label in (("model_mse", "val_mse"), ("persistence_mse", "persistence_mse"),
-                          ("skill", "skill")):
-        for domain in domains:
-            for lead in dict.fromkeys((first, last)):
-                key_figures[f"{label}_{domain}_step{lead}"] = at(domain, lead, column)
-    for domain in domains:
-        rows = table[table["domain"] == domain]
-        key_figures[f"beats_persistence_{domain}"] = bool(
-            (rows["model_mse"] < rows["persistence_mse"]).all())
-    key_figures.update({
-        "parameters": int(info.get("parameters") or 0),
-        "samples_per_s": (float(info["samples_per_s"]) if info.get("samples_per_s") is not None
-                          else None),
-        "steps": int(info.get("steps") or 0),
-    })
-    for domain, graph_id in (info.get("graphs") or {}).items():
-        key_figures[f"graph_id_{domain}"] = graph_id
-    final_loss = {domain: float(rows["loss"].tail(20).mean())
-                  for domain, rows in train.groupby("domain", sort=False)}
-    config = None
-    saved = run_dir / "config.yaml"
-    if saved.is_file():
-        config = yaml.safe_load(saved.read_text())
-    return {
-        "key_figures": key_figures,
-        "validation": [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-                       for row in table.to_dict("records")],
-        "train_loss_last20": final_loss,
-        "run": info,
-        "config": config,
-    }

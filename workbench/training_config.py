@@ -1,0 +1,183 @@
+"""Training configs: the YAML a run trains from, validated into dataclasses.
+
+``load_training_config`` reads a preset or YAML (its ``sampling`` a preset, path or mapping),
+``apply_overrides`` applies a notebook's or command line's changes, ``config_dict`` gives the
+resolved config back as plain values, ``sampling_config`` and ``model_config`` the configs of
+the data and the model it implies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .config import check_keys, resolve_config
+from .errors import WorkbenchError
+from .finetune import FineTuneConfig, finetune_config_from_dict
+from .losses import LossConfig, loss_config_from_dict
+from .model import ModelConfig, model_config_from_dict
+from .sampling import SamplingConfig, sampling_config_from_dict
+from .tasks import MaskingConfig, masking_config_from_dict
+
+TASKS = ("forecast", "bert", "interpolation")
+LOGGERS = ("csv", "tensorboard", "mlflow")
+MODEL_KEYS = ("processor", "hidden_dim", "processor_layers", "heads", "mlp_ratio",
+              "noise_channels", "length_scale_km", "checkpointing")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "cosine"  # cosine (to min_lr_ratio * lr at max_steps) | constant
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0  # gradient norm clipping (0: off)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    name: str
+    sampling: Mapping  # a sampling config (mapping), resolved from a preset or path
+    model: Mapping = field(default_factory=dict)  # ModelConfig keys except the data sizes
+    task: str = "forecast"
+    members: int = 1  # ensemble members per sample (needs model.noise_channels > 0)
+    loss: LossConfig = field(default_factory=LossConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    max_steps: int = 200
+    val_rollout: int = 4  # validation lead steps (4 x 6 h = 24 h)
+    val_every: int = 100  # validate every N training steps (and at the end)
+    val_batches: int | None = None  # per validation (None: the whole split)
+    checkpoint_every: int = 100
+    boundary_cells: int = 2  # LAM rows/columns overwritten from the truth at each step
+    init_from: str | None = None  # a checkpoint whose weights start this run (fine-tuning)
+    logger: str = "csv"
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    runs_dir: str = "runs"
+    file: Path | None = field(default=None, compare=False)
+
+
+def _sampling_mapping(raw) -> dict:
+    """A sampling config as a plain mapping: a preset name, a YAML path or a mapping with an
+    optional ``preset`` key whose other keys override the preset's."""
+    if isinstance(raw, str):
+        raw = {"preset": raw}
+    if not isinstance(raw, Mapping):
+        raise WorkbenchError("training config: `sampling` must be a preset name, a path or a "
+                             "mapping")
+    raw = dict(raw)
+    preset = raw.pop("preset", None)
+    base = yaml.safe_load(resolve_config(preset, "sampling").read_text()) if preset else {}
+    return {**base, **raw}
+
+
+def training_config_from_dict(raw: Mapping, where: str = "training config") -> TrainingConfig:
+    """Validate a plain mapping (YAML) into a TrainingConfig; errors name the key and fix."""
+    raw = dict(check_keys(raw, TrainingConfig, where, required=("name", "sampling")))
+    raw["sampling"] = _sampling_mapping(raw["sampling"])
+    sampling_config_from_dict(raw["sampling"], f"{where} (sampling)")  # validates
+    check_keys(raw.get("model") or {}, MODEL_KEYS, f"{where} (model)")
+    raw["model"] = dict(raw.get("model") or {})
+    raw["loss"] = loss_config_from_dict(raw.get("loss"))
+    raw["masking"] = masking_config_from_dict(raw.get("masking") or {})
+    raw["finetune"] = finetune_config_from_dict(raw.get("finetune") or {})
+    raw["optimizer"] = OptimizerConfig(**check_keys(raw.get("optimizer") or {}, OptimizerConfig,
+                                                    f"{where} (optimizer)"))
+    config = TrainingConfig(**raw)
+    _validate(config)
+    return config
+
+
+def _validate(config: TrainingConfig) -> None:
+    if config.task not in TASKS:
+        raise WorkbenchError(f"training: task {config.task!r}; use one of {', '.join(TASKS)}")
+    if config.logger not in LOGGERS:
+        raise WorkbenchError(f"training: logger {config.logger!r}; use one of {', '.join(LOGGERS)}")
+    if config.members < 1:
+        raise WorkbenchError(f"training: members must be >= 1, got {config.members}")
+    if config.members > 1 and not config.model.get("noise_channels"):
+        raise WorkbenchError("training: members > 1 needs model.noise_channels > 0 (members "
+                             "differ by the noise injected into the processor)")
+    ensemble_losses = {"crps", "stats"} & set(config.loss.losses)
+    if ensemble_losses and config.members < 2:
+        raise WorkbenchError(f"training: losses {sorted(ensemble_losses)} need members >= 2")
+    if config.optimizer.schedule not in ("cosine", "constant"):
+        raise WorkbenchError(f"optimizer: schedule {config.optimizer.schedule!r}; use cosine "
+                             "or constant")
+    if config.max_steps < 1 or config.val_rollout < 1:
+        raise WorkbenchError("training: max_steps and val_rollout must be >= 1")
+    if config.task == "interpolation" and config.sampling.get("rollout", 1) < 2:
+        raise WorkbenchError("training: interpolation needs sampling.rollout >= 2 (the "
+                             "middle steps of the window are masked)")
+
+
+def load_training_config(path: str | Path) -> TrainingConfig:
+    """A training YAML (configs/training/*.yaml or a preset name)."""
+    path = resolve_config(path, "training")
+    config = training_config_from_dict(yaml.safe_load(path.read_text()), str(path))
+    return dataclasses.replace(config, file=path)
+
+
+def apply_overrides(config: TrainingConfig, max_steps: int | None = None,
+                    domains: list[str] | None = None, task: str | None = None,
+                    losses: list[str] | None = None) -> TrainingConfig:
+    """The config with a notebook's or command line's overrides (None/empty: keep)."""
+    raw = config_dict(config)
+    if max_steps:
+        raw["max_steps"] = int(max_steps)
+    if domains:
+        known = [d["name"] for d in raw["sampling"]["domains"]]
+        unknown = [d for d in domains if d not in known]
+        if unknown:
+            raise WorkbenchError(f"domains {unknown} are not in the sampling config "
+                                 f"(domains: {known})")
+        raw["sampling"]["domains"] = [d for d in raw["sampling"]["domains"]
+                                      if d["name"] in domains]
+    if task:
+        raw["task"] = task
+    if losses:
+        raw["loss"]["losses"] = list(losses)
+    out = training_config_from_dict(raw, f"{config.name} with overrides")
+    return dataclasses.replace(out, file=config.file)
+
+
+def config_dict(config: TrainingConfig) -> dict:
+    """The resolved config as plain values (YAML/JSON, checkpoints)."""
+    out = dataclasses.asdict(config)
+    out.pop("file", None)
+    out["loss"]["losses"] = list(config.loss.losses)
+    return json.loads(json.dumps(out, default=list))
+
+
+def sampling_config(config: TrainingConfig) -> SamplingConfig:
+    """The run's sampling config: enough rollout steps for training and validation."""
+    sampling = sampling_config_from_dict(config.sampling, "training config (sampling)")
+    needed = sampling.rollout
+    if config.task == "forecast":
+        needed = max(needed, config.val_rollout,
+                     config.finetune.max_rollout if config.finetune.replay_size else 1)
+    return dataclasses.replace(sampling, rollout=needed)
+
+
+def model_config(config: TrainingConfig, sampling: SamplingConfig) -> ModelConfig:
+    """The model's config: the training config's ``model`` plus the data's channel counts."""
+    raw = dict(config.model)
+    steps = sampling.input_steps
+    if config.task != "forecast":  # the whole window in and out
+        steps = sampling.input_steps + config.sampling.get("rollout", 1)
+    raw.update(n_variables=len(sampling.variables), n_forcings=len(sampling.forcings),
+               n_statics=len(sampling.statics), input_steps=steps,
+               output_steps=1 if config.task == "forecast" else steps)
+    return model_config_from_dict(raw)
