@@ -136,20 +136,23 @@ def test_presets_load_and_chain_graph_training_skill():
     assert len(graphs) == 3 and all(set(graphs) <= set(t.needs) for t in trains)
 
 
-def test_resolve_params_reads_earlier_outputs(tmp_path):
+def test_resolve_params_reads_earlier_outputs(tmp_path, tiny):
     run = tmp_path / "a"
     run.mkdir()
     (run / "summary.json").write_text(json.dumps({"key_figures": {"k": 21}, "name": "nbd"}))
     (run / "params.yaml").write_text("config: mmgt\n")
-    entry = Entry("b", "b", Path("x.ipynb"), {
-        "k": "${a.summary.key_figures.k}", "path": "${a.run_dir}/train",
-        "text": "graph ${a.summary.name} from ${a.params.config}", "n": 3}, {}, ("a",), {"a": "a"})
+    entry = Entry("b", "b", tiny, {
+        "value": "${a.summary.key_figures.k}", "must_exist": "${a.run_dir}/train",
+        "label": "graph ${a.summary.name} from ${a.params.config}"}, {}, ("a",), {"a": "a"})
     assert resolve_params(entry, {"a": run}) == {
-        "k": 21, "path": f"{run}/train", "text": "graph nbd from mmgt", "n": 3}
-    missing = Entry("b", "b", Path("x.ipynb"), {"k": "${a.summary.nothing}"}, {}, ("a",),
-                    {"a": "a"})
+        "value": 21, "must_exist": f"{run}/train", "label": "graph nbd from mmgt"}
+    missing = Entry("b", "b", tiny, {"value": "${a.summary.nothing}"}, {}, ("a",), {"a": "a"})
     with pytest.raises(WorkbenchError, match="no 'nothing'"):
         resolve_params(missing, {"a": run})
+    # the resolved value must still fit the notebook's type: a name is not a number
+    wrong = Entry("b", "b", tiny, {"value": "${a.summary.name}"}, {}, ("a",), {"a": "a"})
+    with pytest.raises(WorkbenchError, match="value must be a whole number.*got 'nbd'"):
+        resolve_params(wrong, {"a": run})
 
 
 def test_sbatch_script_asks_for_the_plan_resources(tmp_path):

@@ -214,9 +214,11 @@ clip: {tp: [0, null], t2m: [150, 350]}
     assert config.clip == {"tp": (0.0, None), "t2m": (150.0, 350.0)}
     for bad, match in (({"replay": 20}, "unknown key 'replay'"),
                        ({"clip": {"tp": [1, 0]}}, "swap"),
-                       ({"clip": {"tp": 0}}, r"\[min, max\]"),
-                       ({"layer_lrs": {"encoder": "fast"}}, "give a number"),
-                       ({"replay_size": 2.5}, "integer")):
+                       ({"clip": {"tp": 0}}, r"clip.tp: should be a valid tuple, got 0"),
+                       ({"layer_lrs": {"encoder": "fast"}},
+                        "layer_lrs.encoder: should be a valid number.*got 'fast'"),
+                       ({"replay_size": 2.5}, "replay_size: should be a valid integer"),
+                       ({"lora": "yes"}, "lora: should be a valid boolean, got 'yes'")):
         with pytest.raises(WorkbenchError, match=match):
             finetune.finetune_config_from_dict(bad)
 

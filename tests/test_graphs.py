@@ -186,7 +186,8 @@ def test_config_errors(tmp_path):
     path = tmp_path / "g.yaml"
     path.write_text("name: x\ndata: {datasets: [conus, global]}\nhidden: {kind: icosahedral}\n"
                     "encoder: {kind: knn, k: 0}\ndecoder: {kind: knn, k: 3}\n")
-    with pytest.raises(WorkbenchError, match="needs k >= 1"):
+    with pytest.raises(WorkbenchError, match=r"g.yaml: encoder.k: should be greater than or "
+                                             r"equal to 1, got 0"):
         graphs.load_config(path)
     path.write_text("name: x\ndata: {datasets: [conus, global]}\nhidden: {kind: icosahedral}\n"
                     "encoder: {kind: knn, k: 3, kk: 1}\ndecoder: {kind: knn, k: 3}\n")

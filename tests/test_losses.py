@@ -268,10 +268,11 @@ def test_config_from_dict():
     ({"level_weighting": "log"}, "level_weighting 'log'"),
     ({"crps_alpha": 0.0}, "crps_alpha"),
     ({"crps_alpha": 1.5}, "crps_alpha"),
-    ({"variable_weights": {"t2m": -1}}, "variable_weights['t2m']"),
+    ({"variable_weights": {"t2m": -1}}, "variable_weights.t2m: should be greater than or equal to 0"),
     ({"variable_weights": [1, 2]}, "variable_weights"),
     ({"level_slope": "x"}, "level_slope"),
-    ({"latitude_weighting": "yes"}, "latitude_weighting"),
+    ({"latitude_weighting": "yes"}, "latitude_weighting: should be a valid boolean"),
+    ({"latitude_weighting": 1}, "latitude_weighting: should be a valid boolean"),
     (["mse"], "expected a mapping"),
 ])
 def test_bad_config(raw, needle):

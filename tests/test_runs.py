@@ -10,7 +10,6 @@ import yaml
 from browser import check_page, chromium_available
 
 from workbench import catalog, cli, runs
-from workbench.errors import WorkbenchError
 
 
 def run_via_cli(tmp_path, notebook: str, *params: str):
@@ -45,30 +44,6 @@ def test_notebooks_have_parameters_cell_and_no_outputs():
         assert "parameters" in code[0]["metadata"].get("tags", []), path
         assert not any(c.get("outputs") for c in code), f"{path} is stored with outputs"
         assert nb["metadata"]["kernelspec"]["name"] == runs.KERNEL_NAME
-
-
-def test_notebook_parameters_and_parsing(tmp_path):
-    params = runs.notebook_parameters("00_catalog_tour")
-    assert params["variable"]["default"] == '"t2m"'
-    assert params["datasets"]["type"] == "list"
-    file = tmp_path / "p.yaml"
-    file.write_text("variable: z_500\ntime_index: 3\n")
-    parsed = runs.parse_parameters([("time_index", "4"), ("datasets", "[global, conus]")], [file])
-    assert parsed == {"variable": "z_500", "time_index": 4, "datasets": ["global", "conus"]}
-    # string parameters keep their text: YAML 1.1 would read 1:48 as the number 108
-    typed = runs.parse_parameters([("k_range", "1:48"), ("trims", "[0, 5]")],
-                                  notebook="01_graph_inspection")
-    assert typed == {"k_range": "1:48", "trims": [0, 5]}
-
-
-def test_unknown_parameter_refused_before_running(tmp_path, capsys):
-    code = cli.main(["run", "00_catalog_tour", "-p", "varaible", "z_500",
-                     "--runs-dir", str(tmp_path / "runs")])
-    err = capsys.readouterr().err
-    assert code == 2 and "unknown parameter(s) varaible" in err and "known: datasets" in err
-    assert not (tmp_path / "runs").exists()
-    with pytest.raises(WorkbenchError, match="unknown notebook"):
-        runs.resolve_notebook("99_nothing")
 
 
 @pytest.mark.slow

@@ -145,7 +145,8 @@ def test_bad_sampling_input(tmp_path):
     base = {"name": "x", "domains": [{"name": "g", "dataset": "global"}],
             "variables": ["t2m"], "splits": {"train": ["2020-01-01", "2020-01-31"]}}
     bad_weight = {**base, "domains": [{"name": "g", "dataset": "global", "weight": 0}]}
-    with pytest.raises(WorkbenchError, match="weight must be > 0"):
+    with pytest.raises(WorkbenchError, match=r"domains\[0\].weight: should be greater than 0, "
+                                             "got 0"):
         sampling.sampling_config_from_dict(bad_weight)
     with pytest.raises(WorkbenchError, match="unknown key 'batchsize'"):
         sampling.sampling_config_from_dict({**base, "batchsize": 3})
@@ -155,6 +156,19 @@ def test_bad_sampling_input(tmp_path):
         sampling.DomainData(empty, empty.domains[0])
     with pytest.raises(WorkbenchError, match="unknown split 'dev'"):
         sampling.sampling_config_from_dict({**base, "splits": {"dev": ["2020-01-01", "2020-01-31"]}})
+    overlap = {**base, "splits": {"train": ["2020-01-01", "2020-01-31"],
+                                  "val": ["2020-01-31", "2020-02-10"]}}  # shares 01-31 00 UTC
+    with pytest.raises(WorkbenchError, match="splits train .* and val .* overlap"):
+        sampling.sampling_config_from_dict(overlap)
+    own = {**base, "domains": [{"name": "g", "dataset": "global", "splits": {
+        "train": ["2020-01-01", "2020-01-31"], "test": ["2020-01-15", "2020-02-10"]}}]}
+    with pytest.raises(WorkbenchError, match="domain 'g': splits train .* and test .* overlap"):
+        sampling.sampling_config_from_dict(own)
+    with pytest.raises(WorkbenchError, match="is not two dates"):
+        sampling.sampling_config_from_dict({**base, "splits": {"train": ["soon", "later"]}})
+    with pytest.raises(WorkbenchError, match=r"splits.train: should be a valid tuple, got "
+                                             "'2020-01-01'"):
+        sampling.sampling_config_from_dict({**base, "splits": {"train": "2020-01-01"}})
     missing = sampling.sampling_config_from_dict({**base, "variables": ["q700"]})
     with pytest.raises(WorkbenchError, match="lacks"):
         sampling.DomainData(missing, missing.domains[0])

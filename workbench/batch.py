@@ -17,39 +17,62 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-import yaml
+from pydantic import AfterValidator, Field
 
-from .config import check_keys
+from .config import check_keys, field_names, load_yaml, parse, typed
 from .errors import WorkbenchError
-from .runs import PROJECT_ROOT, check_parameters, resolve_notebook
+from .parameters import check_parameters, check_type, notebook_parameters
+from .runs import PROJECT_ROOT, resolve_notebook
 
 PLAN_DIR = PROJECT_ROOT / "configs" / "batch"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_-]+)\.(run_dir|summary|params)((?:\.[A-Za-z0-9_-]+)*)\}")
 ANY_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 
 
+def _slurm_text(pattern: str, what: str):
+    """A string field that must match ``pattern`` in full (no spaces or control characters:
+    it becomes an ``#SBATCH`` line of the job script)."""
+    regexp = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not regexp.fullmatch(value):
+            raise ValueError(what)
+        return value
+
+    return Annotated[str, AfterValidator(check)]
+
+
+Memory = _slurm_text(r"[0-9]+[KMGT]?", "a SLURM memory size such as 32G or 4000M")
+WallTime = _slurm_text(r"(?:[0-9]+-)?[0-9]+(?::[0-9]{1,2}){0,2}|UNLIMITED|INFINITE",
+                       "a SLURM time such as 01:30:00, 90 or 2-00:00:00")
+SlurmName = _slurm_text(r"[A-Za-z0-9_.+-]+(?:,[A-Za-z0-9_.+-]+)*",
+                        "a SLURM name (letters, digits, '_.+-', comma-separated)")
+SbatchOption = _slurm_text(r"--[A-Za-z][A-Za-z0-9-]*(?:=[A-Za-z0-9_.,:=/@%+-]+)?",
+                           "one sbatch option such as --qos=normal (a list item each)")
+Count = Annotated[int, Field(ge=0, strict=True)]
+
+
+@typed
 @dataclass(frozen=True)
 class Resources:
-    """What one SLURM job of a step asks for (ignored by the local executor)."""
+    """What one SLURM job of a step asks for (ignored by the local executor). Every string
+    is checked, since each becomes an ``#SBATCH`` line of the job script."""
 
-    nodes: int = 1
-    tasks_per_node: int = 1  # DDP ranks per node, launched with srun (usually = gpus)
-    gpus_per_node: int = 0
-    cpus_per_task: int = 2
-    mem: str | None = None  # e.g. "32G"
-    time: str = "01:00:00"
-    partition: str | None = None
-    account: str | None = None
-    extra: tuple[str, ...] = ()  # more sbatch options, e.g. ("--qos=normal",)
+    nodes: Annotated[int, Field(ge=1, strict=True)] = 1
+    tasks_per_node: Annotated[int, Field(ge=1, strict=True)] = 1  # DDP ranks per node (= gpus)
+    gpus_per_node: Count = 0
+    cpus_per_task: Annotated[int, Field(ge=1, strict=True)] = 2
+    mem: Memory | None = None  # e.g. "32G"
+    time: WallTime = "01:00:00"
+    partition: SlurmName | None = None
+    account: SlurmName | None = None
+    extra: tuple[SbatchOption, ...] = ()  # more sbatch options, e.g. ["--qos=normal"]
 
     @property
     def tasks(self) -> int:
         return self.nodes * self.tasks_per_node
-
-
-RESOURCE_KEYS = ["nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "mem", "time",
-                 "partition", "account", "extra"]
 
 
 @dataclass(frozen=True)
@@ -102,17 +125,15 @@ def resolve_plan_path(name: str | Path) -> Path:
 
 
 def _resources(raw, where: str, base: Resources = Resources()) -> Resources:
+    """A ``slurm:`` mapping over ``base`` (the plan's defaults), checked."""
     if raw is None:
         return base
-    if not isinstance(raw, Mapping):
-        raise WorkbenchError(f"{where}: `slurm` must be a mapping of {', '.join(RESOURCE_KEYS)}")
-    check_keys(raw, RESOURCE_KEYS, where)
-    values = {k: getattr(base, k) for k in RESOURCE_KEYS} | dict(raw)
-    values["extra"] = tuple(values["extra"] or ())
-    for key in ("nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task"):
-        if not isinstance(values[key], int) or values[key] < 0:
-            raise WorkbenchError(f"{where}: slurm {key} must be a whole number, got {values[key]!r}")
-    return Resources(**values)
+    if isinstance(raw, Mapping) and isinstance(raw.get("extra"), str):
+        raise WorkbenchError(f"{where}: extra must be a list of single sbatch options, e.g. "
+                             "[--qos=normal, --constraint=a100]")
+    if isinstance(raw, Mapping):
+        raw = {k: getattr(base, k) for k in field_names(Resources)} | dict(raw)
+    return parse(Resources, raw, where)
 
 
 def _step(raw, index: int, defaults: Resources, where: str) -> Step:
@@ -132,8 +153,12 @@ def _step(raw, index: int, defaults: Resources, where: str) -> Step:
     both = sorted(set(params) & set(grid))
     if both:
         raise WorkbenchError(f"{here}: {', '.join(both)} in both params and grid; keep one")
-    try:
-        check_parameters(notebook, {**params, **grid})
+    try:  # names and JSON values; types now where no ${...} is left to resolve
+        check_parameters(notebook, {**params, **grid}, types=False)
+        known = notebook_parameters(notebook)
+        for key, value in [*params.items(), *((k, v) for k, vs in grid.items() for v in vs)]:
+            if "${" not in json.dumps(value):
+                check_type(value, key, known[key]["type"])
     except WorkbenchError as err:
         raise WorkbenchError(f"{here}: {err}") from None
     needs = raw.get("needs") or []
@@ -196,6 +221,9 @@ def _placeholders(params: Mapping) -> list[tuple[str, str]]:
 
     def walk(value) -> None:
         if isinstance(value, str):
+            if "${" in ANY_PLACEHOLDER.sub("", value):
+                raise WorkbenchError(f"placeholder in {value!r} is not closed; write "
+                                     "${STEP.run_dir}, ${STEP.summary.KEY} or ${STEP.params.NAME}")
             for match in ANY_PLACEHOLDER.finditer(value):
                 full = PLACEHOLDER.fullmatch(match.group(0))
                 if full is None:
@@ -266,10 +294,7 @@ def load_plan(name: str | Path) -> Plan:
     """Read and check a plan; every error is one line naming the problem."""
     path = resolve_plan_path(name)
     where = path.name
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise WorkbenchError(f"{where}: not valid YAML ({str(err).splitlines()[0]})") from None
+    raw = load_yaml(path)
     if not isinstance(raw, Mapping) or not isinstance(raw.get("steps"), list) or not raw["steps"]:
         raise WorkbenchError(f"{where}: a plan needs `name` and a non-empty list `steps`")
     check_keys(raw, ["name", "description", "slurm", "steps"], where)
@@ -318,8 +343,7 @@ def resolve_params(entry: Entry, run_dirs: Mapping[str, Path]) -> dict:
         file = run_dir / name
         if not file.is_file():
             raise WorkbenchError(f"{text}: {file} does not exist")
-        data = json.loads(file.read_text()) if kind == "summary" else yaml.safe_load(
-            file.read_text())
+        data = json.loads(file.read_text()) if kind == "summary" else load_yaml(file)
         return _dig(data, keys, text)
 
     def resolve(value):
@@ -334,4 +358,5 @@ def resolve_params(entry: Entry, run_dirs: Mapping[str, Path]) -> dict:
             return {k: resolve(v) for k, v in value.items()}
         return value
 
-    return {key: resolve(value) for key, value in entry.params.items()}
+    resolved = {key: resolve(value) for key, value in entry.params.items()}
+    return check_parameters(entry.notebook, resolved)

@@ -1,16 +1,99 @@
-"""Typed configs: YAML mappings checked against frozen dataclasses.
+"""Typed configs: YAML read as JSON-like values, validated into frozen dataclasses by pydantic.
 
-An unknown key is an error that names it and lists the allowed ones; a missing required key
-is an error that names it.
+Every config (catalog entries, graphs, sampling, pipelines, training, batch plans, notebook
+parameter files) goes through :func:`load_yaml` and :func:`parse`, so every bad value gets
+one line naming the file, the key, what it should be and what it was: an unknown key (with
+the allowed ones), a missing required key, a wrong type (``max_steps: ten``), a value out of
+range (a negative learning rate), malformed YAML (with its line).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Annotated
+
+import pydantic
+import yaml
+from pydantic import ConfigDict, Field, TypeAdapter, with_config
 
 from .errors import WorkbenchError
+
+#: class decorator for config dataclasses: unknown keys are errors (``@typed`` above
+#: ``@dataclass``); field ranges are ``Annotated[int, Field(ge=1)]`` in the type hints
+typed = with_config(ConfigDict(extra="forbid"))
+Positive = Annotated[int, Field(ge=1, strict=True)]  # a count of at least one (not true/3.0)
+NonNegative = Annotated[int, Field(ge=0, strict=True)]
+Flag = Annotated[bool, Field(strict=True)]  # true or false, not "yes" or 1
+Rate = Annotated[float, Field(ge=0, le=1)]  # a fraction in [0, 1]
+
+JSON_TAGS = ("str", "int", "float", "bool", "null", "seq", "map", "merge", "value")
+
+
+class _JsonLoader(yaml.SafeLoader):
+    """safe_load with YAML 1.2's core schema instead of 1.1's extras: dates, ``1:48``
+    (sexagesimal), ``0755`` (octal) and ``yes``/``no`` stay strings, and explicit tags such
+    as ``!!binary``, ``!!set`` or ``!!timestamp`` are refused."""
+
+
+_CORE = {
+    "bool": re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    "int": re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"),
+    "float": re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+}
+_JsonLoader.yaml_implicit_resolvers = {}
+for _first, _resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
+    for _tag, _regexp in _resolvers:
+        _kind = _tag.rsplit(":", 1)[-1]
+        if _kind in ("null", "merge", "value"):
+            _JsonLoader.yaml_implicit_resolvers.setdefault(_first, []).append((_tag, _regexp))
+for _kind, _regexp in _CORE.items():
+    _JsonLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_kind}", _regexp,
+                                      list("-+0123456789.tTfF"))
+
+
+def _refuse_tag(loader: yaml.SafeLoader, node: yaml.Node):
+    raise yaml.constructor.ConstructorError(
+        None, None, f"tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed "
+        "(only JSON-like values: strings, numbers, booleans, null, lists, mappings)",
+        node.start_mark)
+
+
+_JsonLoader.yaml_constructors = {
+    tag: constructor for tag, constructor in yaml.SafeLoader.yaml_constructors.items()
+    if tag is not None and tag.rsplit(":", 1)[-1] in JSON_TAGS}
+_JsonLoader.add_constructor(None, _refuse_tag)
+
+
+def parse_yaml(text: str, where: str):
+    """YAML text as JSON-like values; malformed YAML or a non-JSON tag is one line naming
+    ``where`` and the line."""
+    try:
+        return yaml.load(text, Loader=_JsonLoader)  # noqa: S506 (a safe loader, JSON values)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise WorkbenchError(f"{where}{line}: not valid YAML ({problem}); fix the file") from None
+
+
+def load_yaml(path: str | Path):
+    """A YAML file as JSON-like values (see :func:`parse_yaml`); errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise WorkbenchError(f"cannot read {path}: {err.strerror if isinstance(err, OSError) else err}"
+                             ) from None
+    return parse_yaml(text, str(path))
+
+
+# --------------------------------------------------------------------------- validation
 
 
 def field_names(cls) -> list[str]:
@@ -18,12 +101,106 @@ def field_names(cls) -> list[str]:
     return [f.name for f in dataclasses.fields(cls) if f.name != "file"]
 
 
+@functools.cache
+def _adapter(cls) -> TypeAdapter:
+    return TypeAdapter(cls)
+
+
+def parse(cls, raw, where: str):
+    """``raw`` (a YAML mapping) validated into the config dataclass ``cls``.
+
+    Strings are not read as lists, numbers in strings are read as numbers, ranges come from
+    the class's type hints; the first problem is a one-line :class:`WorkbenchError`."""
+    names = field_names(cls)
+    if not isinstance(raw, Mapping):
+        raise WorkbenchError(f"{where}: expected a mapping with keys {', '.join(names)}, "
+                             f"got {_show(raw)}")
+    if "file" in raw:
+        raise WorkbenchError(f"{where}: unknown key 'file' (allowed: {', '.join(names)})")
+    try:
+        return _adapter(cls).validate_python(dict(raw))
+    except pydantic.ValidationError as err:
+        raise WorkbenchError(f"{where}: {describe_error(err, cls)}") from None
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _field_class(cls, path: Iterable) -> type | None:
+    """The dataclass at ``path`` below ``cls`` (for the allowed keys of a nested mapping)."""
+    for key in path:
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            return None
+        hint = typing.get_type_hints(cls).get(key) if isinstance(key, str) else None
+        if hint is None:
+            return None
+        inner = [a for a in typing.get_args(hint) if isinstance(a, type)] or [hint]
+        cls = next((a for a in inner if dataclasses.is_dataclass(a)), inner[0])
+    return cls if isinstance(cls, type) and dataclasses.is_dataclass(cls) else None
+
+
+def describe_error(err: pydantic.ValidationError, cls=None) -> str:
+    """pydantic's first problem as ``key.path: should be ..., got ...`` (a union's
+    alternatives joined with "or")."""
+    errors = err.errors(include_url=False)
+    first = errors[0]
+    loc = [part for part in first["loc"]]
+    kind = first["type"]
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        parent = _field_class(cls, loc[:-1]) if cls is not None else None
+        allowed = f" (allowed: {', '.join(field_names(parent))})" if parent else ""
+        return f"{_dotted(loc[:-1])}unknown key {loc[-1]!r}{allowed}"
+    if kind in ("missing", "missing_argument"):
+        return f"{_dotted(loc[:-1])}missing required key `{loc[-1]}`"
+    # a union reports one error per alternative, each under a loc with the member's name
+    field_loc = _field_loc(loc, cls)
+    wants = []
+    for item in errors:
+        if _field_loc(list(item["loc"]), cls) == field_loc:
+            want = item["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
+            if want not in wants:
+                wants.append(want)
+    return f"{_dotted(field_loc, end='')}: should be {' or '.join(wants)}, got {_show(first['input'])}"
+
+
+def _field_loc(loc: list, cls) -> list:
+    """``loc`` without pydantic's union-member labels (``trim_edge.int``)."""
+    out: list = []
+    current = cls
+    for part in loc:
+        if isinstance(part, int):
+            out.append(part)
+            continue
+        if current is not None and dataclasses.is_dataclass(current):
+            if part not in field_names(current):
+                continue  # a union member's label, not a key
+            out.append(part)
+            current = _field_class(current, [part])
+        elif current is None and ("[" in part or part in ("int", "float", "str", "bool")):
+            continue
+        else:
+            out.append(part)
+            current = None
+    return out
+
+
+def _dotted(loc: list, end: str = ": ") -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return f"{text}{end}" if text else ""
+
+
 def check_keys(raw, allowed: type | Iterable[str], where: str,
                required: Iterable[str] = ()) -> Mapping:
-    """``raw`` if it is a mapping of allowed keys holding every required one, else an error."""
+    """``raw`` if it is a mapping of allowed keys holding every required one, else an error
+    (for plain mappings that are not config dataclasses, such as a plan's steps)."""
     names = field_names(allowed) if isinstance(allowed, type) else list(allowed)
     if not isinstance(raw, Mapping):
-        raise WorkbenchError(f"{where}: expected a mapping with keys {', '.join(names)}")
+        raise WorkbenchError(f"{where}: expected a mapping with keys {', '.join(names)}, "
+                             f"got {_show(raw)}")
     for key in raw:
         if key not in names:
             raise WorkbenchError(f"{where}: unknown key {key!r} (allowed: {', '.join(names)})")
@@ -35,6 +212,9 @@ def check_keys(raw, allowed: type | Iterable[str], where: str,
 
 def resolve_config(path, kind: str) -> Path:
     """A YAML path, or the name of a preset in ``configs/<kind>/`` (e.g. "demo")."""
+    if not isinstance(path, str | Path):
+        raise WorkbenchError(f"{kind} config must be a preset name or a YAML path, got "
+                             f"{_show(path)}")
     path = Path(path)
     if path.is_file():
         return path

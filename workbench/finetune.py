@@ -19,11 +19,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from .config import check_keys
+from .config import Flag, NonNegative, Positive, parse, typed
 from .errors import WorkbenchError
 
 LORA_NAMES = ("lora_a", "lora_b")
@@ -217,6 +219,11 @@ class ReplayBuffer:
 # --------------------------------------------------------------------------- config
 
 
+Bound = Annotated[float, Field(allow_inf_nan=False)] | None  # a clip side; None: open
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+@typed
 @dataclass(frozen=True)
 class FineTuneConfig:
     """Fine-tuning options; replay_size 0 turns the replay buffer off.
@@ -227,15 +234,15 @@ class FineTuneConfig:
     ``clip``: variable -> (min, max) in physical units, None for an open side.
     """
 
-    layer_lrs: Mapping[str, float] = field(default_factory=dict)
-    lora: bool = False
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
+    layer_lrs: Mapping[str, PositiveFloat] = field(default_factory=dict)
+    lora: Flag = False
+    lora_rank: Positive = 8
+    lora_alpha: PositiveFloat = 16.0
     lora_include: tuple[str, ...] = ("processor",)
-    replay_size: int = 0
-    replay_refresh: int = 10
-    max_rollout: int = 4
-    clip: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    replay_size: NonNegative = 0
+    replay_refresh: Positive = 10
+    max_rollout: Positive = 4
+    clip: Mapping[str, tuple[Bound, Bound]] = field(default_factory=dict)
 
     def __post_init__(self):
         for name, lr in self.layer_lrs.items():
@@ -251,55 +258,12 @@ class FineTuneConfig:
                 raise WorkbenchError(f"finetune clip {name}: min {lo} > max {hi}: swap them")
 
 
-def _number(value, where: str) -> float:
-    """A float from YAML (PyYAML reads 1e-3 as a string: accept numeric strings)."""
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        return float(value)
-    except (TypeError, ValueError):
-        raise WorkbenchError(f"{where} = {value!r}: give a number") from None
-
-
-def _bounds(name: str, value) -> tuple[float | None, float | None]:
-    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
-        raise WorkbenchError(f"finetune clip {name} = {value!r}: give [min, max] (null = open)")
-    return tuple(None if v is None else _number(v, f"finetune clip {name}") for v in value)
-
-
-def _mapping(value, where: str) -> Mapping:
-    if not isinstance(value, Mapping):
-        raise WorkbenchError(f"{where} = {value!r}: give a mapping (name: value)")
-    return value
-
-
-def _integer(value, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise WorkbenchError(f"{where} = {value!r}: give an integer")
-    return value
-
-
 def finetune_config_from_dict(raw: Mapping, where: str = "finetune config") -> FineTuneConfig:
-    """A FineTuneConfig from a YAML mapping (unknown keys and wrong types are errors)."""
-    values = dict(check_keys(raw, FineTuneConfig, where))
-    if "layer_lrs" in values:
-        lrs = _mapping(values["layer_lrs"], f"{where} layer_lrs")
-        values["layer_lrs"] = {str(k): _number(v, f"{where} layer_lrs[{k!r}]")
-                               for k, v in lrs.items()}
-    if "clip" in values:
-        clip = _mapping(values["clip"], f"{where} clip")
-        values["clip"] = {str(k): _bounds(str(k), v) for k, v in clip.items()}
-    if "lora_include" in values:
-        include = values["lora_include"]
-        values["lora_include"] = (include,) if isinstance(include, str) else tuple(include)
-    if "lora" in values and not isinstance(values["lora"], bool):
-        raise WorkbenchError(f"{where} lora = {values['lora']!r}: give true or false")
-    if "lora_alpha" in values:
-        values["lora_alpha"] = _number(values["lora_alpha"], f"{where} lora_alpha")
-    for key in ("lora_rank", "replay_size", "replay_refresh", "max_rollout"):
-        if key in values:
-            _integer(values[key], f"{where} {key}")
-    return FineTuneConfig(**values)
+    """A FineTuneConfig from a YAML mapping (unknown keys and wrong types are errors);
+    ``lora_include`` may name one prefix as a plain string."""
+    if isinstance(raw, Mapping) and isinstance(raw.get("lora_include"), str):
+        raw = {**raw, "lora_include": [raw["lora_include"]]}
+    return parse(FineTuneConfig, raw, where)
 
 
 # --------------------------------------------------------------------------- clipping

@@ -18,16 +18,18 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
-import yaml
+from pydantic import Field
 from scipy.spatial import cKDTree
 
 from . import grids, meshes
-from .config import check_keys, resolve_config
+from .config import Flag, NonNegative, Positive, check_keys, load_yaml, parse, resolve_config, typed
 from .errors import WorkbenchError
 
 EDGE_SETS = {
@@ -42,38 +44,45 @@ HIDDEN_KINDS = ("icosahedral", "stretched", "coarsened")
 # --------------------------------------------------------------------------- config
 
 
+@typed
 @dataclass(frozen=True)
 class DatasetNodes:
     name: str  # catalog name
-    trim_edge: int | tuple[int, int, int, int] = 0  # LAM cells removed per side (S, N, W, E)
+    trim_edge: NonNegative | tuple[NonNegative, NonNegative, NonNegative, NonNegative] = 0
+    # LAM cells removed per side (S, N, W, E)
 
 
+@typed
 @dataclass(frozen=True)
 class DataConfig:
     datasets: tuple[DatasetNodes, ...]  # limited areas first, the global dataset last
-    min_distance_km: float = 0.0  # drop global points closer than this to any LAM point
-    boundary_band_km: float = 500.0  # kept global points this close to a LAM: boundary_mask
+    min_distance_km: Annotated[float, Field(ge=0)] = 0.0  # drop global points this near a LAM
+    boundary_band_km: Annotated[float, Field(ge=0)] = 500.0  # kept global points this near a
+    # LAM: boundary_mask
 
 
+@typed
 @dataclass(frozen=True)
 class HiddenConfig:
     kind: str = "icosahedral"
-    level: int = 4  # icosahedral level (global level of a stretched mesh)
-    lam_level: int | None = None  # stretched: finest level inside the LAM area
-    margin_radius_km: float = 100.0  # stretched: how far around the LAM the fine level goes
-    factor: int = 2  # coarsened: block size over the first dataset's grid
-    k: int = 6  # coarsened: mesh edges to the k nearest hidden nodes
-    multiscale: bool = True  # icosahedral/stretched processor edges from every level
+    level: Annotated[int, Field(ge=0, le=9)] = 4  # icosahedral level (global level if stretched)
+    lam_level: Annotated[int, Field(ge=0, le=11)] | None = None  # stretched: finest in the LAM
+    margin_radius_km: Annotated[float, Field(ge=0)] = 100.0  # stretched: fine level this far out
+    factor: Positive = 2  # coarsened: block size over the first dataset's grid
+    k: Positive = 6  # coarsened: mesh edges to the k nearest hidden nodes
+    multiscale: Flag = True  # icosahedral/stretched processor edges from every level
 
 
+@typed
 @dataclass(frozen=True)
 class EdgeConfig:
     kind: str
-    k: int | None = None
-    radius_km: float | None = None
-    cutoff_factor: float | None = None
+    k: Positive | None = None
+    radius_km: Annotated[float, Field(gt=0)] | None = None
+    cutoff_factor: Annotated[float, Field(gt=0)] | None = None
 
 
+@typed
 @dataclass(frozen=True)
 class GraphConfig:
     name: str
@@ -89,31 +98,18 @@ class GraphConfig:
 def load_config(path: str | Path) -> GraphConfig:
     """Read a graph YAML (configs/graphs/*.yaml) into a validated GraphConfig."""
     path = resolve_config(path, "graphs")
-    raw = yaml.safe_load(path.read_text())
+    raw = load_yaml(path)
     where = str(path)
     check_keys(raw, GraphConfig, where, required=("name", "data", "hidden", "encoder", "decoder"))
-    data = dict(check_keys(raw["data"], DataConfig, f"{where} (data)"))
-    datasets = []
-    for item in data.get("datasets", []):
-        item = {"name": item} if isinstance(item, str) else item
-        item = dict(check_keys(item, DatasetNodes, f"{where} (data.datasets)"))
-        if isinstance(item.get("trim_edge"), list):
-            item["trim_edge"] = tuple(item["trim_edge"])
-        datasets.append(DatasetNodes(**item))
-    if not datasets:
+    data = raw["data"]
+    if isinstance(data, Mapping) and isinstance(data.get("datasets"), list):
+        data = {**data, "datasets": [{"name": d} if isinstance(d, str) else d
+                                     for d in data["datasets"]]}
+    config = parse(GraphConfig, {**raw, "data": data, "processor": raw.get(
+        "processor", {"kind": "multiscale"})}, where)
+    if not config.data.datasets:
         raise WorkbenchError(f"{where}: data.datasets lists no dataset")
-    data["datasets"] = tuple(datasets)
-    config = GraphConfig(
-        name=str(raw["name"]),
-        description=str(raw.get("description", "")),
-        data=DataConfig(**data),
-        hidden=HiddenConfig(**check_keys(raw["hidden"], HiddenConfig, f"{where} (hidden)")),
-        encoder=EdgeConfig(**check_keys(raw["encoder"], EdgeConfig, f"{where} (encoder)")),
-        decoder=EdgeConfig(**check_keys(raw["decoder"], EdgeConfig, f"{where} (decoder)")),
-        processor=EdgeConfig(**check_keys(raw.get("processor", {"kind": "multiscale"}), EdgeConfig,
-                                      f"{where} (processor)")),
-        file=path,
-    )
+    config = dataclasses.replace(config, file=path)
     _validate(config)
     return config
 

@@ -14,14 +14,15 @@ multiplies the total returned here.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
+from pydantic import Field
 
-from .config import check_keys
+from .config import Flag, parse, typed
 from .errors import WorkbenchError
 
 LEVEL_WEIGHTINGS = ("none", "linear", "relu")
@@ -32,23 +33,29 @@ _STD_EPS = 1e-12  # floor on the ensemble variance in the stats loss' Gaussian (
 # --------------------------------------------------------------------------- config
 
 
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+@typed
 @dataclass(frozen=True)
 class LossConfig:
     """Which losses to sum and how to weight nodes, variables and pressure levels."""
 
     losses: tuple[str, ...] = ("mse",)
-    latitude_weighting: bool = True  # node area weights in every loss (area_mse always)
-    variable_weights: Mapping[str, float] = field(default_factory=dict)  # name -> weight
+    latitude_weighting: Flag = True  # node area weights in every loss (area_mse always)
+    variable_weights: Mapping[str, NonNegativeFloat] = field(default_factory=dict)  # name -> w
     level_weighting: str = "none"  # "none" | "linear" (level/1000) | "relu"
-    level_min: float = 0.2  # relu: max(level_min, level_slope * level)
-    level_slope: float = 0.001
-    crps_alpha: float = 1.0  # 1: fair CRPS; below 1: almost-fair CRPS (Lang et al. 2024)
+    level_min: NonNegativeFloat = 0.2  # relu: max(level_min, level_slope * level)
+    level_slope: NonNegativeFloat = 0.001
+    # 1: fair CRPS; below 1: almost-fair CRPS (Lang et al. 2024)
+    crps_alpha: Annotated[float, Field(gt=0, le=1)] = 1.0
 
     def __post_init__(self) -> None:
         _validate(self)
 
 
 def _validate(cfg: LossConfig) -> None:
+    """What the types cannot say: known losses, each once, a known level weighting."""
     where = "loss config"
     if not cfg.losses:
         raise WorkbenchError(f"{where}: `losses` is empty (name at least one of: {_names()})")
@@ -62,24 +69,6 @@ def _validate(cfg: LossConfig) -> None:
     if cfg.level_weighting not in LEVEL_WEIGHTINGS:
         raise WorkbenchError(f"{where}: unknown level_weighting {cfg.level_weighting!r} "
                              f"(choose from: {', '.join(LEVEL_WEIGHTINGS)})")
-    if not _is_number(cfg.crps_alpha) or not 0.0 < cfg.crps_alpha <= 1.0:
-        raise WorkbenchError(f"{where}: crps_alpha={cfg.crps_alpha!r} is outside (0, 1] "
-                             "(1 = fair CRPS, e.g. 0.95 = almost fair)")
-    for key in ("level_min", "level_slope"):
-        if not _is_number(getattr(cfg, key)) or getattr(cfg, key) < 0:
-            raise WorkbenchError(f"{where}: {key}={getattr(cfg, key)!r} must be a number >= 0")
-    if not isinstance(cfg.latitude_weighting, bool):
-        raise WorkbenchError(f"{where}: latitude_weighting must be true or false")
-    if not isinstance(cfg.variable_weights, Mapping):
-        raise WorkbenchError(f"{where}: variable_weights must map variable names to weights")
-    for name, weight in cfg.variable_weights.items():
-        if not _is_number(weight) or weight < 0:
-            raise WorkbenchError(f"{where}: variable_weights[{name!r}]={weight!r} "
-                                 "must be a number >= 0")
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _names() -> str:
@@ -87,19 +76,13 @@ def _names() -> str:
 
 
 def loss_config_from_dict(raw: Mapping | None) -> LossConfig:
-    """A ``LossConfig`` from a YAML mapping (None: the defaults); bad input is a WorkbenchError."""
+    """A ``LossConfig`` from a YAML mapping (None: the defaults); bad input is a WorkbenchError.
+    ``losses`` may name one loss as a plain string."""
     if raw is None:
         return LossConfig()
-    raw = dict(check_keys(raw, LossConfig, "loss config"))
-    if "losses" in raw:
-        losses = raw["losses"]
-        raw["losses"] = (losses,) if isinstance(losses, str) else tuple(losses or ())
-    if "variable_weights" in raw:
-        weights = raw["variable_weights"] or {}
-        if not isinstance(weights, Mapping):
-            raise WorkbenchError("loss config: variable_weights must map variable names to weights")
-        raw["variable_weights"] = dict(weights)
-    return LossConfig(**raw)
+    if isinstance(raw, Mapping) and isinstance(raw.get("losses"), str):
+        raw = {**raw, "losses": [raw["losses"]]}
+    return parse(LossConfig, raw, "loss config")
 
 
 # --------------------------------------------------------------------------- weights

@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Annotated, NamedTuple
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torch_geometric.utils import scatter, softmax
 
+from .config import Flag, NonNegative, Positive, parse, typed
 from .errors import WorkbenchError
 
 PROCESSORS = ("interaction", "transformer")
@@ -36,21 +38,22 @@ EDGE_FEATURES = 5  # length / 1000 km, east, north, east * length, north * lengt
 POSITION_FEATURES = 3  # unit vector on the sphere
 
 
+@typed
 @dataclass(frozen=True)
 class ModelConfig:
-    n_variables: int  # prognostic variables (in and out)
-    n_forcings: int = 0
-    n_statics: int = 0
-    input_steps: int = 1  # state time steps in
-    output_steps: int = 1  # 1: the next step (forecast); = input_steps: every step (bert)
+    n_variables: Positive  # prognostic variables (in and out)
+    n_forcings: NonNegative = 0
+    n_statics: NonNegative = 0
+    input_steps: Positive = 1  # state time steps in
+    output_steps: Positive = 1  # 1: the next step (forecast); = input_steps: every step (bert)
     processor: str = "interaction"  # interaction | transformer
-    hidden_dim: int = 64
-    processor_layers: int = 4
-    heads: int = 4  # transformer only
-    mlp_ratio: float = 2.0  # MLP width / hidden_dim
-    noise_channels: int = 0  # > 0: ensemble members by noise injection
-    length_scale_km: float = 1000.0  # edge lengths enter as km / length_scale_km
-    checkpointing: bool = False  # recompute mapper and layer activations in backward (memory)
+    hidden_dim: Positive = 64
+    processor_layers: Positive = 4
+    heads: Positive = 4  # transformer only
+    mlp_ratio: Annotated[float, Field(gt=0)] = 2.0  # MLP width / hidden_dim
+    noise_channels: NonNegative = 0  # > 0: ensemble members by noise injection
+    length_scale_km: Annotated[float, Field(gt=0)] = 1000.0  # edge lengths in this unit
+    checkpointing: Flag = False  # recompute mapper and layer activations in backward (memory)
 
     @property
     def forcing_steps(self) -> int:
@@ -65,11 +68,7 @@ class ModelConfig:
 
 def model_config_from_dict(raw: Mapping) -> ModelConfig:
     """A ModelConfig from plain values; an unknown key or processor is a one-line error."""
-    known = {f.name for f in fields(ModelConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise WorkbenchError(f"model: unknown key(s) {unknown}; known: {sorted(known)}")
-    config = ModelConfig(**raw)
+    config = parse(ModelConfig, raw, "model")
     if config.processor not in PROCESSORS:
         raise WorkbenchError(f"model: processor {config.processor!r}; use one of {PROCESSORS}")
     if config.output_steps not in (1, config.input_steps):
@@ -239,7 +238,7 @@ class Processor(nn.Module):
                                         for _ in range(config.processor_layers))
 
     def forward(self, h: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor],
-                checkpointing: bool = False) -> torch.Tensor:
+                checkpointing: Flag = False) -> torch.Tensor:
         index, features = edges
         e = self.edge_embed(features)  # [E, D]; interaction layers make it [B, E, D]
         for layer in self.layers:

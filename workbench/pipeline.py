@@ -21,16 +21,17 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-import yaml
+from pydantic import Field
 from torch.utils.data import DataLoader, Dataset
 
 from . import catalog, tiling
-from .config import check_keys, resolve_config
+from .config import Flag, NonNegative, Positive, Rate, load_yaml, parse, resolve_config, typed
 from .errors import WorkbenchError
 from .statistics import FixedScaling, Normaliser, load_or_compute
 
@@ -48,6 +49,7 @@ class PipelineState:
     index_paths: dict[str, str] = field(default_factory=dict)
 
 
+@typed
 @dataclass(frozen=True)
 class Open:
     """A catalog dataset (or a path to a canonical zarr) becomes the pipeline's dataset."""
@@ -65,15 +67,16 @@ class Open:
         return dataclasses.replace(state, ds=ds, dataset_id=dataset_id, index_dir=index_dir)
 
 
+@typed
 @dataclass(frozen=True)
 class Tile:
     """Space-time tiles (tiling.TilingConfig's fields), kept when not too much is missing."""
 
-    tile_size: tuple[int, int] | None = None
-    n_time_window: int = 1
-    stride: tuple[int, int] | None = None
-    time_stride: int = 1
-    max_missing_fraction: float = 0.1
+    tile_size: tuple[Positive, Positive] | None = None
+    n_time_window: Positive = 1
+    stride: tuple[Positive, Positive] | None = None
+    time_stride: Positive = 1
+    max_missing_fraction: Rate = 0.1
     variables: tuple[str, ...] | None = None
     aggregate_variable: str | None = "tp"
     aggregate: str = "sum"
@@ -86,18 +89,19 @@ class Tile:
         return dataclasses.replace(state, tiles=tiles, samples=tiles, index_paths=paths)
 
 
+@typed
 @dataclass(frozen=True)
 class BinNormSample:
     """Re-balance the tiles over bins of their aggregate (tiling.BinNormConfig's fields)."""
 
-    n_bins: int = 10
+    n_bins: Positive = 10
     method: str = "equalize"
     bin_edges: str = "quantile"
-    n_samples: int | None = None
-    q_min: float = 0.1
-    mean_weight: float = 1.0
-    n_time_sample: int | None = None
-    seed: int = 0
+    n_samples: Positive | None = None
+    q_min: Rate = 0.1
+    mean_weight: Annotated[float, Field(ge=0)] = 1.0
+    n_time_sample: Positive | None = None
+    seed: NonNegative = 0
 
     def __call__(self, state: PipelineState) -> PipelineState:
         if state.tiles is None:
@@ -108,6 +112,7 @@ class BinNormSample:
         return dataclasses.replace(state, samples=samples, index_paths=paths)
 
 
+@typed
 @dataclass(frozen=True)
 class Normalise:
     """Statistics over the dataset's period (or start..end), or fixed scalings per variable."""
@@ -153,14 +158,15 @@ class TileDataset(Dataset):
         return self.normaliser.normalise(tensor) if self.normaliser is not None else tensor
 
 
+@typed
 @dataclass(frozen=True)
 class ToTensor:
     """Batches of the samples: torch tensors [batch, n_time, variable, tile points]."""
 
-    batch_size: int = 8
+    batch_size: Positive = 8
     variables: tuple[str, ...] | None = None
-    shuffle: bool = True
-    seed: int = 0
+    shuffle: Flag = True
+    seed: NonNegative = 0
 
     def __call__(self, state: PipelineState) -> PipelineState:
         _need(state, "ToTensor")
@@ -210,22 +216,17 @@ def _step_from_yaml(raw: Mapping, where: str):
     (name, options), = raw.items()
     if name not in STEPS:
         raise WorkbenchError(f"{where}: unknown step {name!r}; use {', '.join(STEPS)}")
-    cls = STEPS[name]
-    options = dict(check_keys(options or {}, cls, f"{where} ({name})"))
-    for key in ("tile_size", "stride", "variables"):
-        if isinstance(options.get(key), list):
-            options[key] = tuple(options[key])
-    if "fixed_scaling" in options:
-        options["fixed_scaling"] = {k: FixedScaling(**v) for k, v in options["fixed_scaling"].items()}
-    return cls(**options)
+    return parse(STEPS[name], options or {}, f"{where} ({name})")
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
     """A pipeline YAML: ``steps: [{open: {dataset: conus}}, {tile: {...}}, ...]``."""
     path = resolve_config(path, "pipelines")
-    raw = yaml.safe_load(path.read_text())
+    raw = load_yaml(path)
     if not isinstance(raw, Mapping) or set(raw) - {"steps", "description"} or "steps" not in raw:
         raise WorkbenchError(f"{path}: a pipeline file holds `steps:` (and an optional description)")
+    if not isinstance(raw["steps"], list):
+        raise WorkbenchError(f"{path}: `steps` must be a list of {{name: options}} mappings")
     return Pipeline([_step_from_yaml(s, str(path)) for s in raw["steps"]])
 
 

@@ -7,19 +7,19 @@ the ``summary.json`` the notebook writes (its working directory is the run dir) 
 
 from __future__ import annotations
 
-import ast
 import datetime as dt
 import json
 import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .errors import WorkbenchError
+from .parameters import check_parameters
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
@@ -60,72 +60,6 @@ def resolve_notebook(name: str | Path) -> Path:
             return path.resolve()
     known = ", ".join(p.stem for p in list_notebooks())
     raise WorkbenchError(f"unknown notebook {str(name)!r}; known: {known}")
-
-
-def notebook_parameters(notebook: str | Path) -> dict[str, dict]:
-    """Parameters of the cell tagged ``parameters``: name -> {type, default, help}."""
-    import papermill
-
-    path = resolve_notebook(notebook)
-    params = papermill.inspect_notebook(str(path))
-    if not params:
-        raise WorkbenchError(f"{path.name} has no cell tagged 'parameters'; tag its first code cell")
-    return {
-        name: {"type": _literal_type(p), "default": p["default"], "help": p["help"]}
-        for name, p in params.items()
-    }
-
-
-def _literal_type(param: Mapping) -> str:
-    """The annotated type, else the type of the literal default (parameters are literals)."""
-    if param["inferred_type_name"] not in ("None", None):
-        return str(param["inferred_type_name"])
-    try:
-        return type(ast.literal_eval(param["default"])).__name__
-    except (ValueError, SyntaxError):
-        return "expression"
-
-
-def parse_parameters(
-    pairs: Sequence[Sequence[str]] = (),
-    files: Sequence[str | Path] = (),
-    notebook: str | Path | None = None,
-) -> dict:
-    """Merge ``-f params.yaml`` files then ``-p NAME VALUE`` pairs.
-
-    Values are parsed as YAML, except for parameters whose default in ``notebook`` is a
-    string: those keep the text as given (YAML would read ``30:40`` as the number 1840).
-    """
-    types = {n: p["type"] for n, p in notebook_parameters(notebook).items()} if notebook else {}
-    params: dict = {}
-    for file in files:
-        path = Path(file)
-        if not path.is_file():
-            raise WorkbenchError(f"parameter file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, Mapping):
-            raise WorkbenchError(f"parameter file {path} must hold a mapping NAME: VALUE")
-        params.update(loaded)
-    for name, value in pairs:
-        if types.get(name) == "str":
-            params[name] = value
-            continue
-        try:
-            params[name] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            params[name] = value
-    return params
-
-
-def check_parameters(notebook: str | Path, params: Mapping) -> None:
-    """Refuse names the notebook does not declare (papermill would inject them silently)."""
-    known = notebook_parameters(notebook)
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise WorkbenchError(
-            f"{Path(notebook).stem}: unknown parameter(s) {', '.join(unknown)}; "
-            f"known: {', '.join(known)}"
-        )
 
 
 # --------------------------------------------------------------------------- kernel
@@ -174,7 +108,7 @@ def run_notebook(
 
     path = resolve_notebook(notebook)
     params = dict(params or {})
-    check_parameters(path, params)
+    params = check_parameters(path, params)
     run_dir = Path(runs_dir).resolve() / (run_id or new_run_id(path))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=True))

@@ -9,6 +9,7 @@ job`` (jobs stay known for ``MinJobAge``) and the run's own run.json say how it 
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -36,8 +37,14 @@ def check_available() -> None:
 
 def sbatch_script(entry: Entry, run_dir: Path, command: list[str], plan: str,
                   env: dict[str, str] | None = None) -> str:
-    """The job script: resources from the plan, log into the run dir, then the command."""
+    """The job script: resources from the plan, log into the run dir, then the command.
+
+    Resources are checked where the plan is read (:class:`workbench.batch.Resources`); a run
+    dir with a control character would still break an ``#SBATCH`` line, so it is refused."""
     res: Resources = entry.resources
+    if re.search(r"[\x00-\x1f\x7f]", str(run_dir)):
+        raise WorkbenchError(f"run dir {str(run_dir)!r} holds a control character; choose a "
+                             "--runs-dir without newlines or tabs")
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name={plan}.{entry.id}"[:200],

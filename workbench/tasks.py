@@ -31,11 +31,13 @@ Where we differ (documented choices):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from pydantic import Field
 
-from .config import check_keys
+from .config import Flag, Rate, parse, typed
 from .errors import WorkbenchError
 
 STRATEGIES = ("forecast", "bert", "interpolation")
@@ -43,18 +45,19 @@ STRATEGIES = ("forecast", "bert", "interpolation")
 UNCHANGED, MASKED, NOISED, MULTIRES = 0, 1, 2, 3
 
 
+@typed
 @dataclass(frozen=True)
 class MaskingConfig:
     """BERT masking parameters (AtmoRep: per-field [total, masking, noising, multi-res])."""
 
-    total_rate: float = 0.5
-    rate_masking: float = 0.9
-    rate_noising: float = 0.05
-    rate_multires: float = 0.05
-    synced_fields: bool = False
-    mr_max: int = 2
-    noise_std: float = 1.0
-    randomise_total: bool = True  # AtmoRep: rate = U(0, 1) * total_rate per batch entry
+    total_rate: Rate = 0.5
+    rate_masking: Rate = 0.9
+    rate_noising: Rate = 0.05
+    rate_multires: Rate = 0.05
+    synced_fields: Flag = False
+    mr_max: Annotated[int, Field(ge=2)] = 2  # multi-res reduction factor
+    noise_std: Annotated[float, Field(gt=0)] = 1.0
+    randomise_total: Flag = True  # AtmoRep: rate = U(0, 1) * total_rate per batch entry
 
     def __post_init__(self):
         for name in ("total_rate", "rate_masking", "rate_noising", "rate_multires"):
@@ -73,23 +76,7 @@ class MaskingConfig:
 
 def masking_config_from_dict(raw: Mapping, where: str = "masking config") -> MaskingConfig:
     """A MaskingConfig from a YAML mapping (unknown keys and wrong types are errors)."""
-    check_keys(raw, MaskingConfig, where)
-    kinds = {f.name: f.type for f in fields(MaskingConfig)}
-    values = {}
-    for key, value in raw.items():
-        kind = kinds[key]
-        if kind == "float" and isinstance(value, str):  # PyYAML reads 5e-2 as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        ok = (isinstance(value, bool) if kind == "bool"
-              else isinstance(value, int) and not isinstance(value, bool) if kind == "int"
-              else isinstance(value, int | float) and not isinstance(value, bool))
-        if not ok:
-            raise WorkbenchError(f"{where}: {key} = {value!r} is not a {kind}: give a {kind}")
-        values[key] = float(value) if kind == "float" else value
-    return MaskingConfig(**values)
+    return parse(MaskingConfig, raw, where)
 
 
 # --------------------------------------------------------------------------- tokens
