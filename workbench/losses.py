@@ -75,14 +75,14 @@ def _names() -> str:
     return ", ".join(LOSSES)
 
 
-def loss_config_from_dict(raw: Mapping | None) -> LossConfig:
+def loss_config_from_dict(raw: Mapping | None, where: str = "loss config") -> LossConfig:
     """A ``LossConfig`` from a YAML mapping (None: the defaults); bad input is a WorkbenchError.
     ``losses`` may name one loss as a plain string."""
     if raw is None:
         return LossConfig()
     if isinstance(raw, Mapping) and isinstance(raw.get("losses"), str):
         raw = {**raw, "losses": [raw["losses"]]}
-    return parse(LossConfig, raw, "loss config")
+    return parse(LossConfig, raw, where)
 
 
 # --------------------------------------------------------------------------- weights

@@ -66,16 +66,16 @@ class ModelConfig:
                 + self.n_statics + POSITION_FEATURES)
 
 
-def model_config_from_dict(raw: Mapping) -> ModelConfig:
+def model_config_from_dict(raw: Mapping, where: str = "model") -> ModelConfig:
     """A ModelConfig from plain values; an unknown key or processor is a one-line error."""
-    config = parse(ModelConfig, raw, "model")
+    config = parse(ModelConfig, raw, where)
     if config.processor not in PROCESSORS:
-        raise WorkbenchError(f"model: processor {config.processor!r}; use one of {PROCESSORS}")
+        raise WorkbenchError(f"{where}: processor {config.processor!r}; use one of {PROCESSORS}")
     if config.output_steps not in (1, config.input_steps):
-        raise WorkbenchError("model: output_steps must be 1 (forecast) or input_steps (bert, "
+        raise WorkbenchError(f"{where}: output_steps must be 1 (forecast) or input_steps (bert, "
                              f"interpolation), got {config.output_steps}")
     if config.processor == "transformer" and config.hidden_dim % config.heads:
-        raise WorkbenchError(f"model: hidden_dim {config.hidden_dim} must be divisible by "
+        raise WorkbenchError(f"{where}: hidden_dim {config.hidden_dim} must be divisible by "
                              f"heads {config.heads}")
     return config
 

@@ -13,10 +13,11 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-import yaml
+from pydantic import Field
 
-from .config import check_keys, resolve_config
+from .config import NonNegative, Positive, Rate, check_keys, load_yaml, parse, resolve_config, typed
 from .errors import WorkbenchError
 from .finetune import FineTuneConfig, finetune_config_from_dict
 from .losses import LossConfig, loss_config_from_dict
@@ -30,39 +31,45 @@ MODEL_KEYS = ("processor", "hidden_dim", "processor_layers", "heads", "mlp_ratio
               "noise_channels", "length_scale_km", "checkpointing")
 
 
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+@typed
 @dataclass(frozen=True)
 class OptimizerConfig:
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
+    warmup_steps: NonNegative = 0
     schedule: str = "cosine"  # cosine (to min_lr_ratio * lr at max_steps) | constant
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0  # gradient norm clipping (0: off)
+    min_lr_ratio: Rate = 0.1
+    grad_clip: NonNegativeFloat = 1.0  # gradient norm clipping (0: off)
 
 
+@typed
 @dataclass(frozen=True)
 class TrainingConfig:
     name: str
     sampling: Mapping  # a sampling config (mapping), resolved from a preset or path
     model: Mapping = field(default_factory=dict)  # ModelConfig keys except the data sizes
     task: str = "forecast"
-    members: int = 1  # ensemble members per sample (needs model.noise_channels > 0)
+    members: Positive = 1  # ensemble members per sample (needs model.noise_channels > 0)
     loss: LossConfig = field(default_factory=LossConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    max_steps: int = 200
-    val_rollout: int = 4  # validation lead steps (4 x 6 h = 24 h)
-    val_every: int = 100  # validate every N training steps (and at the end)
-    val_batches: int | None = None  # per validation (None: the whole split)
-    checkpoint_every: int = 100
-    boundary_cells: int = 2  # LAM rows/columns overwritten from the truth at each step
+    max_steps: Positive = 200
+    val_rollout: Positive = 4  # validation lead steps (4 x 6 h = 24 h)
+    val_every: Positive = 100  # validate every N training steps (and at the end)
+    val_batches: Positive | None = None  # per validation (None: the whole split)
+    checkpoint_every: Positive = 100
+    boundary_cells: NonNegative = 2  # LAM rows/columns overwritten from the truth at each step
     init_from: str | None = None  # a checkpoint whose weights start this run (fine-tuning)
     logger: str = "csv"
-    seed: int = 0
+    seed: NonNegative = 0
     accelerator: str = "auto"
-    devices: int | str = 1
-    num_nodes: int = 1
+    devices: Positive | str = 1  # per node: a count, "auto" or Lightning's device list
+    num_nodes: Positive = 1
     strategy: str = "auto"
     precision: str = "32-true"
     runs_dir: str = "runs"
@@ -79,7 +86,7 @@ def _sampling_mapping(raw) -> dict:
                              "mapping")
     raw = dict(raw)
     preset = raw.pop("preset", None)
-    base = yaml.safe_load(resolve_config(preset, "sampling").read_text()) if preset else {}
+    base = load_yaml(resolve_config(preset, "sampling")) if preset else {}
     return {**base, **raw}
 
 
@@ -88,14 +95,12 @@ def training_config_from_dict(raw: Mapping, where: str = "training config") -> T
     raw = dict(check_keys(raw, TrainingConfig, where, required=("name", "sampling")))
     raw["sampling"] = _sampling_mapping(raw["sampling"])
     sampling_config_from_dict(raw["sampling"], f"{where} (sampling)")  # validates
-    check_keys(raw.get("model") or {}, MODEL_KEYS, f"{where} (model)")
-    raw["model"] = dict(raw.get("model") or {})
-    raw["loss"] = loss_config_from_dict(raw.get("loss"))
-    raw["masking"] = masking_config_from_dict(raw.get("masking") or {})
-    raw["finetune"] = finetune_config_from_dict(raw.get("finetune") or {})
-    raw["optimizer"] = OptimizerConfig(**check_keys(raw.get("optimizer") or {}, OptimizerConfig,
-                                                    f"{where} (optimizer)"))
-    config = TrainingConfig(**raw)
+    raw["model"] = dict(check_keys(raw.get("model") or {}, MODEL_KEYS, f"{where} (model)"))
+    model_config_from_dict({"n_variables": 1, **raw["model"]}, f"{where} (model)")  # types
+    raw["loss"] = loss_config_from_dict(raw.get("loss"), f"{where} (loss)")
+    raw["masking"] = masking_config_from_dict(raw.get("masking") or {}, f"{where} (masking)")
+    raw["finetune"] = finetune_config_from_dict(raw.get("finetune") or {}, f"{where} (finetune)")
+    config = parse(TrainingConfig, raw, where)
     _validate(config)
     return config
 
@@ -105,8 +110,6 @@ def _validate(config: TrainingConfig) -> None:
         raise WorkbenchError(f"training: task {config.task!r}; use one of {', '.join(TASKS)}")
     if config.logger not in LOGGERS:
         raise WorkbenchError(f"training: logger {config.logger!r}; use one of {', '.join(LOGGERS)}")
-    if config.members < 1:
-        raise WorkbenchError(f"training: members must be >= 1, got {config.members}")
     if config.members > 1 and not config.model.get("noise_channels"):
         raise WorkbenchError("training: members > 1 needs model.noise_channels > 0 (members "
                              "differ by the noise injected into the processor)")
@@ -116,8 +119,6 @@ def _validate(config: TrainingConfig) -> None:
     if config.optimizer.schedule not in ("cosine", "constant"):
         raise WorkbenchError(f"optimizer: schedule {config.optimizer.schedule!r}; use cosine "
                              "or constant")
-    if config.max_steps < 1 or config.val_rollout < 1:
-        raise WorkbenchError("training: max_steps and val_rollout must be >= 1")
     if config.task == "interpolation" and config.sampling.get("rollout", 1) < 2:
         raise WorkbenchError("training: interpolation needs sampling.rollout >= 2 (the "
                              "middle steps of the window are masked)")
@@ -126,7 +127,7 @@ def _validate(config: TrainingConfig) -> None:
 def load_training_config(path: str | Path) -> TrainingConfig:
     """A training YAML (configs/training/*.yaml or a preset name)."""
     path = resolve_config(path, "training")
-    config = training_config_from_dict(yaml.safe_load(path.read_text()), str(path))
+    config = training_config_from_dict(load_yaml(path), str(path))
     return dataclasses.replace(config, file=path)
 
 
