@@ -121,17 +121,22 @@ def cmd_data_index(args) -> int:
 
 
 def cmd_run(args) -> int:
+    import contextlib
+
     from .index import write_index
+    from .locks import holding_run_dir
     from .runs import parse_parameters, run_notebook
 
     params = parse_parameters(args.param, args.param_file, args.notebook)
     if args.log_output:  # cell outputs into the log as they come (batch jobs)
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    runs_dir, run_id = args.runs_dir, None
+    runs_dir, run_id, held = args.runs_dir, None, contextlib.nullcontext()
     if args.run_dir:
         runs_dir, run_id = str(Path(args.run_dir).resolve().parent), Path(args.run_dir).name
-    result = run_notebook(args.notebook, params, runs_dir=runs_dir, run_id=run_id,
-                          progress=not args.no_progress, log_output=args.log_output)
+        held = holding_run_dir(Path(args.run_dir).resolve())  # refuses a dir in use
+    with held:
+        result = run_notebook(args.notebook, params, runs_dir=runs_dir, run_id=run_id,
+                              progress=not args.no_progress, log_output=args.log_output)
     if not args.no_index:
         write_index(args.runs_dir, args.reports_dir)
     print(f"{result.status}: {result.run_dir} ({result.duration_s:.0f} s)")
@@ -141,6 +146,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_batch(args) -> int:
+    import signal
+
     from .batch import load_plan
     from .index import write_index
     from .scheduler import LocalExecutor, run_plan
@@ -157,9 +164,17 @@ def cmd_batch(args) -> int:
     print(f"plan {plan.name}: {len(plan.entries)} runs on {executor.name}, "
           f"at most {args.max_parallel} at once, into {Path(args.runs_dir) / plan.name}",
           flush=True)
-    outcomes = run_plan(plan, executor, args.runs_dir, max_parallel=args.max_parallel,
-                        retry=args.retry, progress=not args.no_progress,
-                        on_end=lambda: write_index(args.runs_dir, args.reports_dir))
+
+    def exit_on_sigterm(signum, frame) -> None:  # as Ctrl-C: entries cancelled, then exit
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
+    try:
+        outcomes = run_plan(plan, executor, args.runs_dir, max_parallel=args.max_parallel,
+                            retry=args.retry, progress=not args.no_progress,
+                            on_end=lambda: write_index(args.runs_dir, args.reports_dir))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     index = write_index(args.runs_dir, args.reports_dir)
     counts = {s: sum(o.status == s for o in outcomes)
               for s in ("ok", "done", "failed", "kept", "blocked")}

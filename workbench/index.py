@@ -13,6 +13,7 @@ import datetime as dt
 import html
 import os
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,26 +23,42 @@ MAX_FIGURE_COLUMNS = 14
 MAX_K_COLUMNS = 16
 
 
+def read_json_or_warn(path: Path) -> dict | None:
+    """A JSON file's mapping ({} where it does not exist); None where it is malformed or
+    half-written, with one warning line on stderr naming the file."""
+    try:
+        value = read_json(path)
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError included
+        value = err
+    if isinstance(value, dict):
+        return value
+    why = f"not valid JSON ({value})" if isinstance(value, Exception) else "not a JSON object"
+    print(f"warning: skipping {path}: {why}", file=sys.stderr)
+    return None
+
+
 def collect_runs(runs_dir: str | Path = "runs") -> list[dict]:
     """Every notebook run under ``runs_dir`` (plan runs included), newest first.
 
     A run is a folder with run.json written for a notebook, or batch.json of a plan entry
     that has not ended yet (status ``running``). Training runs inside a notebook's run dir
-    (their run.json has no ``notebook``) are not runs of their own.
+    (their run.json has no ``notebook``) are not runs of their own. A run whose run.json or
+    batch.json is malformed is skipped, a malformed summary.json left out, each with a
+    warning on stderr.
     """
     runs = []
     root = Path(runs_dir)
     folders = {p.parent for p in root.rglob("run.json")} | {p.parent for p in root.rglob("batch.json")}
-    for folder in folders:
-        record = read_json(folder / "run.json")
-        batch = read_json(folder / "batch.json")
-        if not batch and "notebook" not in record:
+    for folder in sorted(folders):
+        record = read_json_or_warn(folder / "run.json")
+        batch = read_json_or_warn(folder / "batch.json")
+        if record is None or batch is None or (not batch and "notebook" not in record):
             continue
         if batch and not record:
             record = {"status": "running", "started": batch.get("submitted", "")}
         record.setdefault("notebook", batch.get("step", folder.name))
         record["batch"] = batch
-        record["summary"] = read_json(folder / "summary.json")
+        record["summary"] = read_json_or_warn(folder / "summary.json") or {}
         record["run_dir"] = folder
         runs.append(record)
     return sorted(runs, key=lambda r: r.get("started", ""), reverse=True)
@@ -137,7 +154,7 @@ def hanging_table(runs: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
 def _graphs_of(run: Mapping) -> str:
     """The graphs of the training run a skill-maps run scored (from its graphs.json)."""
     trained = run["summary"].get("run", {}).get("run_dir")
-    graphs = read_json(Path(trained) / "graphs.json") if trained else {}
+    graphs = (read_json_or_warn(Path(trained) / "graphs.json") or {}) if trained else {}
     return ", ".join(f"{d}: {g.get('graph')}" for d, g in graphs.items())
 
 
