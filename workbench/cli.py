@@ -6,6 +6,7 @@ Bad input prints one line ``error: ...`` naming the problem and the fix, exit co
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -14,6 +15,54 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import WorkbenchError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the workbench's one-line errors (exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _whole(minimum: int):
+    """An argparse type: a whole number >= ``minimum``."""
+    def parse(value: str) -> int:
+        if not value.lstrip("-").isdigit() or int(value) < minimum:
+            raise argparse.ArgumentTypeError(f"takes a whole number >= {minimum}, got {value!r}")
+        return int(value)
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _distance(value: str) -> float:
+    try:
+        km = float(value)
+    except ValueError:
+        km = -1.0
+    if not km >= 0 or km == float("inf"):
+        raise argparse.ArgumentTypeError(f"takes a distance in km >= 0, got {value!r}")
+    return km
+
+
+def _devices(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"--devices takes a whole number >= 1 or 'auto', "
+                                         f"got {value!r}")
+    return int(value)
+
+
+# what to do about a file system error a user can fix, by errno
+OS_FIXES = {
+    errno.ENOSPC: "free space there or point it (WORKBENCH_CACHE, --cache, --runs-dir) elsewhere",
+    errno.EDQUOT: "free space there or point it (WORKBENCH_CACHE, --cache, --runs-dir) elsewhere",
+    errno.EACCES: "make it writable or choose another folder",
+    errno.EPERM: "make it writable or choose another folder",
+    errno.EROFS: "the file system is read-only: choose another folder",
+    errno.ENOTDIR: "a file stands where a folder is expected: move it or choose another path",
+    errno.EISDIR: "a folder stands where a file is expected: choose another path",
+}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -125,7 +174,8 @@ def cmd_run(args) -> int:
 
     from .index import write_index
     from .locks import holding_run_dir
-    from .runs import parse_parameters, run_notebook
+    from .parameters import parse_parameters
+    from .runs import run_notebook
 
     params = parse_parameters(args.param, args.param_file, args.notebook)
     if args.log_output:  # cell outputs into the log as they come (batch jobs)
@@ -232,14 +282,14 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_params(args) -> int:
-    from .runs import notebook_parameters
+    from .parameters import notebook_parameters
 
     params = notebook_parameters(args.notebook)
     if args.json:
         _print_json(params)
         return 0
     for name, p in params.items():
-        print(f"{name:<20} {p['type']:<8} {p['default']:<30} {p['help']}")
+        print(f"{name:<20} {p['type']:<14} {p['default']:<30} {p['help']}")
     return 0
 
 
@@ -320,7 +370,7 @@ def cmd_graph_sweep(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="workbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="the data catalog").add_subparsers(dest="data", required=True)
@@ -371,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--retry", action="store_true", help="run failed entries again")
             p.add_argument("--dry-run", action="store_true", help="list the entries, run none")
         if name in ("batch", "demo"):
-            p.add_argument("--max-parallel", type=int, default=1, metavar="N",
+            p.add_argument("--max-parallel", type=_whole(1), default=1, metavar="N",
                            help="runs at once (default 1; on SLURM: jobs in the queue)")
         if name in ("run", "batch", "demo"):
             p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -396,21 +446,21 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--trim", help="LAM cells trimmed per side, comma list (e.g. 0,5,10,15)")
             p.add_argument("--region", default="lam", help="lam, all, or one region")
             p.add_argument("--edges", default="encoder", help="encoder or decoder")
-        p.add_argument("--band-cells", type=int, default=10, help="LAM boundary band width")
-        p.add_argument("--near-km", type=float, default=500.0, help="'near_lam' distance")
+        p.add_argument("--band-cells", type=_whole(0), default=10, help="LAM boundary band width")
+        p.add_argument("--near-km", type=_distance, default=500.0, help="'near_lam' distance")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
 
     p = sub.add_parser("train", help="train a model (configs/training) into runs/<run_id>/")
     p.add_argument("config", nargs="?", help="configs/training/NAME.yaml or a preset (demo, full)")
-    p.add_argument("--max-steps", type=int, help="stop after N optimizer steps in all")
+    p.add_argument("--max-steps", type=_whole(1), help="stop after N optimizer steps in all")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--run-dir", help="where to write the run (default runs/train-<name>-...)")
     p.add_argument("--accelerator", help="cpu, gpu or auto (default: the config's)")
-    p.add_argument("--devices", type=lambda v: v if v == "auto" else int(v),
+    p.add_argument("--devices", type=_devices,
                    help="devices per node (DDP when > 1)")
     p.add_argument("--strategy", help="auto, ddp, ... (default: the config's)")
-    p.add_argument("--num-nodes", type=int, help="nodes (under SLURM: srun's)")
+    p.add_argument("--num-nodes", type=_whole(1), help="nodes (under SLURM: srun's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print run.json")
     p.add_argument("--cache", metavar="DIR", help="cache folder (default $WORKBENCH_CACHE)")
@@ -420,8 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a training run dir (runs/train-...)")
     p.add_argument("--domain", required=True, help="a domain of the run or a catalog dataset")
     p.add_argument("--split", default="test", help="train, val or test (default test)")
-    p.add_argument("--steps", type=int, help="lead steps (default: the run's val_rollout)")
-    p.add_argument("--members", type=int, default=1, help="ensemble members (noise models)")
+    p.add_argument("--steps", type=_whole(1), help="lead steps (default: the run's val_rollout)")
+    p.add_argument("--members", type=_whole(1), default=1, help="ensemble members (noise models)")
     p.add_argument("--graph", help="graph for a domain the run did not train on")
     p.add_argument("--json", action="store_true", help="print the score table as JSON")
     p.add_argument("--cache", metavar="DIR", help="cache folder (default $WORKBENCH_CACHE)")
@@ -444,6 +494,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except WorkbenchError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in OS_FIXES:
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        print(f"error: {err.strerror}:{where}; {OS_FIXES[err.errno]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

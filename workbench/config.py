@@ -79,6 +79,9 @@ def parse_yaml(text: str, where: str):
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
+        if context and start is not None and mark is not None and start.line != mark.line:
+            problem += f" {context} at line {start.line + 1}"
         raise WorkbenchError(f"{where}{line}: not valid YAML ({problem}); fix the file") from None
 
 

@@ -69,6 +69,10 @@ def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int |
     lead_time, [member], grid). LAM boundary nodes come from the truth at every step."""
     import dataclasses
 
+    for name, value in (("steps", steps), ("members", members), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise WorkbenchError(f"evaluate: {name} must be a whole number >= 1, got {value!r}")
     run_dir = Path(run_dir)
     config = run_config(run_dir)
     if config.task != "forecast":
@@ -76,7 +80,7 @@ def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int |
                              "forecast runs roll out")
     if members > 1 and not config.model.get("noise_channels"):
         raise WorkbenchError("members > 1 needs a model trained with noise_channels > 0")
-    steps = int(steps or config.val_rollout)
+    steps = steps or config.val_rollout
     dom = domain_config(config, domain, graph)
     sampling = dataclasses.replace(sampling_config(config), rollout=steps, domains=(dom,))
     data = DomainData(sampling, dom, None, cache)

@@ -397,6 +397,17 @@ class Cutout:
     lam_spacing_km: float | None  # finest LAM grid spacing (None without a LAM)
 
 
+def covers_globe(grid: Grid) -> bool:
+    """True where the points reach both polar caps (beyond +-80 deg) and every longitude
+    (no gap wider than 10 deg): a global grid, not a limited area."""
+    lat = np.asarray(grid.latitude)
+    if lat.size == 0 or lat.min() > -80.0 or lat.max() < 80.0:
+        return False
+    lon = np.unique(np.round(np.asarray(grid.longitude) % 360.0, 6))
+    gaps = np.diff(np.concatenate([lon, [lon[0] + 360.0]]))
+    return bool(gaps.max() <= 10.0)
+
+
 def cutout(
     parts: Sequence[tuple[str, Grid, int | Sequence[int]]],
     min_distance_km: float = 0.0,
@@ -413,6 +424,14 @@ def cutout(
     if not parts:
         raise WorkbenchError("a cutout needs at least one dataset")
     *lams, (outer_name, glob, _) = parts
+    for lam_name, grid, _ in lams:
+        if covers_globe(grid):
+            raise WorkbenchError(f"cutout: {lam_name!r} covers the globe but is listed before "
+                                 f"{outer_name!r}: list the limited areas first and the global "
+                                 "dataset last")
+    if lams and not covers_globe(glob):
+        raise WorkbenchError(f"cutout: the last dataset {outer_name!r} must be the global one "
+                             "(limited areas first, the global dataset last)")
     pieces, lam_xyz, lam_grids = [], [], []
     for index, (lam_name, grid, trim_edge) in enumerate(lams):
         if grid.shape is None:

@@ -32,6 +32,15 @@ class RegionSettings:
     band_cells: int = 10  # LAM points closer than this to the LAM edge form the boundary band
     near_km: float = 500.0  # other nodes this close to a LAM point are "near_lam"
 
+    def __post_init__(self):
+        if isinstance(self.band_cells, bool) or not isinstance(self.band_cells, int) \
+                or self.band_cells < 0:
+            raise WorkbenchError(f"band_cells must be a whole number >= 0, got "
+                                 f"{self.band_cells!r}")
+        if isinstance(self.near_km, bool) or not isinstance(self.near_km, int | float) \
+                or not 0 <= self.near_km < float("inf"):
+            raise WorkbenchError(f"near_km must be a distance >= 0, got {self.near_km!r}")
+
 
 def node_regions(graph, node: str, settings: RegionSettings = RegionSettings()) -> np.ndarray:
     """Region label of every node of a node set (see module docstring)."""

@@ -31,14 +31,13 @@ MODEL_KEYS = ("processor", "hidden_dim", "processor_layers", "heads", "mlp_ratio
               "noise_channels", "length_scale_km", "checkpointing")
 
 
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 @typed
 @dataclass(frozen=True)
 class OptimizerConfig:
-    lr: PositiveFloat = 1e-3
+    lr: NonNegativeFloat = 1e-3  # 0 freezes the weights (a persistence baseline run)
     weight_decay: NonNegativeFloat = 0.0
     warmup_steps: NonNegative = 0
     schedule: str = "cosine"  # cosine (to min_lr_ratio * lr at max_steps) | constant
