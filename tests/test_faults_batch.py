@@ -51,9 +51,10 @@ def noting(tmp_path_factory) -> Path:
     return path
 
 
-def write_plan(tmp_path: Path, notebook: Path, values: list[int], sleep_s: float) -> Path:
+def write_plan(tmp_path: Path, notebook: Path, values: list[int], sleep_s: float,
+               **extra) -> Path:
     path = tmp_path / "f.yaml"
-    path.write_text(yaml.safe_dump({"name": "f", "steps": [{
+    path.write_text(yaml.safe_dump({"name": "f", **extra, "steps": [{
         "name": "a", "notebook": str(notebook), "grid": {"value": values},
         "params": {"sleep_s": sleep_s, "notes": str(tmp_path / "notes.txt")}}]}))
     return path
@@ -64,11 +65,12 @@ def batch_command(plan: Path, tmp_path: Path) -> list[str]:
             "--runs-dir", str(tmp_path / "runs"), "--reports-dir", str(tmp_path / "reports")]
 
 
-def start_batch(plan: Path, tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
+def start_batch(plan: Path, tmp_path: Path, name: str, *options: str,
+                env: dict | None = None) -> tuple[subprocess.Popen, Path]:
     out = tmp_path / f"{name}.out"
     with out.open("w") as f:
-        proc = subprocess.Popen(batch_command(plan, tmp_path), stdout=f, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen([*batch_command(plan, tmp_path), *options], stdout=f,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     return proc, out
 
 
@@ -226,6 +228,41 @@ def test_two_batches_of_one_plan_run_each_entry_once(noting, tmp_path):
         assert both.count(f"started  {entry}") == 1  # one batch ran it, the other used it
         assert both.count(f"   done  {entry}") == 1
     assert "running elsewhere (pid " in both  # one batch waited for the other's entry
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_rerun_waits_for_the_slurm_job_of_a_killed_driver(noting, slurm_cluster, tmp_path):
+    """A killed driver leaves its job queued; the rerun submits nothing, waits for that job
+    (the lock holds its id) and uses its result."""
+    env = {**os.environ, **slurm_cluster.env}
+    plan = write_plan(tmp_path, noting, [1], sleep_s=6.0,
+                      slurm={"cpus_per_task": 1, "time": "00:10:00"})
+    run_dir = tmp_path / "runs" / "f" / "a-value=1"
+    driver, _ = start_batch(plan, tmp_path, "driver", "--executor", "slurm", env=env)
+    try:
+        started_entry(tmp_path)  # the job's notebook runs
+        lock = json.loads((run_dir / ".lock").read_text())
+        assert lock["executor"] == "slurm" and lock["handle"].startswith("job ")
+        assert lock["pid"] == lock["batch_pid"] == driver.pid
+        driver.kill()
+        driver.wait(10)
+    finally:
+        stop(driver)
+    job = lock["handle"].split()[1]
+    assert slurm_cluster.job(job)["JobState"] == "RUNNING"
+    rerun = subprocess.run([*batch_command(plan, tmp_path), "--executor", "slurm"], env=env,
+                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    host = socket.gethostname()
+    assert (f"waiting  a-value=1: running elsewhere (job {job} submitted by pid {driver.pid} "
+            f"on host {host})") in rerun.stdout
+    assert "done  a-value=1: finished elsewhere" in rerun.stdout and "started" not in rerun.stdout
+    assert slurm_cluster.job(job)["JobState"] == "COMPLETED"
+    assert json.loads((run_dir / "batch.json").read_text())["handle"] == f"job {job}"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "ok"
+    assert [n[0] for n in notes(tmp_path)] == ["start", "end"]  # ran once
+    assert not (run_dir / ".lock").exists()
 
 
 def test_workbench_run_refuses_a_dir_a_live_lock_holds(noting, tmp_path, capsys):
