@@ -158,6 +158,8 @@ CASES = [
          ["--k", "few"]),
     Case("graph-sweep-band-negative", ["graph", "sweep", "demo-conus", "--band-cells", "-1"],
          ["--band-cells", "whole number >= 0"]),
+    Case("graph-sweep-trim-text", ["graph", "sweep", "demo-conus", "--trim", "a,b"],
+         ["--trim", "whole numbers >= 0 separated by commas"]),
     # ---------------------------------------------------------------- pipelines
     Case("pipeline-unknown-step", ["data", "index", "{d}/p.yaml"],
          ["unknown step 'shuffle'"], {"p.yaml": PIPELINE + "  - shuffle: {}\n"}),

@@ -34,6 +34,15 @@ def _whole(minimum: int):
     return parse
 
 
+def _whole_list(value: str) -> list[int]:
+    """An argparse type: a comma list of whole numbers >= 0 (``0,5,10``)."""
+    parts = value.split(",")
+    if not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"takes whole numbers >= 0 separated by commas, got "
+                                         f"{value!r}")
+    return [int(p) for p in parts]
+
+
 def _distance(value: str) -> float:
     try:
         km = float(value)
@@ -351,7 +360,7 @@ def cmd_graph_sweep(args) -> int:
     from .graphs import load_config
     from .inspection import RegionSettings, parse_k_range, sweep, sweep_table
 
-    trims = [int(t) for t in args.trim.split(",")] if args.trim else [0]
+    trims = args.trim or [0]
     result = sweep(load_config(args.config), parse_k_range(args.k), trims, args.edges,
                    args.region, RegionSettings(args.band_cells, args.near_km),
                    progress=not args.json)
@@ -443,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("config")
             p.add_argument("--k", default="1:32", help="START:STOP[:STEP] or a comma list")
-            p.add_argument("--trim", help="LAM cells trimmed per side, comma list (e.g. 0,5,10,15)")
+            p.add_argument("--trim", type=_whole_list, metavar="N[,N...]",
+                           help="LAM cells trimmed per side, comma list (e.g. 0,5,10,15)")
             p.add_argument("--region", default="lam", help="lam, all, or one region")
             p.add_argument("--edges", default="encoder", help="encoder or decoder")
         p.add_argument("--band-cells", type=_whole(0), default=10, help="LAM boundary band width")

@@ -70,6 +70,24 @@ _JsonLoader.yaml_constructors = {
 _JsonLoader.add_constructor(None, _refuse_tag)
 
 
+class _JsonDumper(yaml.SafeDumper):
+    """safe_dump that quotes every string either YAML 1.1 or the 1.2 core schema would read
+    as something else ("1e3", "2020-01-01", "yes"), so files read back the same everywhere."""
+
+
+_JsonDumper.yaml_implicit_resolvers = {
+    first: [*yaml.SafeDumper.yaml_implicit_resolvers.get(first, []),
+            *_JsonLoader.yaml_implicit_resolvers.get(first, [])]
+    for first in {*yaml.SafeDumper.yaml_implicit_resolvers, *_JsonLoader.yaml_implicit_resolvers}
+}
+
+
+def dump_yaml(value, sort_keys: bool = False) -> str:
+    """YAML text of JSON-like values that :func:`parse_yaml` (and ``yaml.safe_load``) read
+    back unchanged."""
+    return yaml.dump(value, Dumper=_JsonDumper, sort_keys=sort_keys)
+
+
 def parse_yaml(text: str, where: str):
     """YAML text as JSON-like values; malformed YAML or a non-JSON tag is one line naming
     ``where`` and the line."""

@@ -15,8 +15,7 @@ import sys
 from collections import deque
 from pathlib import Path
 
-import yaml
-
+from .config import dump_yaml
 from .errors import WorkbenchError
 from .training import fit
 from .training_config import TrainingConfig, config_dict
@@ -58,7 +57,7 @@ def train(config: TrainingConfig, run_dir: str | Path = "train", launcher: str =
     run_dir = Path(run_dir).resolve()
     config_path = run_dir.with_name(f"{run_dir.name}-config.yaml")
     tmp = config_path.with_name(f".{config_path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(config_dict(config), sort_keys=False))
+    tmp.write_text(dump_yaml(config_dict(config)))
     os.replace(tmp, config_path)
     command = srun_command(config_path, run_dir, tasks, nodes)
     print("launching: " + " ".join(command[:4]) + f" ... train ({tasks} ranks on {nodes} node(s))",

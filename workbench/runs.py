@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from .config import dump_yaml
 from .errors import WorkbenchError
 from .parameters import check_parameters
 
@@ -111,7 +110,7 @@ def run_notebook(
     params = check_parameters(path, params)
     run_dir = Path(runs_dir).resolve() / (run_id or new_run_id(path))
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=True))
+    (run_dir / "params.yaml").write_text(dump_yaml(params, sort_keys=True))
     for var in THREAD_VARS:
         os.environ.setdefault(var, "2")
     if os.environ.get("WORKBENCH_CACHE"):  # the kernel runs in run_dir: keep the caller's cache
