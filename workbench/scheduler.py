@@ -11,8 +11,9 @@ A running entry holds its run dir's lock (:mod:`workbench.locks`): another batch
 same plan waits for it and uses its result, and a lock whose holder died is taken over.
 Local entries run in process groups of their own that die with the batch process, however
 it ends: SIGINT/SIGTERM end them and record them failed ("interrupted"); on SIGKILL the
-kernel kills them (PR_SET_PDEATHSIG), and their kernels follow (ipykernel's parent poller,
-and a sweep for the entry's lock token).
+Linux kernel kills them (PR_SET_PDEATHSIG), and a watchdog beside each entry
+(:func:`workbench.locks.watch`) kills what carries the entry's lock token: its notebook
+kernel, which jupyter_client starts in a session of its own.
 """
 
 from __future__ import annotations
