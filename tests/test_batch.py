@@ -149,6 +149,10 @@ def test_resolve_params_reads_earlier_outputs(tmp_path, tiny):
     missing = Entry("b", "b", tiny, {"value": "${a.summary.nothing}"}, {}, ("a",), {"a": "a"})
     with pytest.raises(WorkbenchError, match="no 'nothing'"):
         resolve_params(missing, {"a": run})
+    (run / "summary.json").write_text('{"key_figures": {"k": 2')  # half-written
+    with pytest.raises(WorkbenchError, match="summary.json is not valid JSON"):
+        resolve_params(entry, {"a": run})
+    (run / "summary.json").write_text(json.dumps({"key_figures": {"k": 21}, "name": "nbd"}))
     # the resolved value must still fit the notebook's type: a name is not a number
     wrong = Entry("b", "b", tiny, {"value": "${a.summary.name}"}, {}, ("a",), {"a": "a"})
     with pytest.raises(WorkbenchError, match="value must be a whole number.*got 'nbd'"):

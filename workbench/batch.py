@@ -343,7 +343,11 @@ def resolve_params(entry: Entry, run_dirs: Mapping[str, Path]) -> dict:
         file = run_dir / name
         if not file.is_file():
             raise WorkbenchError(f"{text}: {file} does not exist")
-        data = json.loads(file.read_text()) if kind == "summary" else load_yaml(file)
+        try:
+            data = json.loads(file.read_text()) if kind == "summary" else load_yaml(file)
+        except ValueError as err:  # a half-written or hand-edited summary
+            raise WorkbenchError(f"{text}: {file} is not valid JSON ({err}); rerun that step "
+                                 "with --retry after deleting its run dir") from None
         return _dig(data, keys, text)
 
     def resolve(value):

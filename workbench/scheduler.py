@@ -30,10 +30,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from . import locks
 from .batch import Entry, Plan, resolve_params
+from .config import dump_yaml, load_yaml
 from .errors import WorkbenchError
 from .index import read_json_or_warn
 from .runs import THREAD_VARS, write_json
@@ -165,9 +164,11 @@ def read_record(run_dir: Path) -> dict | None:
 
 def _failed_record(entry: Entry, run_dir: Path, error: str, duration: float) -> dict:
     """run.json for a run that ended before it could write its own."""
-    params = run_dir / "params.yaml"
-    record = {"notebook": entry.notebook.stem,
-              "params": yaml.safe_load(params.read_text()) if params.is_file() else {},
+    try:
+        params = load_yaml(run_dir / "params.yaml")
+    except WorkbenchError:  # missing or damaged: the record must still be written
+        params = {}
+    record = {"notebook": entry.notebook.stem, "params": params,
               "status": "failed", "duration_s": round(duration, 1), "error": error}
     write_json(record, run_dir / "run.json")
     return record
@@ -274,7 +275,7 @@ def run_plan(plan: Plan, executor, runs_dir: str | Path = "runs", max_parallel: 
                                           "--retry runs it again")
         for stale in ("run.json", "summary.json", "report.html"):
             (run_dir / stale).unlink(missing_ok=True)
-        (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=True))
+        (run_dir / "params.yaml").write_text(dump_yaml(params, sort_keys=True))
         batch = {"plan": plan.name, "plan_file": str(plan.path), "step": entry.step,
                  "entry": entry.id, "labels": entry.labels, "needs": list(entry.needs),
                  "executor": executor.name, "notebook_sha": sha,
