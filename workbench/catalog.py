@@ -4,10 +4,12 @@ Entries come from the project's ``data_catalog/``, then from the folders in the 
 ``WORKBENCH_CATALOG`` (``os.pathsep``-separated), then from folders passed explicitly;
 a later entry with the same name replaces an earlier one, so users can re-point a name
 at their own data. Generated (embedded-world) datasets are cached as zarr under
-:func:`cache_dir`, keyed by a hash of their parameters. A ``cutout`` source combines other
-entries as anemoi-datasets' ``cutout`` does (limited areas first, then the global points
-outside them) through :func:`workbench.grids.cutout`, the function graphs build their data
-nodes with.
+:func:`cache_dir`, keyed by a hash of their parameters, made once under a lock however many
+processes ask at the same time (:mod:`workbench.cachelock`); a damaged cache entry is
+regenerated, when opened or when a read fails (:mod:`workbench.integrity`). A ``cutout``
+source combines other entries as anemoi-datasets' ``cutout`` does (limited areas first, then
+the global points outside them) through :func:`workbench.grids.cutout`, the function graphs
+build their data nodes with.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from . import readers
+from . import cachelock, integrity, readers
 from .config import check_keys
 from .errors import WorkbenchError
 
@@ -233,12 +234,17 @@ def get_entry(name: str, extra_dirs: Sequence[str | Path] | None = None) -> Cata
 
 
 def cache_dir(override: str | Path | None = None) -> Path:
-    """Where generated datasets live: ``override``, $WORKBENCH_CACHE or ~/.cache/workbench."""
+    """Where generated datasets live: ``override``, $WORKBENCH_CACHE or ~/.cache/workbench
+    (a file there is a one-line error; the folder is made when something is written)."""
     if override:
-        return Path(override)
-    if os.environ.get("WORKBENCH_CACHE"):
-        return Path(os.environ["WORKBENCH_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "workbench"
+        folder = Path(override)
+    elif os.environ.get("WORKBENCH_CACHE"):
+        folder = Path(os.environ["WORKBENCH_CACHE"])
+    else:
+        folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "workbench"
+    if folder.exists() and not folder.is_dir():
+        raise WorkbenchError(f"cache folder {folder} is a file, not a folder: {cachelock.FIX}")
+    return folder
 
 
 def cache_path(entry: CatalogEntry, cache: str | Path | None = None) -> Path:
@@ -299,10 +305,9 @@ def cutout_layout(entry: CatalogEntry, catalog: Sequence[str | Path] | None = No
 
 def prepare(entry: CatalogEntry, cache: str | Path | None = None, progress: bool = True,
             catalog: Sequence[str | Path] | None = None) -> Path:
-    """Generate a generator entry into the cache (atomically) unless it is there already;
+    """Generate a generator entry into the cache unless it is there, intact; made once
+    under a lock, however many processes ask (:func:`workbench.cachelock.create_once`);
     a cutout entry prepares its generated parts (and returns the cache folder)."""
-    from . import world
-
     if entry.source.kind == "cutout":
         for part in entry.source.datasets:
             sub = get_entry(part.name, catalog)
@@ -312,10 +317,24 @@ def prepare(entry: CatalogEntry, cache: str | Path | None = None, progress: bool
     if entry.source.kind != "generator":
         raise WorkbenchError(f"dataset {entry.name!r} is read from its source; only generated "
                              "datasets are prepared")
-    target = cache_path(entry, cache)
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    names = [*entry.variables, "time", "latitude", "longitude"]
+    return _create_generated(entry, cache, progress,
+                             lambda path: integrity.zarr_damage(path, names))
+
+
+def _create_generated(entry: CatalogEntry, cache: str | Path | None, progress: bool,
+                      damage: Callable[[Path], str | None]) -> Path:
+    return cachelock.create_once(cache_path(entry, cache),
+                                 lambda tmp: _write_generated(entry, tmp, progress),
+                                 f"dataset {entry.name!r}", damage)
+
+
+def _write_generated(entry: CatalogEntry, path: Path, progress: bool) -> None:
+    """Evaluate the analytic world on the entry's grid and times into a zarr at ``path``."""
+    import dask
+
+    from . import world
+
     ds = world.generate(
         entry_grid(entry),
         generator_times(entry),
@@ -325,15 +344,22 @@ def prepare(entry: CatalogEntry, cache: str | Path | None = None, progress: bool
     )
     ds = ds.rename({v: k for k, v in entry.variables.items() if k != v})
     ds.attrs.update({"domain": entry.domain, "dataset": entry.name})
-    chunks = {"time": min(8, ds.sizes["time"])}
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        ds.chunk(chunks).to_zarr(tmp, mode="w", consolidated=False)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    # one chunk after the other: when a write fails (a full disk) no thread writes on,
+    # so the temporary store can be removed whole
+    with dask.config.set(scheduler="synchronous"):
+        ds.chunk({"time": min(8, ds.sizes["time"])}).to_zarr(path, mode="w", consolidated=False)
+
+
+@dataclass(frozen=True)
+class _Rebuild:
+    """The repair of a generated entry's cache store whose reads fail (picklable)."""
+
+    entry: CatalogEntry
+    cache: str | None
+
+    def __call__(self, still_broken: Callable[[], bool]) -> None:
+        _create_generated(self.entry, self.cache, False,
+                          lambda path: "a read failed" if still_broken() else None)
 
 
 # --------------------------------------------------------------------------- opening
@@ -349,7 +375,7 @@ def open_dataset(
     entry = name if isinstance(name, CatalogEntry) else get_entry(name, catalog)
     src = entry.source
     if src.kind == "generator":
-        ds = xr.open_zarr(prepare(entry, cache, progress=False), chunks={}, consolidated=False)
+        ds = _open_generated(entry, cache)
     elif src.kind == "cutout":
         ds = _open_cutout(entry, catalog, cache)
     elif src.kind == "anemoi":
@@ -360,6 +386,27 @@ def open_dataset(
     ds = readers.check_canonical(ds, entry.name)
     ds.attrs.update({"domain": entry.domain, "dataset": entry.name})
     return ds
+
+
+_GUARDS: dict[str, integrity.ReadGuard] = {}  # cache stores this process opened, by path
+
+
+def _open_generated(entry: CatalogEntry, cache: str | Path | None) -> xr.Dataset:
+    """A generated entry's cache store, opened lazily; damaged, it is regenerated (when
+    opened or when a read fails) and the read goes on."""
+    path = prepare(entry, cache, progress=False)
+    guard = integrity.ReadGuard(entry.name, str(path),
+                                _Rebuild(entry, str(cache) if cache else None))
+    _GUARDS[str(path)] = guard
+    ds = guard.read(lambda: xr.open_zarr(path, chunks=None, consolidated=False))
+    return integrity.guard_dataset(ds, guard)
+
+
+def guarded_array(path: str | Path, array, variable: str):
+    """A zarr array of a cache store (read directly, as sampling does) whose reads go
+    through the store's guard: regenerated where damaged."""
+    guard = _GUARDS.get(str(path)) or integrity.ReadGuard(Path(path).name, str(path))
+    return integrity.GuardedArray(array, guard, variable, array.chunks)
 
 
 def _open_cutout(entry: CatalogEntry, catalog, cache) -> xr.Dataset:

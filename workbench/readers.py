@@ -8,6 +8,7 @@ without ``time``; attrs ``domain``, ``grid_shape`` and ``crs`` where the grid is
 from __future__ import annotations
 
 import socket
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,6 +18,7 @@ import xarray as xr
 
 from .errors import WorkbenchError
 from .grids import wrap_longitude
+from .integrity import ReadGuard, dask_kwargs, guard_dataset
 
 LAT_NAMES = ("latitude", "lat", "latitudes", "nav_lat")
 LON_NAMES = ("longitude", "lon", "longitudes", "nav_lon")
@@ -40,7 +42,8 @@ def parse_variable_spec(spec: str) -> tuple[str, float | None]:
 
 
 def open_store(location: str, kind: str, dataset: str) -> xr.Dataset:
-    """Open a zarr store or netCDF file lazily, with one-line errors for the usual failures."""
+    """Open a zarr store or netCDF file lazily, with one-line errors for the usual failures
+    (a local store's damaged chunk too, when it is read: :func:`integrity.guard_dataset`)."""
     if is_remote(location):
         return _open_remote(location, kind, dataset)
     path = Path(location)
@@ -51,13 +54,18 @@ def open_store(location: str, kind: str, dataset: str) -> xr.Dataset:
         )
     try:
         if kind == "zarr":
-            return xr.open_zarr(path, chunks={}, decode_timedelta=False)
-        return xr.open_dataset(path, chunks={}, decode_timedelta=False)
+            with warnings.catch_warnings():  # a local store without consolidated metadata
+                warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated")
+                ds = xr.open_zarr(path, chunks=None, decode_timedelta=False)
+        else:
+            ds = xr.open_dataset(path, chunks=None, decode_timedelta=False)
     except Exception as err:  # noqa: BLE001 - any reader failure becomes one line
         raise WorkbenchError(
             f"dataset {dataset!r}: cannot read {path} as {kind} ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); check `source.kind` in its YAML"
+            f"{str(err).splitlines()[0] if str(err) else ''}); check `source.kind` in its YAML, "
+            "or restore the store if it is damaged"
         ) from None
+    return guard_dataset(ds, ReadGuard(dataset, str(path)))
 
 
 def _open_remote(url: str, kind: str, dataset: str) -> xr.Dataset:
@@ -213,6 +221,12 @@ def read_anemoi(location: str, variables: Mapping[str, str], dataset: str) -> xr
             f"dataset {dataset!r}: {location} lacks {err} of the anemoi-datasets layout "
             "(data, dates, latitudes, longitudes); set `source.kind: zarr` if it is plain zarr"
         ) from None
+    except Exception as err:  # noqa: BLE001 - a damaged store becomes one line
+        raise WorkbenchError(
+            f"dataset {dataset!r}: cannot read {location} as an anemoi store "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            "restore the store if it is damaged"
+        ) from None
     names = _anemoi_variable_names(root.attrs, data.shape[1], dataset)
     if data.ndim != 4:
         raise WorkbenchError(
@@ -230,7 +244,8 @@ def read_anemoi(location: str, variables: Mapping[str, str], dataset: str) -> xr
         )
     import dask.array as da
 
-    array = da.from_zarr(data)
+    array = da.from_array(data, chunks=data.chunks,
+                          **dask_kwargs(ReadGuard(dataset, str(location)), "data", data.chunks))
     constant = set(root.attrs.get("constant_fields", []))
     out = {}
     missing = []

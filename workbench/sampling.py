@@ -262,7 +262,7 @@ class _ZarrArrays(dict):
             import zarr
 
             self.group = zarr.open_group(self.path, mode="r")
-        array = self[name] = self.group[name]
+        array = self[name] = catalog.guarded_array(self.path, self.group[name], name)
         return array
 
 

@@ -2,7 +2,8 @@
 
 Statistics per dataset and variable over a period: mean, std, min, max, and the std of
 one-step differences (tendencies), computed with dask in parallel and stored as JSON in
-``<cache>/statistics/`` under the dataset id and period, reused when present. A variable can
+``<cache>/statistics/`` under the dataset id and period, reused when present (computed once
+under a lock when several processes ask; an unreadable file is computed again). A variable can
 use a fixed scaling instead (``log1p`` for precipitation, or a fixed offset and scale).
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from .cachelock import create_once
 from .errors import WorkbenchError
 
 
@@ -100,21 +101,33 @@ def load_or_compute(
     ds: xr.Dataset, dataset_id: str, variables: Sequence[str] | None = None,
     start: str | None = None, end: str | None = None, cache: str | Path | None = None,
 ) -> dict[str, VariableStats]:
-    """Statistics from the cache when present, else computed and stored (atomically)."""
+    """Statistics from the cache when present and readable, else computed and stored
+    (once, under a lock, however many processes ask: :func:`workbench.cachelock.create_once`)."""
     variables = list(variables or ds.data_vars)
     lo, hi = _period(ds, start, end)
     path = stats_path(dataset_id, lo, hi, variables, cache)
-    if path.exists():
-        stored = json.loads(path.read_text())
-        return {k: VariableStats(**v) for k, v in stored["variables"].items()}
-    stats = compute_statistics(ds, variables, lo, hi)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"dataset": dataset_id, "start": lo, "end": hi,
-              "variables": {k: asdict(v) for k, v in stats.items()}}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
-    return stats
+
+    def build(tmp: Path) -> None:
+        stats = compute_statistics(ds, variables, lo, hi)
+        record = {"dataset": dataset_id, "start": lo, "end": hi,
+                  "variables": {k: asdict(v) for k, v in stats.items()}}
+        tmp.write_text(json.dumps(record, indent=2))
+
+    def damage(stored: Path) -> str | None:
+        try:
+            _read_stats(stored, variables)
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            return f"unreadable: {type(err).__name__}"
+        return None
+
+    create_once(path, build, f"statistics of {dataset_id!r}", damage)
+    return _read_stats(path, variables)
+
+
+def _read_stats(path: Path, variables: Sequence[str]) -> dict[str, VariableStats]:
+    """The stored statistics of ``variables`` (KeyError/ValueError where the file is bad)."""
+    stored = json.loads(path.read_text())["variables"]
+    return {name: VariableStats(**stored[name]) for name in variables}
 
 
 # --------------------------------------------------------------------------- normaliser
