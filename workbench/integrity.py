@@ -11,6 +11,7 @@ variables, missing or empty chunk files.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -135,7 +136,11 @@ def dask_kwargs(guard: ReadGuard, variable: str, chunks: Sequence[int] | None) -
 
     getitem = partial(_guarded_getitem, guard=guard, variable=variable,
                       chunks=tuple(chunks) if chunks is not None else None)
-    return {"getitem": getitem, "name": f"{variable}-{tokenize(guard, variable, chunks)}"}
+    try:  # as xarray's own names: a store rewritten since has other ones
+        mtime = os.stat(guard.path).st_mtime_ns
+    except OSError:
+        mtime = None
+    return {"getitem": getitem, "name": f"{variable}-{tokenize(guard, variable, chunks, mtime)}"}
 
 
 def guard_dataset(ds: xr.Dataset, guard: ReadGuard) -> xr.Dataset:
