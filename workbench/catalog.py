@@ -21,14 +21,15 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import xarray as xr
-import yaml
+from pydantic import Field
 
 from . import cachelock, integrity, readers
-from .config import check_keys
+from .config import NonNegative, Positive, check_keys, load_yaml, parse, typed
 from .errors import WorkbenchError
 
 PROJECT_CATALOG = Path(__file__).resolve().parent.parent / "data_catalog"
@@ -36,14 +37,16 @@ SOURCE_KINDS = ("generator", "zarr", "netcdf", "anemoi", "cutout")
 WORLD_VERSION = 1  # bump when the analytic world changes, so caches regenerate
 
 
+@typed
 @dataclass(frozen=True)
 class CutoutPart:
     """One dataset of a cutout source: a catalog name and its LAM trim (cells per side)."""
 
     name: str
-    trim_edge: int | tuple[int, int, int, int] = 0
+    trim_edge: NonNegative | tuple[NonNegative, NonNegative, NonNegative, NonNegative] = 0
 
 
+@typed
 @dataclass(frozen=True)
 class Source:
     """Where the data comes from: a generator, a local path or a URL."""
@@ -54,14 +57,14 @@ class Source:
     level_dim: str = "level"
     # generator only
     grid: str | None = None
-    resolution_deg: float | None = None
-    coarsen: int | None = None
+    resolution_deg: Annotated[float, Field(gt=0)] | None = None
+    coarsen: Positive | None = None
     start: str | None = None
     end: str | None = None
-    seed: int = 0
+    seed: NonNegative = 0
     # cutout only: limited areas first, the global dataset last
     datasets: tuple[CutoutPart, ...] | None = None
-    min_distance_km: float | None = None
+    min_distance_km: Annotated[float, Field(ge=0)] | None = None
 
     @property
     def location(self) -> str:
@@ -70,6 +73,7 @@ class Source:
         return str(self.url or self.path)
 
 
+@typed
 @dataclass(frozen=True)
 class CatalogEntry:
     """One dataset of the catalog, as written in its YAML file."""
@@ -108,81 +112,56 @@ class CatalogEntry:
 # --------------------------------------------------------------------------- parsing
 
 
+GENERATOR_KEYS = ["kind", "grid", "resolution_deg", "coarsen", "start", "end", "seed"]
+STORE_KEYS = ["kind", "path", "url", "level_dim"]
+CUTOUT_KEYS = ["kind", "datasets", "min_distance_km"]
+
+
 def _source_from_yaml(raw, where: str) -> Source:
+    """The keys a source kind takes, checked before the types (:func:`config.parse`)."""
     if not isinstance(raw, Mapping) or "kind" not in raw:
         raise WorkbenchError(f"{where}: `source` needs a mapping with `kind` ({', '.join(SOURCE_KINDS)})")
     kind = raw["kind"]
     if kind not in SOURCE_KINDS:
         raise WorkbenchError(f"{where}: source kind {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+    raw = dict(raw)
     if kind == "cutout":
-        return _cutout_source(raw, where)
-    if kind == "generator":
-        allowed = ["kind", "grid", "resolution_deg", "coarsen", "start", "end", "seed"]
-        check_keys(raw, allowed, f"{where} (source)")
-        for key in ("grid", "start", "end"):
-            if key not in raw:
-                raise WorkbenchError(f"{where}: generator source needs `{key}`")
+        check_keys(raw, CUTOUT_KEYS, f"{where} (source)")
+        items = raw.get("datasets")
+        if not isinstance(items, list) or len(items) < 2:
+            raise WorkbenchError(f"{where}: a cutout source needs `datasets`: two or more catalog "
+                                 "names, limited areas first and the global dataset last")
+        raw["datasets"] = [{"name": item} if isinstance(item, str) else item for item in items]
+        raw.setdefault("min_distance_km", 0.0)
+    elif kind == "generator":
+        check_keys(raw, GENERATOR_KEYS, f"{where} (source)", required=("grid", "start", "end"))
     else:
-        check_keys(raw, ["kind", "path", "url", "level_dim"], f"{where} (source)")
+        check_keys(raw, STORE_KEYS, f"{where} (source)")
         if ("path" in raw) == ("url" in raw):
             raise WorkbenchError(f"{where}: a {kind} source needs exactly one of `path` or `url`")
-    values = {k: (str(v) if k in ("start", "end", "path", "url") else v) for k, v in raw.items()}
-    return Source(**values)
-
-
-def _cutout_source(raw: Mapping, where: str) -> Source:
-    check_keys(raw, ["kind", "datasets", "min_distance_km"], f"{where} (source)")
-    items = raw.get("datasets")
-    if not isinstance(items, list | tuple) or len(items) < 2:
-        raise WorkbenchError(f"{where}: a cutout source needs `datasets`: two or more catalog "
-                             "names, limited areas first and the global dataset last")
-    parts = []
-    for item in items:
-        item = {"name": item} if isinstance(item, str) else item
-        item = dict(check_keys(item, CutoutPart, f"{where} (source.datasets)",
-                               required=("name",)))
-        trim_edge = item.get("trim_edge", 0)
-        parts.append(CutoutPart(str(item["name"]), tuple(int(v) for v in trim_edge)
-                                if isinstance(trim_edge, list | tuple) else int(trim_edge)))
-    return Source(kind="cutout", datasets=tuple(parts),
-                  min_distance_km=float(raw.get("min_distance_km", 0.0)))
-
-
-def _variables_from_yaml(raw, where: str) -> dict[str, str]:
-    if isinstance(raw, list | tuple) and all(isinstance(v, str) for v in raw):
-        return {v: v for v in raw}
-    if isinstance(raw, Mapping):
-        return {str(k): str(v) for k, v in raw.items()}
-    raise WorkbenchError(
-        f"{where}: `variables` must be a list of names or a mapping name -> source name[@level]"
-    )
+    return parse(Source, raw, f"{where} (source)")
 
 
 def entry_from_yaml(path: Path) -> CatalogEntry:
     """Parse and validate one catalog YAML file."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise WorkbenchError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(raw, Mapping):
-        raise WorkbenchError(f"{path}: a catalog file holds one mapping (name, domain, source, ...)")
-    check_keys(raw, CatalogEntry, str(path),
+    raw = load_yaml(path)
+    where = str(path)
+    check_keys(raw, CatalogEntry, where,
                required=("name", "domain", "source", "variables", "time_step", "grid"))
-    source = _source_from_yaml(raw["source"], str(path))
+    source = _source_from_yaml(raw["source"], where)
     if source.path and not Path(source.path).is_absolute():
         source = dataclasses.replace(source, path=str((path.parent / source.path).resolve()))
-    return CatalogEntry(
-        name=str(raw["name"]),
-        domain=str(raw["domain"]),
-        source=source,
-        variables=_variables_from_yaml(raw["variables"], str(path)),
-        time_step=str(raw["time_step"]),
-        grid={str(k): str(v) for k, v in dict(raw["grid"]).items()},
-        description=str(raw.get("description", "")).strip(),
-        provenance=str(raw.get("provenance", "")).strip(),
-        licence=str(raw.get("licence", "")).strip(),
-        file=path,
-    )
+    variables = raw["variables"]
+    if isinstance(variables, list):  # a plain list: the source's names are the canonical ones
+        variables = {v: v for v in variables} if all(isinstance(v, str) for v in variables) \
+            else variables
+    grid = raw["grid"]
+    if isinstance(grid, Mapping):  # "resolution: 2.5" means the text "2.5"
+        grid = {k: str(v) if isinstance(v, int | float) else v for k, v in grid.items()}
+    text = {k: str(raw.get(k) or "").strip() for k in ("description", "provenance", "licence")}
+    entry = parse(CatalogEntry, {**raw, **text, "source": source, "variables": variables,
+                                 "grid": grid}, where)
+    return dataclasses.replace(entry, file=path)
 
 
 # --------------------------------------------------------------------------- discovery

@@ -15,13 +15,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from pydantic import Field
 
 from .cachelock import create_once
+from .config import typed
 from .errors import WorkbenchError
 
 
@@ -34,14 +37,15 @@ class VariableStats:
     diff_std: float | None  # std of one-step differences (None for statics)
 
 
+@typed
 @dataclass(frozen=True)
 class FixedScaling:
     """y = (transform(x) - offset) / scale, transform "none" or "log1p" (of x / unit)."""
 
     transform: str = "none"
     offset: float = 0.0
-    scale: float = 1.0
-    unit: float = 1.0  # log1p acts on x / unit (e.g. 0.001 m: precipitation in mm)
+    scale: Annotated[float, Field(gt=0)] = 1.0
+    unit: Annotated[float, Field(gt=0)] = 1.0  # log1p acts on x / unit (0.001 m: mm of rain)
 
     def __post_init__(self):
         if self.transform not in ("none", "log1p"):
@@ -52,8 +56,12 @@ class FixedScaling:
 
 def _period(ds: xr.Dataset, start: str | None, end: str | None) -> tuple[str, str]:
     times = pd.DatetimeIndex(ds["time"].values)
-    lo = pd.Timestamp(start) if start else times[0]
-    hi = pd.Timestamp(end) if end else times[-1]
+    try:
+        lo = pd.Timestamp(start) if start else times[0]
+        hi = pd.Timestamp(end) if end else times[-1]
+    except ValueError:
+        raise WorkbenchError(f"statistics period --start {start} --end {end}: give dates such "
+                             "as 2020-01-01 or 2020-02-29T18:00") from None
     return lo.isoformat(), hi.isoformat()
 
 
