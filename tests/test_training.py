@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -90,17 +91,94 @@ def test_validation_persistence_against_an_independent_computation(tmp_path):
                 expected[s - 1], rel=1e-4)
 
 
-@pytest.mark.parametrize("stop", [7, 10])  # mid-epoch, and at an epoch's end (5 batches)
-def test_resumed_run_equals_uninterrupted(tmp_path, stop):
-    config = tiny(tmp_path, max_steps=12)
-    whole = training.fit(config, run_dir=tmp_path / "whole", progress=False)
-    part = training.fit(config, max_steps=stop, run_dir=tmp_path / "part", progress=False)
-    assert len(train_losses(part)) == stop
-    training.fit(None, max_steps=12, resume=part, progress=False)
-    a, b = train_losses(whole), train_losses(part)
-    assert list(b.index) == list(range(12))
-    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())  # bit-identical on CPU
-    assert json.loads((part / "run.json").read_text())["steps"] == 12
+def final_state(run_dir: Path) -> dict:
+    return checkpoints.load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+
+
+def assert_same_run(whole: Path, part: Path) -> None:
+    """Bitwise the same weights and loop state, the same training rows (steps, losses), every
+    validation of the uninterrupted run with the same values and none twice."""
+    a, b = final_state(whole), final_state(part)
+    assert a["global_step"] == b["global_step"]
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    fit_a, fit_b = a["loops"]["fit_loop"], b["loops"]["fit_loop"]
+    assert fit_a["epoch_progress"] == fit_b["epoch_progress"]
+    assert fit_a["epoch_loop.batch_progress"] == fit_b["epoch_loop.batch_progress"]
+    ma, mb = metrics(whole), metrics(part)
+    train = [c for c in ma.columns if c.startswith("train/") and c != "train/samples_per_s"]
+    ta, tb = (m.dropna(subset=["train/loss"]).reset_index(drop=True) for m in (ma, mb))
+    assert tb["step"].tolist() == list(range(a["global_step"]))
+    pd.testing.assert_frame_equal(ta[["epoch", "step", *train]], tb[["epoch", "step", *train]],
+                                  check_exact=True)
+    va, vb = (m.dropna(subset=["val/mse"]).set_index("step") for m in (ma, mb))
+    assert not vb.index.duplicated().any()
+    val = [c for c in ma.columns if c.startswith("val/")]
+    pd.testing.assert_frame_equal(va[val], vb.loc[va.index, val], check_exact=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[training.TrainingConfig, Path]:
+    """18 steps of 5-batch epochs (steps 5, 10 and 15 end one), validated every 5 steps."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    config = tiny(tmp, max_steps=18, val_every=5)
+    return config, training.fit(config, run_dir=tmp / "whole", progress=False)
+
+
+# Stops mid-epoch and at epochs' ends; each list resumes twice in a row from an epoch's end
+# (after the first, the epoch counter once fell one behind: the second replayed an epoch).
+@pytest.mark.parametrize("stops", [(7, 10, 15), pytest.param((5, 10, 13), marks=pytest.mark.slow)])
+def test_run_interrupted_three_times_equals_uninterrupted(tmp_path, uninterrupted, stops):
+    config, whole = uninterrupted
+    part = training.fit(config, max_steps=stops[0], run_dir=tmp_path / "part", progress=False)
+    assert len(train_losses(part)) == stops[0]
+    for stop in (*stops[1:], 18):
+        training.fit(None, max_steps=stop, resume=part, progress=False)
+    assert_same_run(whole, part)
+    starts = [p.name for p in sorted((part / "metrics").iterdir())]
+    assert starts == [f"from-step{s:08d}.csv" for s in (0, *stops)]
+    assert json.loads((part / "run.json").read_text())["steps"] == 18
+
+
+def test_metrics_merge_keeps_each_segment_before_the_next_start(tmp_path):
+    """Hand-made segments: rows from the step a later segment resumed from are dropped, a row
+    cut short by a kill is left out, columns are the union, sorted."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "from-step00000000.csv").write_text(
+        "epoch,step,train/loss\n0,0,1.5\n0,1,1.25\n0,2,1.0\n0,3,0.75\n0,3")
+    (folder / "from-step00000002.csv").write_text(
+        "epoch,step,train/loss,val/mse\n0,2,1.0,\n0,3,0.5,\n0,3,,0.25\n0,4,0.375,\n")
+    (folder / "from-step00000004.csv").write_text(
+        "epoch,step,train/loss\n0,4,0.125\n0,5,0.0625\n0,6")
+    path = checkpoints.merge_metrics(tmp_path)
+    assert path.read_text().splitlines() == [
+        "epoch,step,train/loss,val/mse", "0,0,1.5,", "0,1,1.25,", "0,2,1.0,", "0,3,0.5,",
+        "0,3,,0.25", "0,4,0.125,", "0,5,0.0625,"]
+    # a new segment from step 3 supersedes those from 3 on; the one before it ends at 3
+    checkpoints.begin_segment(tmp_path, 3)
+    assert [s for s, _ in checkpoints.segments(tmp_path)] == [0, 2, 3]
+    assert metrics(tmp_path)["step"].tolist() == [0, 1, 2]
+
+
+def test_run_dirs_are_unique_and_their_id_covers_the_overrides(tmp_path, monkeypatch):
+    monkeypatch.delenv(checkpoints.RUN_DIR_ENV, raising=False)
+    config = tiny(tmp_path)
+    made = [checkpoints.default_run_dir(config) for _ in range(20)]  # within a second or two
+    assert len(set(made)) == 20 and all(p.is_dir() for p in made)
+    digest = checkpoints.run_digest(config)
+    assert all(p.name.startswith("train-demo-") and f"-{digest}-" in p.name for p in made)
+    assert checkpoints.run_digest(dataclasses.replace(config, max_steps=5)) != digest
+    assert checkpoints.run_digest(dataclasses.replace(config, devices=2)) != digest
+    assert checkpoints.run_digest(config, {"limit_train_batches": 2}) != digest
+    # 200 dirs out of 256 names: most calls collide first and retry with another name
+    many = [checkpoints.create_run_dir(tmp_path / "many", "x", random_bytes=1)
+            for _ in range(200)]
+    assert len(set(many)) == 200 and len(list((tmp_path / "many").iterdir())) == 200
+    checkpoints.create_run_dir(tmp_path / "one", "x", random_bytes=0)
+    with pytest.raises(WorkbenchError, match="no free run dir"):
+        checkpoints.create_run_dir(tmp_path / "one", "x", random_bytes=0, tries=3)
 
 
 def test_bert_and_interpolation_tasks_train(tmp_path):

@@ -1,39 +1,81 @@
 """Checkpoints and run-dir state: run ids and dirs, atomic writes, weights_only loading,
-the ``last.ckpt`` callback, a resumed run's sampler position and its metrics.csv segments."""
+the ``last.ckpt`` callback, a resumed run's loop and sampler position, and its metrics.
+
+A run dir trains in segments, one per ``fit`` call (a resume starts a new one): each writes
+its rows to ``metrics/from-step<N>.csv`` (N: the step it starts from) and ``metrics.csv`` is
+their merge, every segment's rows before the step the next one resumed from.
+"""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+import yaml
+from pytorch_lightning.loggers import Logger
+from pytorch_lightning.utilities import rank_zero_only
 
 from .errors import WorkbenchError
+from .finetune import add_lora
 from .sampling import MultiDomainDataModule
-from .training_config import TrainingConfig, config_dict
+from .training_config import TrainingConfig, config_dict, training_config_from_dict
+
+RUN_DIR_ENV = "WORKBENCH_TRAIN_RUN_DIR"  # the run dir a DDP process Lightning starts inherits
+SEGMENTS = "metrics"  # run_dir/metrics/from-step<N>.csv: the rows of each fit call
 
 
-def new_run_id(config: TrainingConfig) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    digest = hashlib.sha1(json.dumps(config_dict(config), sort_keys=True).encode()).hexdigest()
-    return f"train-{config.name}-{stamp}-{digest[:6]}"
+# --------------------------------------------------------------------------- run dirs
 
 
-def default_run_dir(config: TrainingConfig) -> Path:
-    """runs/<run_id>, one for all processes of a run: DDP children inherit it through the
-    environment; SLURM tasks share the job id."""
-    inherited = os.environ.get("WORKBENCH_TRAIN_RUN_DIR")
-    if inherited and ("LOCAL_RANK" in os.environ or "SLURM_PROCID" in os.environ):
+def run_digest(config: TrainingConfig, options: Mapping | None = None) -> str:
+    """Six hex digits of everything that changes a run: the resolved config (overrides
+    included) and any other Trainer option."""
+    spec = {"config": config_dict(config),
+            "trainer": {k: repr(v) for k, v in sorted((options or {}).items())}}
+    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:6]
+
+
+def create_run_dir(parent: Path, prefix: str, random_bytes: int = 3, tries: int = 1000) -> Path:
+    """``parent/<prefix>-<random hex>``, created atomically (mkdir fails on an existing dir),
+    with a new random part on every collision: two runs never share a dir."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(tries):
+        path = parent / f"{prefix}-{secrets.token_hex(random_bytes)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise WorkbenchError(f"no free run dir {parent / prefix}-* after {tries} tries: clean up "
+                         f"{parent} or pass --run-dir")
+
+
+def default_run_dir(config: TrainingConfig, options: Mapping | None = None) -> Path:
+    """A new ``runs/train-<name>-<time>-<digest>-<random>``, one for all processes of a run:
+    the DDP processes Lightning starts inherit it through the environment; the tasks of one
+    multi-task srun step share ``train-<name>-slurm<job>.<step>-<digest>``."""
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited and int(os.environ.get("LOCAL_RANK", "0")) > 0:
         return Path(inherited)
-    job = os.environ.get("SLURM_JOB_ID")
-    run_id = f"train-{config.name}-slurm{job}" if job else new_run_id(config)
-    run_dir = Path(config.runs_dir) / run_id
-    os.environ["WORKBENCH_TRAIN_RUN_DIR"] = str(run_dir)
+    prefix = f"train-{config.name}"
+    digest = run_digest(config, options)
+    step = os.environ.get("SLURM_STEP_ID")
+    if step is not None and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        job = os.environ["SLURM_JOB_ID"]
+        run_dir = Path(config.runs_dir) / f"{prefix}-slurm{job}.{step}-{digest}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = create_run_dir(Path(config.runs_dir), f"{prefix}-{stamp}-{digest}")
+    os.environ[RUN_DIR_ENV] = str(run_dir)
     return run_dir
 
 
@@ -73,66 +115,235 @@ def load_weights(model: torch.nn.Module, state: Mapping[str, torch.Tensor], wher
     model.load_state_dict(state)
 
 
-def set_aside_metrics(run_dir: Path) -> Path | None:
-    """Lightning's CSV logger starts metrics.csv afresh: keep the rows of the first part."""
-    path = run_dir / "metrics.csv"
-    if not path.is_file():
-        return None
-    aside = run_dir / "metrics.before-resume.csv"
-    os.replace(path, aside)
-    return aside
-
-
-def merge_metrics(run_dir: Path, previous: Path, resumed_at: int) -> None:
-    import pandas as pd
-
-    path = run_dir / "metrics.csv"
-    old = pd.read_csv(previous)
-    old = old[old["step"] < resumed_at]
-    new = pd.read_csv(path) if path.is_file() else old.iloc[:0]
-    merged = pd.concat([old, new], ignore_index=True)
-    tmp = path.with_name(".metrics.csv.tmp")
-    merged.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    previous.unlink()
-
-
 def model_state(state_dict: Mapping[str, torch.Tensor]) -> dict:
     return {k.removeprefix("model."): v for k, v in state_dict.items() if k.startswith("model.")}
 
 
+def read_run_config(run_dir: str | Path) -> TrainingConfig:
+    """The resolved config a run dir was trained with (its config.yaml)."""
+    saved = Path(run_dir) / "config.yaml"
+    if not saved.is_file():
+        raise WorkbenchError(f"{run_dir} is not a training run dir (no config.yaml): train "
+                             "first with `workbench train`")
+    return training_config_from_dict(yaml.safe_load(saved.read_text()), str(saved))
+
+
+def restore_weights(model: torch.nn.Module, config: TrainingConfig, run_dir: str | Path) -> None:
+    """Put a run's last checkpoint into a freshly built model (LoRA adapters added first)."""
+    if config.finetune.lora:
+        add_lora(model, config.finetune.lora_rank, config.finetune.lora_alpha,
+                 config.finetune.lora_include)
+    ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
+    load_weights(model, model_state(load_checkpoint(ckpt)["state_dict"]), str(ckpt))
+
+
+# --------------------------------------------------------------------------- resume
+
+
 def resume_sampler(datamodule: MultiDomainDataModule, state: dict) -> None:
-    """Mid-epoch resume: skip the batches of the current epoch the checkpoint has seen."""
+    """Where the sampler continues: in the epoch in progress, after the batches the checkpoint
+    has seen; at the start of the next epoch when it was saved on an epoch's last batch."""
     loop = state.get("loops", {}).get("fit_loop", {})
-    progress = loop.get("epoch_loop.batch_progress", {})
-    done = 0 if progress.get("is_last_batch") else progress.get("current", {}).get("processed", 0)
-    epoch = loop.get("epoch_progress", {}).get("current", {}).get("completed", 0)
+    batches = loop.get("epoch_loop.batch_progress", {})
+    epoch = loop.get("epoch_progress", {}).get("current", {}).get("processed", 0)
+    done = batches.get("current", {}).get("processed", 0)
+    if batches.get("is_last_batch"):
+        epoch, done = epoch + 1, 0
     datamodule.resume = (int(epoch), int(done))
 
 
-class LastCheckpoint(pl.Callback):
-    """Writes checkpoints/last.ckpt atomically every ``every`` steps and at the last step.
+def count_resumed_epoch(fit_loop) -> None:
+    """Count the epoch a run resumed at an epoch's end starts, as an uninterrupted run does.
 
-    Saved from inside the training loop (after the optimizer step), so the loop state it
-    holds is the one a resumed run continues from."""
+    Resuming from a checkpoint saved on an epoch's last batch (in on_train_batch_end),
+    Lightning 2.6 marks that epoch processed and completed, then starts the next one without
+    counting it ready and started (its restarted-mid-epoch path skips both). Every checkpoint
+    of the resumed run then holds ready == started == processed, which a second resume from an
+    epoch's end reads as "no epoch in progress": the finished epoch is not closed, and
+    ``set_epoch(processed)`` replays its batch order. Called once the loop state is restored.
+    """
+    if (fit_loop.restarted_mid_epoch and fit_loop.epoch_loop.restarted_on_train_batch_end
+            and fit_loop.epoch_loop.batch_progress.is_last_batch):
+        fit_loop.epoch_progress.increment_ready()
+        fit_loop.epoch_progress.increment_started()
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def segment_path(run_dir: Path, start: int) -> Path:
+    return Path(run_dir) / SEGMENTS / f"from-step{start:08d}.csv"
+
+
+def segments(run_dir: Path) -> list[tuple[int, Path]]:
+    """(start step, path) of a run dir's metrics segments, in order."""
+    found = [(int(p.stem.removeprefix("from-step")), p)
+             for p in (Path(run_dir) / SEGMENTS).glob("from-step*.csv")]
+    return sorted(found)
+
+
+def begin_segment(run_dir: Path, start: int) -> Path:
+    """The metrics file of a fit call that starts at ``start``: segments from ``start`` on are
+    superseded (removed; this call trains those steps again), earlier ones stay and metrics.csv
+    is their merge. A run dir from before segments keeps its metrics.csv as the first one."""
+    folder = Path(run_dir) / SEGMENTS
+    folder.mkdir(parents=True, exist_ok=True)
+    legacy = Path(run_dir) / "metrics.csv"
+    if legacy.is_file() and not segments(run_dir):
+        os.replace(legacy, segment_path(run_dir, 0))
+    for first, path in segments(run_dir):
+        if first >= start:
+            path.unlink()
+    path = segment_path(run_dir, start)
+    path.touch()  # bounds the segment before it
+    merge_metrics(run_dir)
+    return path
+
+
+def _complete_rows(path: Path, end: int | None) -> tuple[list[str], list[dict]]:
+    """A segment's header and its rows before step ``end``; a row cut short by a kill (missing
+    fields, an unreadable step) is left out."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = []
+        for row in reader:
+            if None in row or None in row.values():
+                continue
+            try:
+                step = int(row["step"])
+            except (KeyError, ValueError):
+                continue
+            if end is None or step < end:
+                rows.append(row)
+        return list(reader.fieldnames or []), rows
+
+
+def merge_metrics(run_dir: Path) -> Path | None:
+    """Write metrics.csv (atomically): every segment's rows before the step the next segment
+    resumed from, columns sorted as Lightning's CSVLogger writes them. None: no segment."""
+    parts = segments(run_dir)
+    target = Path(run_dir) / "metrics.csv"
+    keys: set[str] = set()
+    rows: list[dict] = []
+    for (_, path), following in zip(parts, parts[1:] + [(None, None)], strict=True):
+        header, kept = _complete_rows(path, following[0])
+        keys.update(header)
+        rows += kept
+    if not keys:
+        target.unlink(missing_ok=True)
+        return None
+    _write_rows(target, sorted(keys), rows)
+    return target
+
+
+def _write_rows(path: Path, keys: list[str], rows: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+class SegmentLogger(Logger):
+    """Lightning logger of one segment: rows appended to ``path`` as Lightning saves them
+    (every logged step); a new column rewrites the file atomically, the old rows first."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+        self._keys: list[str] = []  # the header on disk
+        self._rows: list[dict] = []
+
+    @property
+    def name(self) -> str:
+        return SEGMENTS
+
+    @property
+    def version(self) -> str:
+        return self.path.stem
+
+    @rank_zero_only
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        row = {k: v.item() if isinstance(v, torch.Tensor) else v for k, v in metrics.items()}
+        self._rows.append({**row, "step": step})
+
+    @rank_zero_only
+    def save(self) -> None:
+        if not self._rows:
+            return
+        keys = sorted(set(self._keys).union(*self._rows))
+        if keys != self._keys or not self.path.is_file():
+            old = _complete_rows(self.path, None)[1] if self.path.is_file() else []
+            _write_rows(self.path, keys, old + self._rows)
+        else:
+            with open(self.path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=keys).writerows(self._rows)
+        self._keys, self._rows = keys, []
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+class LastCheckpoint(pl.Callback):
+    """Writes checkpoints/last.ckpt every ``every`` steps and at the last step.
+
+    The state is saved from inside the training loop (after the optimizer step), so the loop
+    state it holds is the one a resumed run continues from. The file becomes last.ckpt (an
+    atomic rename) only once that step's metrics rows, training and validation, are on disk:
+    before the next step starts or when training ends. A run killed at any point resumes from
+    a checkpoint whose earlier rows are all kept; the steps after it are trained again."""
 
     def __init__(self, directory: Path, every: int, keep_numbered: int = 2):
         self.directory, self.every, self.keep_numbered = Path(directory), every, keep_numbered
+        self.tmp = self.directory / f".last.ckpt.tmp-{os.getpid()}"
+        self._pending: int | None = None  # the step of a saved, not yet published checkpoint
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        count_resumed_epoch(trainer.fit_loop)
+        if trainer.is_global_zero:  # the leftovers of killed runs
+            for stale in self.directory.glob(".last.ckpt.tmp-*"):
+                stale.unlink(missing_ok=True)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if step % self.every and step < trainer.max_steps:
             return
-        target = self.directory / "last.ckpt"
-        tmp = self.directory / f".last.ckpt.tmp-{os.getpid()}"
-        trainer.save_checkpoint(tmp, weights_only=False)  # collective under DDP; rank 0 writes
+        trainer.save_checkpoint(self.tmp, weights_only=False)  # collective under DDP
+        self._pending = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._publish(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._publish(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._publish(trainer)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        """A step that failed may not have logged its rows: its checkpoint is not published."""
+        self._pending = None
         if trainer.is_global_zero:
-            os.replace(tmp, target)
-            if self.keep_numbered and step % self.every == 0:
-                numbered = self.directory / f"step{step}.ckpt"
-                numbered.unlink(missing_ok=True)
-                os.link(target, numbered)
-                old = sorted(self.directory.glob("step*.ckpt"),
-                             key=lambda p: int(p.stem.removeprefix("step")))
-                for path in old[:-self.keep_numbered]:
-                    path.unlink(missing_ok=True)
+            self.tmp.unlink(missing_ok=True)
+
+    def _publish(self, trainer) -> None:
+        step, self._pending = self._pending, None
+        if step is None or not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:  # the rows before ``step`` reach the disk first
+            logger.save()
+        target = self.directory / "last.ckpt"
+        os.replace(self.tmp, target)
+        if self.keep_numbered and step % self.every == 0:
+            numbered = self.directory / f"step{step}.ckpt"
+            numbered.unlink(missing_ok=True)
+            os.link(target, numbered)
+            old = sorted(self.directory.glob("step*.ckpt"),
+                         key=lambda p: int(p.stem.removeprefix("step")))
+            for path in old[:-self.keep_numbered]:
+                path.unlink(missing_ok=True)

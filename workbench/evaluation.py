@@ -21,10 +21,11 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from . import catalog, skill
+from .checkpoints import read_run_config, restore_weights
 from .config import resolve_config
 from .errors import WorkbenchError
 from .sampling import DomainConfig, DomainData, MultiDomainDataset
-from .training import Trainer, domain_graph, read_run_config, restore_weights
+from .training import Trainer, domain_graph
 from .training_config import sampling_config
 
 

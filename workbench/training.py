@@ -8,7 +8,7 @@ LightningModule, then trains into ``runs/<run_id>/``:
 - ``graphs.json``: the graph id, name and size used for every domain;
 - ``checkpoints/last.ckpt`` (and one every ``checkpoint_every`` steps): weights_only-safe;
 - ``metrics.csv``: per-domain training losses, validation losses per lead step for the
-  model and for persistence;
+  model and for persistence (the merge of ``metrics/from-step<N>.csv``, one per fit call);
 - ``run.json``: status, steps, parameter count, samples/s and the final validation table.
 
 Tasks (seed 001): ``forecast`` (autoregressive rollout, LAM boundary nodes overwritten from
@@ -36,13 +36,17 @@ import yaml
 from . import catalog, grids
 from .checkpoints import (
     LastCheckpoint,
+    SegmentLogger,
+    begin_segment,
     default_run_dir,
     load_checkpoint,
     load_weights,
     merge_metrics,
     model_state,
+    read_run_config,
+    restore_weights,
     resume_sampler,
-    set_aside_metrics,
+    segment_path,
     write_atomic,
 )
 from .config import resolve_config
@@ -59,8 +63,11 @@ from .training_config import (
     load_training_config,
     model_config,
     sampling_config,
-    training_config_from_dict,
+    training_config_from_dict,  # noqa: F401 - tests and notebooks call it as training.*
 )
+
+# Trainer options a training config holds: given to fit, they override the config's
+CONFIG_TRAINER_OPTIONS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
 
 # --------------------------------------------------------------------------- graphs
 
@@ -414,7 +421,7 @@ def _logger(config: TrainingConfig, run_dir: Path):
         raise WorkbenchError(f"logger {config.logger!r} needs the {package} package: pip install "
                              f"{package} (or `pip install -e .[tracking]`), or use logger: "
                              "csv") from None
-    # metrics.csv is always written too: notebooks and reports read it
+    # the metrics segment (metrics.csv) is always written too: notebooks and reports read it
     if config.logger == "tensorboard":
         return loggers.TensorBoardLogger(run_dir, name="tensorboard", version="")
     return loggers.MLFlowLogger(experiment_name=config.name,
@@ -422,11 +429,10 @@ def _logger(config: TrainingConfig, run_dir: Path):
                                                             f"file:{run_dir.resolve() / 'mlruns'}"))
 
 
-def _loggers(config: TrainingConfig, run_dir: Path) -> list:
-    """The CSV logger always (metrics.csv), plus TensorBoard or MLflow when configured."""
-    from pytorch_lightning import loggers
-
-    csv = loggers.CSVLogger(run_dir, name="", version="")
+def _loggers(config: TrainingConfig, run_dir: Path, start: int) -> list:
+    """The metrics segment from step ``start`` always (metrics.csv is their merge), plus
+    TensorBoard or MLflow when configured."""
+    csv = SegmentLogger(segment_path(run_dir, start))
     return [csv] if config.logger == "csv" else [csv, _logger(config, run_dir)]
 
 
@@ -445,18 +451,24 @@ def prepare_run(config: TrainingConfig, cache: str | Path | None = None):
 def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
         resume: str | Path | None = None, run_dir: str | Path | None = None,
         cache: str | Path | None = None, progress: bool = True, **trainer_kwargs) -> Path:
-    """Train ``config`` into a run dir (new, given, or ``resume``'s) and return its path."""
+    """Train ``config`` into a run dir (new, given, or ``resume``'s) and return its path.
+
+    ``max_steps`` and the Trainer options the config holds (accelerator, devices, num_nodes,
+    strategy, precision) override the config and are saved with it; a new run dir's id covers
+    them and any other Trainer option."""
     if resume is not None:
         run_dir = Path(resume)
         config = read_run_config(run_dir)
     elif not isinstance(config, TrainingConfig):
         config = load_training_config(config)
+    overrides = {k: trainer_kwargs.pop(k) for k in CONFIG_TRAINER_OPTIONS if k in trainer_kwargs}
     if max_steps is not None:
-        config = dataclasses.replace(config, max_steps=int(max_steps))
+        overrides["max_steps"] = int(max_steps)
+    config = dataclasses.replace(config, **overrides)
     _quiet_lightning()
     pl.seed_everything(config.seed, workers=True, verbose=False)
     graphs, datamodule, module = prepare_run(config, cache)
-    ckpt_path = None
+    ckpt_path, start = None, 0
     if config.init_from and resume is None:
         state = load_checkpoint(config.init_from)
         load_weights(module.model, model_state(state.get("state_dict", state)), config.init_from)
@@ -468,19 +480,19 @@ def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
         state = load_checkpoint(ckpt_path)
         load_weights(module.model, model_state(state["state_dict"]), str(ckpt_path))
         resume_sampler(datamodule, state)
-    run_dir = Path(run_dir) if run_dir else default_run_dir(config)
-    trainer = _trainer(config, run_dir, progress, **trainer_kwargs)
+        start = int(state["global_step"])
+    run_dir = Path(run_dir) if run_dir else default_run_dir(config, trainer_kwargs)
+    trainer = _trainer(config, run_dir, start, progress, **trainer_kwargs)
     if trainer.is_global_zero:
         _write_run_files(config, graphs, module, run_dir)
-    previous = set_aside_metrics(run_dir) if resume is not None else None
+        begin_segment(run_dir, start)
     status = "failed"
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         status = "finished"
     finally:
         if trainer.is_global_zero:
-            if previous is not None:
-                merge_metrics(run_dir, previous, int(state["global_step"]))
+            merge_metrics(run_dir)
             _write_run_json(run_dir, config, module, trainer, status)
     return run_dir
 
@@ -498,12 +510,13 @@ def _quiet_lightning() -> None:
 
 
 
-def _trainer(config: TrainingConfig, run_dir: Path, progress: bool, **kwargs) -> pl.Trainer:
+def _trainer(config: TrainingConfig, run_dir: Path, start: int, progress: bool,
+             **kwargs) -> pl.Trainer:
     checkpoints = LastCheckpoint(run_dir / "checkpoints", config.checkpoint_every)
     options = dict(
         max_steps=config.max_steps, accelerator=config.accelerator, devices=config.devices,
         num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
-        logger=_loggers(config, run_dir), callbacks=[checkpoints],
+        logger=_loggers(config, run_dir, start), callbacks=[checkpoints],
         val_check_interval=None, check_val_every_n_epoch=None,
         limit_val_batches=config.val_batches if config.val_batches else 1.0,
         gradient_clip_val=config.optimizer.grad_clip or None, use_distributed_sampler=False,
@@ -542,24 +555,6 @@ def _write_run_json(run_dir: Path, config: TrainingConfig, module: Trainer, trai
 
 
 # --------------------------------------------------------------------------- trained runs
-
-
-def read_run_config(run_dir: str | Path) -> TrainingConfig:
-    """The resolved config a run dir was trained with (its config.yaml)."""
-    saved = Path(run_dir) / "config.yaml"
-    if not saved.is_file():
-        raise WorkbenchError(f"{run_dir} is not a training run dir (no config.yaml): train "
-                             "first with `workbench train`")
-    return training_config_from_dict(yaml.safe_load(saved.read_text()), str(saved))
-
-
-def restore_weights(model: torch.nn.Module, config: TrainingConfig, run_dir: str | Path) -> None:
-    """Put a run's last checkpoint into a freshly built model (LoRA adapters added first)."""
-    if config.finetune.lora:
-        add_lora(model, config.finetune.lora_rank, config.finetune.lora_alpha,
-                 config.finetune.lora_include)
-    ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
-    load_weights(model, model_state(load_checkpoint(ckpt)["state_dict"]), str(ckpt))
 
 
 def load_run(run_dir: str | Path, cache: str | Path | None = None):
