@@ -24,9 +24,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 KERNEL_NAME = "workbench"
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-# A cell running longer than this fails the run instead of hanging it (nbclient can wait
-# forever for a reply the kernel never sends: jupyter/nbclient#312). Override per run or
-# with $WORKBENCH_CELL_TIMEOUT (seconds).
+# A cell running longer than this fails the run (engine.CellFailure) instead of hanging it.
+# Override per run or with $WORKBENCH_CELL_TIMEOUT (seconds).
 CELL_TIMEOUT_S = 3600
 
 
@@ -101,8 +100,10 @@ def run_notebook(
 ) -> RunResult:
     """Execute a notebook with papermill into ``runs_dir/run_id`` and export its HTML report."""
     import papermill
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
+    from .engine import ENGINE_NAME, CellFailure
     from .html import export_html
 
     path = resolve_notebook(notebook)
@@ -130,6 +131,7 @@ def run_notebook(
             str(output),
             parameters=params,
             kernel_name=kernel,
+            engine_name=ENGINE_NAME,
             cwd=str(run_dir),
             progress_bar=progress,
             log_output=log_output,
@@ -137,10 +139,10 @@ def run_notebook(
                 os.environ.get("WORKBENCH_CELL_TIMEOUT", CELL_TIMEOUT_S)),
         )
         status = "ok"
-    except PapermillExecutionError as err:
+    except (PapermillExecutionError, CellFailure) as err:  # an error, timeout or dead kernel
         status, error = "failed", f"{err.ename}: {err.evalue}".splitlines()[0]
-    except TimeoutError as err:  # nbclient's CellTimeoutError
-        status, error = "failed", f"cell timed out: {str(err).splitlines()[0]}"
+    except (TimeoutError, DeadKernelError) as err:  # outside a cell (the closing kernel_info)
+        status, error = "failed", f"{type(err).__name__}: {str(err).splitlines()[0]}"
     duration = time.monotonic() - started
     if output.exists():
         export_html(output, run_dir / "report.html", title=path.stem)
