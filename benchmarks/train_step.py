@@ -10,7 +10,7 @@ Cases: every training config of ``--configs`` (configs/training/*.yaml) on every
 sampling config (the demo domains: global 2.5 deg, 10,512 data / 2,562 hidden nodes; conus
 45 km, 8,330 / 897), by three implementations:
 
-- ``workbench``: ``training.Trainer`` of the config (``EncProcDec``, the domain's DomainGraph),
+- ``workbench``: ``training.Trainer`` of the config (``EncProcDec``, the domain's domain_graphs.DomainGraph),
   one step = ``Trainer._task_loss(batch)`` (what ``training_step`` optimises, without its
   logging), ``backward()``, then the AdamW of ``Trainer.configure_optimizers()``;
 - ``anemoi ckpt``: anemoi-models' ``AnemoiModelEncProcDec`` with GraphTransformerForwardMapper,
@@ -155,13 +155,13 @@ def autocast(spec: dict, torch):
 def workbench_child(spec: dict) -> dict:
     import torch
 
-    from workbench import training
+    from workbench import domain_graphs, training
     from workbench.model import parameter_count
 
     config = training.load_training_config(spec["config"])
     sampling = training.sampling_config(config)
     domain = next(d for d in sampling.domains if d.name == spec["domain"])
-    graph = training.domain_graph(domain.graph, domain.name, domain.dataset,
+    graph = domain_graphs.domain_graph(domain.graph, domain.name, domain.dataset,
                                   config.boundary_cells)
     inputs = torch.load(spec["batches"], weights_only=True)
     device = torch.device(spec["device"])
@@ -341,7 +341,7 @@ def prepare(config_name: str, domains: list[str] | None, n_batches: int, tmp: Pa
     """Graph .pt and batches .pt of every domain of a config; one spec per domain."""
     import torch
 
-    from workbench import graphs, training
+    from workbench import domain_graphs, graphs, training
     from workbench.sampling import MultiDomainDataModule
 
     config = training.load_training_config(config_name)
@@ -351,7 +351,7 @@ def prepare(config_name: str, domains: list[str] | None, n_batches: int, tmp: Pa
         raise SystemExit(f"{config_name}: only forecast graph transformers have an anemoi peer "
                          f"here (processor {model_cfg.processor}, task {config.task})")
     chosen = [d for d in sampling.domains if domains is None or d.name in domains]
-    dgraphs = {d.name: training.domain_graph(d.graph, d.name, d.dataset, config.boundary_cells)
+    dgraphs = {d.name: domain_graphs.domain_graph(d.graph, d.name, d.dataset, config.boundary_cells)
                for d in chosen}
     module = MultiDomainDataModule(sampling, {n: g.graph_id for n, g in dgraphs.items()})
     module.setup()
@@ -373,7 +373,7 @@ def prepare(config_name: str, domains: list[str] | None, n_batches: int, tmp: Pa
                     "boundary": dgraphs[d.name].boundary}, batches)
         graph_path = tmp / f"{d.name}-graph.pt"
         if not graph_path.exists():
-            graphs.save_graph(training._graph_for(d.graph, d.name, None), graph_path)
+            graphs.save_graph(domain_graphs.graph_for(d.graph, d.name, None), graph_path)
         on_cuda = device == "cuda"
         specs.append({
             "config": config_name, "domain": d.name, "device": device,

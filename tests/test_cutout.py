@@ -13,7 +13,15 @@ import pytest
 import torch
 from pyproj import Proj
 
-from workbench import catalog, evaluation, graphs, inspection, training, training_report
+from workbench import (
+    catalog,
+    domain_graphs,
+    evaluation,
+    graphs,
+    inspection,
+    training,
+    training_report,
+)
 from workbench.errors import WorkbenchError
 
 matplotlib.use("Agg")
@@ -118,7 +126,7 @@ def test_each_graph_has_its_cutout_datasets_points(built):
     for name, dataset in GRAPHS.items():
         graph = built[name]
         ds = catalog.open_dataset(dataset)
-        training.check_graph_matches(graph, catalog.entry_grid(catalog.get_entry(dataset)),
+        domain_graphs.check_graph_matches(graph, catalog.entry_grid(catalog.get_entry(dataset)),
                                      dataset)
         lat, lon = graphs.node_latlon(graph, "data")
         np.testing.assert_allclose(lat, ds["latitude"].values, atol=1e-5)
@@ -128,7 +136,7 @@ def test_each_graph_has_its_cutout_datasets_points(built):
         np.testing.assert_allclose(graph["data"].area_weight.numpy(), ds["area_weight"].values,
                                    rtol=1e-6)
     with pytest.raises(WorkbenchError, match="17506 data nodes"):
-        training.check_graph_matches(built["tnbd"], catalog.entry_grid(
+        domain_graphs.check_graph_matches(built["tnbd"], catalog.entry_grid(
             catalog.get_entry("stretched")), "stretched")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 from helpers import write_entry
 
@@ -318,3 +319,19 @@ def test_full_disk_leaves_no_partial_store(worlds, tmp_path):
         result = _run("data", "prepare", "mid", "--catalog", str(folder), "--cache", str(cache))
         _assert_one_error(result, str(cache), "no space left", "free space", "WORKBENCH_CACHE")
         assert list(cache.iterdir()) == []  # no store, no temporary, no lock file
+
+
+def test_cache_truncated_graph_file_is_rebuilt(tmp_path, capsys):
+    """A graph cached by training (cache/graphs/*.pt) cut short by a kill or a full disk is
+    rebuilt on next use, equal to a fresh build."""
+    from workbench import domain_graphs
+
+    first = domain_graphs.graph_for("demo-conus", "conus", tmp_path)
+    (cached,) = (tmp_path / "graphs").glob("demo-conus-*.pt")
+    cached.write_bytes(cached.read_bytes()[:1000])
+    again = domain_graphs.graph_for("demo-conus", "conus", tmp_path)
+    assert "damaged (not a complete torch file); rebuilding it" in capsys.readouterr().err
+    assert again.graph_id == first.graph_id
+    for key in ("data", "hidden"):
+        assert torch.equal(again[key].x, first[key].x)
+    assert not list((tmp_path / "graphs").glob(".*tmp*"))

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from workbench import checkpoints, training
+from workbench import checkpoints, domain_graphs, training
 from workbench.errors import WorkbenchError
 from workbench.finetune import LoRALinear
 
@@ -76,7 +76,7 @@ def test_validation_persistence_against_an_independent_computation(tmp_path):
     val = metrics(run).dropna(subset=["val/mse"]).iloc[-1]
     for domain in datamodule.domains:
         starts = domain.samples("val")[:2]  # val_batches 2: one batch (2 windows) per domain
-        area = training.domain_graph(domain.domain.graph, domain.name, domain.domain.dataset,
+        area = domain_graphs.domain_graph(domain.domain.graph, domain.name, domain.domain.dataset,
                                      2).area_weight.double().numpy()
         area = area / area.mean()
         norm = domain.normalisers["variables"]

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-import yaml
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
+from .config import load_yaml
 from .errors import WorkbenchError
 from .finetune import add_lora
 from .sampling import MultiDomainDataModule
@@ -125,7 +125,7 @@ def read_run_config(run_dir: str | Path) -> TrainingConfig:
     if not saved.is_file():
         raise WorkbenchError(f"{run_dir} is not a training run dir (no config.yaml): train "
                              "first with `workbench train`")
-    return training_config_from_dict(yaml.safe_load(saved.read_text()), str(saved))
+    return training_config_from_dict(load_yaml(saved), str(saved))
 
 
 def restore_weights(model: torch.nn.Module, config: TrainingConfig, run_dir: str | Path) -> None:

@@ -23,9 +23,10 @@ from tqdm.auto import tqdm
 from . import catalog, skill
 from .checkpoints import read_run_config, restore_weights
 from .config import resolve_config
+from .domain_graphs import domain_graph
 from .errors import WorkbenchError
 from .sampling import DomainConfig, DomainData, MultiDomainDataset
-from .training import Trainer, domain_graph
+from .training import Trainer
 from .training_config import sampling_config
 
 

@@ -19,21 +19,19 @@ buffer for rollout training and clipping of chosen variables.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
+import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import yaml
 
-from . import catalog, grids
 from .checkpoints import (
     LastCheckpoint,
     SegmentLogger,
@@ -49,11 +47,12 @@ from .checkpoints import (
     segment_path,
     write_atomic,
 )
-from .config import resolve_config
+from .config import dump_yaml
+from .domain_graphs import DomainGraph, domain_graph
 from .errors import WorkbenchError
 from .finetune import ReplayBuffer, add_lora, clip_bounds, clip_predictions, layerwise_param_groups
 from .losses import compute_loss
-from .model import EncProcDec, GraphTensors, graph_tensors
+from .model import EncProcDec, GraphTensors
 from .sampling import MultiDomainDataModule
 from .tasks import bert_mask, interpolation_mask
 from .training_config import (
@@ -63,85 +62,11 @@ from .training_config import (
     load_training_config,
     model_config,
     sampling_config,
-    training_config_from_dict,  # noqa: F401 - tests and notebooks call it as training.*
+    training_config_from_dict,
 )
 
 # Trainer options a training config holds: given to fit, they override the config's
 CONFIG_TRAINER_OPTIONS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
-
-# --------------------------------------------------------------------------- graphs
-
-
-@dataclass
-class DomainGraph:
-    """A domain's graph and what training reads from it."""
-
-    name: str
-    graph_id: str
-    graph_name: str
-    tensors: GraphTensors
-    area_weight: torch.Tensor  # [G]
-    boundary: torch.Tensor | None  # bool [G]: LAM nodes forced from the truth, None: global
-    patch_id: torch.Tensor  # [G] nearest hidden node (BERT tokens)
-    n_hidden: int
-
-
-def _graph_for(spec: str | None, domain: str, cache: str | Path | None):
-    from .graphs import build_graph, load_config, load_graph, save_graph
-
-    if spec is None:
-        raise WorkbenchError(f"domain {domain!r} names no graph: set `graph:` in the sampling "
-                             "config (a graph preset, YAML or .pt)")
-    if str(spec).endswith(".pt"):
-        return load_graph(spec)
-    path = resolve_config(spec, "graphs")
-    key = hashlib.sha1(path.read_bytes()).hexdigest()[:10]
-    cached = catalog.cache_dir(cache) / "graphs" / f"{path.stem}-{key}.pt"
-    if cached.is_file():
-        return load_graph(cached)
-    graph = build_graph(load_config(path))
-    save_graph(graph, cached)
-    return graph
-
-
-def check_graph_matches(graph, grid: grids.Grid, domain: str, tol_deg: float = 1e-3) -> None:
-    """The graph's data nodes must be the dataset's grid points, in order."""
-    from .graphs import node_latlon
-
-    lat, lon = node_latlon(graph, "data")
-    name = getattr(graph, "name", "graph")
-    if lat.size != grid.size:
-        raise WorkbenchError(f"graph {name!r} has {lat.size} data nodes but domain {domain!r} "
-                             f"has {grid.size} grid points: build the graph on this dataset")
-    dlon = np.abs((lon - grid.longitude + 180.0) % 360.0 - 180.0) * np.cos(np.deg2rad(lat))
-    off = np.maximum(np.abs(lat - grid.latitude), dlon)
-    if off.max() > tol_deg:
-        raise WorkbenchError(f"graph {name!r}: data node {int(off.argmax())} is {off.max():.3g} "
-                             f"deg from grid point of domain {domain!r}: build the graph on "
-                             "this dataset")
-
-
-def domain_graph(spec: str | None, domain: str, dataset: str, boundary_cells: int,
-                 cache: str | Path | None = None) -> DomainGraph:
-    """Load or build a domain's graph, check it against the grid, derive masks and weights."""
-    graph = _graph_for(spec, domain, cache)
-    grid = catalog.entry_grid(catalog.get_entry(dataset))
-    check_graph_matches(graph, grid, domain)
-    boundary = None
-    if grid.kind != "regular_latlon" and grid.shape is not None and boundary_cells > 0:
-        boundary = torch.from_numpy(grids.boundary_distance_cells(grid) < boundary_cells)
-    from .graphs import EDGE_SETS
-
-    dec = graph[EDGE_SETS["decoder"]]
-    nearest = torch.full((grid.size,), -1, dtype=torch.long)
-    order = torch.argsort(dec.edge_length_km, descending=True)  # shortest written last
-    nearest[dec.edge_index[1, order]] = dec.edge_index[0, order]
-    area = graph["data"].area_weight.float() if "area_weight" in graph["data"] else torch.ones(
-        grid.size)
-    return DomainGraph(domain, str(graph.graph_id), str(getattr(graph, "name", spec)),
-                       graph_tensors(graph), area, boundary, nearest,
-                       int(graph["hidden"].num_nodes))
-
 
 # --------------------------------------------------------------------------- module
 
@@ -463,8 +388,11 @@ def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
         config = load_training_config(config)
     overrides = {k: trainer_kwargs.pop(k) for k in CONFIG_TRAINER_OPTIONS if k in trainer_kwargs}
     if max_steps is not None:
-        overrides["max_steps"] = int(max_steps)
-    config = dataclasses.replace(config, **overrides)
+        overrides["max_steps"] = max_steps
+    if overrides:  # checked as the YAML is (max_steps 0 or devices "abc" refused)
+        config = dataclasses.replace(training_config_from_dict(
+            {**config_dict(config), **overrides}, f"{config.name} with overrides"),
+            file=config.file)
     _quiet_lightning()
     pl.seed_everything(config.seed, workers=True, verbose=False)
     graphs, datamodule, module = prepare_run(config, cache)
@@ -481,8 +409,16 @@ def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
         load_weights(module.model, model_state(state["state_dict"]), str(ckpt_path))
         resume_sampler(datamodule, state)
         start = int(state["global_step"])
+    fresh = run_dir is None
     run_dir = Path(run_dir) if run_dir else default_run_dir(config, trainer_kwargs)
-    trainer = _trainer(config, run_dir, start, progress, **trainer_kwargs)
+    try:
+        trainer = _trainer(config, run_dir, start, progress, **trainer_kwargs)
+    except WorkbenchError:
+        if fresh:  # nothing half-written: the empty dir made for this run goes again
+            shutil.rmtree(run_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                run_dir.parent.rmdir()  # and the runs folder, where it was made for it
+        raise
     if trainer.is_global_zero:
         _write_run_files(config, graphs, module, run_dir)
         begin_segment(run_dir, start)
@@ -525,14 +461,22 @@ def _trainer(config: TrainingConfig, run_dir: Path, start: int, progress: bool,
         enable_checkpointing=False)
     options["val_check_interval"] = min(config.val_every, config.max_steps)
     options.update(kwargs)
-    return pl.Trainer(**options)
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return pl.Trainer(**options)
+    except (MisconfigurationException, ValueError, ImportError, RuntimeError) as err:
+        chosen = ", ".join(f"{k}={options[k]!r}" for k in CONFIG_TRAINER_OPTIONS)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WorkbenchError(f"Lightning cannot train with {chosen}: {reason} (choose what this "
+                             "machine has, e.g. --accelerator cpu --devices 1)") from None
 
 
 def _write_run_files(config: TrainingConfig, graphs: list[DomainGraph], module: Trainer,
                      run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = config_dict(config)
-    write_atomic(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    write_atomic(run_dir / "config.yaml", dump_yaml(resolved))
     write_atomic(run_dir / "config.json", json.dumps(resolved, indent=1))
     write_atomic(run_dir / "graphs.json", json.dumps(
         {g.name: {"graph_id": g.graph_id, "graph": g.graph_name, "data_nodes": g.tensors.n_data,

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
 from .checkpoints import load_checkpoint, model_state
+from .config import load_yaml
 from .errors import WorkbenchError
 from .training_config import TrainingConfig
 
@@ -215,7 +214,7 @@ def notebook_summary(run_dir: str | Path, step_hours: float = STEP_HOURS) -> dic
     config = None
     saved = run_dir / "config.yaml"
     if saved.is_file():
-        config = yaml.safe_load(saved.read_text())
+        config = load_yaml(saved)
     return {
         "key_figures": key_figures,
         "validation": [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
