@@ -11,6 +11,7 @@ import yaml
 from browser import check_page, chromium_available
 
 from workbench import catalog, cli, runs
+from workbench.errors import WorkbenchError
 
 
 def run_via_cli(tmp_path, notebook: str, *params: str):
@@ -299,3 +300,14 @@ def test_a_kernel_that_dies_mid_cell_fails_the_run(tmp_path):
     record = json.loads((result.run_dir / "run.json").read_text())
     assert record["status"] == "failed" and record["error"] == result.error
     assert "the kernel died while running cell 2" in (result.run_dir / "report.html").read_text()
+
+
+def test_cell_timeout_in_whole_seconds(monkeypatch):
+    """nbclient takes whole seconds and reads 0 as 'no timeout': 0.5 s must not become 0."""
+    assert runs.cell_timeout(0.5) == 1 and runs.cell_timeout(90) == 90
+    monkeypatch.setenv("WORKBENCH_CELL_TIMEOUT", "2.2")
+    assert runs.cell_timeout() == 3
+    for bad in ("abc", "0", "-5", "inf"):
+        monkeypatch.setenv("WORKBENCH_CELL_TIMEOUT", bad)
+        with pytest.raises(WorkbenchError, match="give seconds > 0"):
+            runs.cell_timeout()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import secrets
 import time
@@ -89,6 +90,20 @@ def new_run_id(notebook: Path) -> str:
     return f"{notebook.stem}-{stamp}-{secrets.token_hex(2)}"
 
 
+def cell_timeout(seconds: float | None = None) -> int:
+    """The cell timeout in whole seconds (nbclient's unit): ``seconds``, else
+    $WORKBENCH_CELL_TIMEOUT, else CELL_TIMEOUT_S; rounded up (0 would switch it off)."""
+    raw = seconds if seconds is not None else os.environ.get("WORKBENCH_CELL_TIMEOUT",
+                                                             CELL_TIMEOUT_S)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise WorkbenchError(f"cell timeout {raw!r} (WORKBENCH_CELL_TIMEOUT): give seconds > 0")
+    return math.ceil(value)
+
+
 def run_notebook(
     notebook: str | Path,
     params: Mapping | None = None,
@@ -109,6 +124,7 @@ def run_notebook(
     path = resolve_notebook(notebook)
     params = dict(params or {})
     params = check_parameters(path, params)
+    timeout_s = cell_timeout(cell_timeout_s)
     run_dir = Path(runs_dir).resolve() / (run_id or new_run_id(path))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "params.yaml").write_text(dump_yaml(params, sort_keys=True))
@@ -135,8 +151,7 @@ def run_notebook(
             cwd=str(run_dir),
             progress_bar=progress,
             log_output=log_output,
-            execution_timeout=cell_timeout_s or float(
-                os.environ.get("WORKBENCH_CELL_TIMEOUT", CELL_TIMEOUT_S)),
+            execution_timeout=timeout_s,
         )
         status = "ok"
     except (PapermillExecutionError, CellFailure) as err:  # an error, timeout or dead kernel
