@@ -40,3 +40,40 @@ def small_catalog(tmp_path: Path) -> Path:
     write_entry(folder, "tiny-conus", SMALL_WORLD.format(
         name="tiny-conus", domain="conus", grid="hrrr", grid_param="coarsen: 30"))
     return folder
+
+
+def tiny_notebook(path: Path, parameters: str, *cells: str) -> Path:
+    """A notebook of code cells for the ``workbench`` kernel, the first tagged ``parameters``,
+    written to ``path``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "workbench", "display_name": "workbench",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+                *(nbformat.v4.new_code_cell(source) for source in cells)]
+    nbformat.write(nb, path)
+    return path
+
+
+def user_zarr(folder: Path) -> Path:
+    """A user's plain zarr store (t2m on a 5 x 8 lat-lon grid, 16 times in 2 chunks) and its
+    catalog entry ``mine`` in ``folder/cat``; returns the catalog folder."""
+    import numpy as np
+    import xarray as xr
+
+    times = np.datetime64("2021-03-01") + np.arange(16) * np.timedelta64(6, "h")
+    ds = xr.Dataset({"t2m": (("time", "lat", "lon"), np.ones((16, 5, 8), np.float32))},
+                    coords={"time": times, "lat": np.linspace(-60, 60, 5),
+                            "lon": np.arange(0, 360, 45.0)})
+    ds.chunk({"time": 8}).to_zarr(folder / "user.zarr", consolidated=False)
+    write_entry(folder / "cat", "mine", f"""\
+name: mine
+domain: test
+source: {{kind: zarr, path: {folder / 'user.zarr'}}}
+variables: [t2m]
+time_step: 6h
+grid: {{kind: test, resolution: test}}
+""")
+    return folder / "cat"
+

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nbformat
 import pytest
 import yaml
+from helpers import tiny_notebook
 
 from workbench import cli
 from workbench.batch import Entry, Resources, load_plan, resolve_params
@@ -29,17 +29,10 @@ pathlib.Path("summary.json").write_text(json.dumps(
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     """A two-cell notebook: doubles ``value``, fails if ``must_exist`` is missing."""
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell(
+    return tiny_notebook(
+        tmp_path_factory.mktemp("nb") / "tiny.ipynb",
         'value = 1  # a number\nlabel = "a"  # any text\nmust_exist = ""  # a path; missing: fail'
-        '\nsleep_s = 0.0  # seconds to wait')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(TINY_SOURCE)]
-    nb.metadata["kernelspec"] = {"name": "workbench", "display_name": "workbench",
-                                 "language": "python"}
-    path = tmp_path_factory.mktemp("nb") / "tiny.ipynb"
-    nbformat.write(nb, path)
-    return path
+        '\nsleep_s = 0.0  # seconds to wait', TINY_SOURCE)
 
 
 def write_plan(tmp_path: Path, steps: list[dict], name: str = "p", **extra) -> Path:

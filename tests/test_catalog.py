@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
-from helpers import SMALL_WORLD, write_entry
+from helpers import SMALL_WORLD, user_zarr, write_entry
 
 from workbench import cachelock, catalog, cli, grids, world
 from workbench.errors import WorkbenchError
@@ -181,25 +181,8 @@ def test_direct_zarr_read_of_a_damaged_cache_entry_is_repaired(small_catalog, tm
     np.testing.assert_array_equal(array[2:5], fresh[2:5])
 
 
-def _user_zarr(tmp_path):
-    times = np.datetime64("2021-03-01") + np.arange(16) * np.timedelta64(6, "h")
-    ds = xr.Dataset({"t2m": (("time", "lat", "lon"), np.ones((16, 5, 8), np.float32))},
-                    coords={"time": times, "lat": np.linspace(-60, 60, 5),
-                            "lon": np.arange(0, 360, 45.0)})
-    ds.chunk({"time": 8}).to_zarr(tmp_path / "user.zarr", consolidated=False)
-    write_entry(tmp_path / "cat", "mine", f"""\
-name: mine
-domain: test
-source: {{kind: zarr, path: {tmp_path / 'user.zarr'}}}
-variables: [t2m]
-time_step: 6h
-grid: {{kind: test, resolution: test}}
-""")
-    return catalog.get_entry("mine", [tmp_path / "cat"])
-
-
 def test_damaged_chunk_of_a_user_store_names_dataset_and_file(tmp_path):
-    entry = _user_zarr(tmp_path)
+    entry = catalog.get_entry("mine", [user_zarr(tmp_path)])
     ds = catalog.open_dataset(entry)
     assert float(ds["t2m"].sum()) == 16 * 5 * 8  # intact: every value read
     chunk = tmp_path / "user.zarr" / "t2m" / "c" / "1" / "0" / "0"

@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 import yaml
+from helpers import tiny_notebook
 
 from workbench import cli, locks
 from workbench.batch import load_plan
@@ -39,16 +39,9 @@ pathlib.Path("summary.json").write_text(json.dumps({"key_figures": {"value": val
 @pytest.fixture(scope="module")
 def noting(tmp_path_factory) -> Path:
     """A notebook that appends 'start|end VALUE KERNEL_PID RUN_PID' to ``notes``."""
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('value = 1  # a number\nsleep_s = 0.0  # seconds\n'
-                                       'notes = "notes.txt"  # the file to append to')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(NOTES)]
-    nb.metadata["kernelspec"] = {"name": "workbench", "display_name": "workbench",
-                                 "language": "python"}
-    path = tmp_path_factory.mktemp("nb") / "noting.ipynb"
-    nbformat.write(nb, path)
-    return path
+    return tiny_notebook(tmp_path_factory.mktemp("nb") / "noting.ipynb",
+                         'value = 1  # a number\nsleep_s = 0.0  # seconds\n'
+                         'notes = "notes.txt"  # the file to append to', NOTES)
 
 
 def write_plan(tmp_path: Path, notebook: Path, values: list[int], sleep_s: float,

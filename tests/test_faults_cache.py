@@ -17,11 +17,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import xarray as xr
-from helpers import write_entry
+from helpers import user_zarr, write_entry
 
 from workbench import catalog
 
@@ -237,23 +236,11 @@ def test_prepare_killed_while_writing_leaves_an_orphan_that_is_removed(worlds, t
 
 
 def test_damaged_chunk_of_a_user_store_is_one_line(tmp_path):
-    times = np.datetime64("2021-03-01") + np.arange(16) * np.timedelta64(6, "h")
-    ds = xr.Dataset({"t2m": (("time", "lat", "lon"), np.ones((16, 5, 8), np.float32))},
-                    coords={"time": times, "lat": np.linspace(-60, 60, 5),
-                            "lon": np.arange(0, 360, 45.0)})
-    ds.chunk({"time": 8}).to_zarr(tmp_path / "user.zarr", consolidated=False)
+    folder = user_zarr(tmp_path)
     chunk = tmp_path / "user.zarr" / "t2m" / "c" / "1" / "0" / "0"
     chunk.write_bytes(chunk.read_bytes()[:7])  # truncated
-    write_entry(tmp_path / "cat", "mine", f"""\
-name: mine
-domain: test
-source: {{kind: zarr, path: {tmp_path / 'user.zarr'}}}
-variables: [t2m]
-time_step: 6h
-grid: {{kind: test, resolution: test}}
-""")
     for command in ("show", "stats"):
-        result = _run("data", command, "mine", "--catalog", str(tmp_path / "cat"),
+        result = _run("data", command, "mine", "--catalog", str(folder),
                       "--cache", str(tmp_path / "cache"))
         _assert_one_error(result, "dataset 'mine'", str(chunk), "damaged")
         assert result.stderr.count("\n") == 1  # nothing but that line

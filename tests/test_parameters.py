@@ -11,8 +11,8 @@ import json
 import subprocess
 import sys
 
-import nbformat
 import pytest
+from helpers import tiny_notebook
 
 from workbench import parameters
 from workbench.batch import load_plan
@@ -44,21 +44,14 @@ def assert_one_line_error(done: subprocess.CompletedProcess, *words: str) -> str
 @pytest.fixture(scope="module")
 def echo_notebook(tmp_path_factory):
     """A notebook that writes the parameters it received into summary.json."""
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(
+    return tiny_notebook(
+        tmp_path_factory.mktemp("nb") / "echo.ipynb",
         'text = "a"  # any text\ncount = 1  # a whole number\nscale = 1.0  # a number\n'
         'names = ["x"]  # a list\nlimit = 3  # type: Optional[int] a number or None\n'
-        'options = None  # anything JSON\nflag = False  # a boolean')
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, nbformat.v4.new_code_cell(
+        'options = None  # anything JSON\nflag = False  # a boolean',
         'import json, pathlib\npathlib.Path("summary.json").write_text(json.dumps(dict('
         'text=text, count=count, scale=scale, names=names, limit=limit, options=options, '
-        'flag=flag)))')]
-    nb.metadata["kernelspec"] = {"name": "workbench", "display_name": "workbench",
-                                 "language": "python"}
-    path = tmp_path_factory.mktemp("nb") / "echo.ipynb"
-    nbformat.write(nb, path)
-    return path
+        'flag=flag)))')
 
 
 def test_declared_types_and_parsing(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 from browser import check_page, chromium_available
+from helpers import tiny_notebook
 
 from workbench import catalog, cli, runs
 from workbench.errors import WorkbenchError
@@ -167,18 +168,6 @@ def test_domain_sampling_run_and_report(tmp_path):
 
 
 # --------------------------------------------------------------------------- cell failures
-
-
-def tiny_notebook(path, parameters: str, *cells: str):
-    """A notebook of code cells, the first tagged ``parameters``, written to ``path``."""
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": runs.KERNEL_NAME, "display_name": "w", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
-                *(nbformat.v4.new_code_cell(source) for source in cells)]
-    nbformat.write(nb, path)
-    return path
 
 
 async def wait_for_reply(wake: bool) -> float:
