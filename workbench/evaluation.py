@@ -25,7 +25,8 @@ from .checkpoints import read_run_config, restore_weights
 from .config import resolve_config
 from .domain_graphs import domain_graph
 from .errors import WorkbenchError
-from .sampling import DomainConfig, DomainData, MultiDomainDataset
+from .sampling import DomainData, MultiDomainDataset
+from .sampling_config import DomainConfig
 from .training import Trainer
 from .training_config import sampling_config
 

@@ -13,123 +13,26 @@ takes every world_size-th batch of the same seeded sequence.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from pydantic import Field
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from . import catalog
-from .config import Flag, NonNegative, Positive, load_yaml, parse, resolve_config, typed
 from .errors import WorkbenchError
-from .statistics import FixedScaling, Normaliser, load_or_compute
-
-SPLITS = ("train", "val", "test")
-WEIGHTINGS = ("weights", "size")
-
-
-# --------------------------------------------------------------------------- config
-
-
-Split = tuple[str, str]  # [start, end]: inclusive dates
-Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-
-
-@typed
-@dataclass(frozen=True)
-class DomainConfig:
-    name: str  # the domain label carried by every batch
-    dataset: str  # catalog name
-    graph: str | None = None  # graph preset, YAML or .pt used for this domain
-    weight: Weight = 1.0  # share of training batches (domain_weighting: weights)
-    loss_weight: Weight = 1.0  # per-domain loss scaler
-    splits: Mapping[str, Split] | None = None  # overrides the config's splits
-    index: str | None = None  # a whole-domain {sampling_id}.samples.csv: train on its t_index rows
-    sources: tuple[str, ...] = ()  # more datasets of this domain (same grid and times)
-
-
-@typed
-@dataclass(frozen=True)
-class SamplingConfig:
-    name: str
-    domains: tuple[DomainConfig, ...]
-    variables: tuple[str, ...]  # prognostic: inputs and targets
-    splits: Mapping[str, Split]  # split -> [start, end] (inclusive dates)
-    forcings: tuple[str, ...] = ()
-    statics: tuple[str, ...] = ()
-    input_steps: Positive = 1
-    rollout: Positive = 1
-    batch_size: Positive = 4
-    domain_weighting: str = "weights"  # "weights" | "size"
-    batches_per_epoch: Positive | None = None  # default: every training batch once
-    seed: NonNegative = 0
-    num_workers: NonNegative = 0
-    fixed_scaling: Mapping[str, FixedScaling] = field(default_factory=dict)
-    # Aurora (seed 003): with several sources per domain, each batch takes input and target
-    # from one source (True) or draws the target's source independently (False)
-    same_source: Flag = True
-    file: Path | None = field(default=None, compare=False)
-
-
-def sampling_config_from_dict(raw: Mapping, where: str = "sampling config") -> SamplingConfig:
-    """Validate a plain mapping (YAML) into a SamplingConfig; errors name the key and fix."""
-    config = parse(SamplingConfig, raw, where)
-    validate(config, where)
-    return config
-
-
-def load_sampling_config(path: str | Path) -> SamplingConfig:
-    """A sampling YAML (configs/sampling/*.yaml or a preset name)."""
-    path = resolve_config(path, "sampling")
-    config = sampling_config_from_dict(load_yaml(path), str(path))
-    return dataclasses.replace(config, file=path)
-
-
-def validate(config: SamplingConfig, where: str = "sampling") -> None:
-    """What the types cannot say: unique domains, known splits that do not overlap."""
-    if not config.domains:
-        raise WorkbenchError(f"{where}: no domain listed under `domains`")
-    names = [d.name for d in config.domains]
-    if len(set(names)) != len(names):
-        raise WorkbenchError(f"{where}: domain names must be unique, got {names}")
-    if config.domain_weighting not in WEIGHTINGS:
-        raise WorkbenchError(f"{where}: domain_weighting {config.domain_weighting!r}: use "
-                             "weights or size")
-    check_splits(config.splits, where)
-    for d in config.domains:
-        if d.splits:
-            check_splits(d.splits, f"{where}: domain {d.name!r}")
-
-
-def check_splits(splits: Mapping[str, Split], where: str) -> None:
-    """Known split names, dates that parse, start <= end, and no two splits overlapping
-    (validation or test on training data would flatter every score)."""
-    periods = {}
-    for split, (start, end) in splits.items():
-        if split not in SPLITS:
-            raise WorkbenchError(f"{where}: unknown split {split!r}; use {', '.join(SPLITS)}")
-        try:
-            lo, hi = pd.Timestamp(start), pd.Timestamp(end)
-        except (ValueError, TypeError):
-            raise WorkbenchError(f"{where}: split {split} [{start}, {end}] is not two dates "
-                                 "(e.g. 2020-01-01, 2020-02-29T18:00)") from None
-        if lo > hi:
-            raise WorkbenchError(f"{where}: split {split} starts after it ends ({start} > {end})")
-        periods[split] = (lo, hi)
-    for (a, (lo_a, hi_a)), (b, (lo_b, hi_b)) in itertools.combinations(periods.items(), 2):
-        if lo_a <= hi_b and lo_b <= hi_a:
-            raise WorkbenchError(f"{where}: splits {a} ({splits[a][0]} .. {splits[a][1]}) and {b} "
-                                 f"({splits[b][0]} .. {splits[b][1]}) overlap; make the periods "
-                                 "disjoint so no sample is scored on data it trained on")
-
+from .sampling_config import (  # noqa: F401 - notebooks and tests read them as sampling.*
+    SPLITS,
+    DomainConfig,
+    SamplingConfig,
+    load_sampling_config,
+    sampling_config_from_dict,
+)
+from .statistics import Normaliser, load_or_compute
 
 # --------------------------------------------------------------------------- one domain
 

@@ -22,7 +22,7 @@ from .errors import WorkbenchError
 from .finetune import FineTuneConfig, finetune_config_from_dict
 from .losses import LossConfig, loss_config_from_dict
 from .model import ModelConfig, model_config_from_dict
-from .sampling import SamplingConfig, sampling_config_from_dict
+from .sampling_config import SamplingConfig, sampling_config_from_dict
 from .tasks import MaskingConfig, masking_config_from_dict
 
 TASKS = ("forecast", "bert", "interpolation")
