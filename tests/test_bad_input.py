@@ -299,6 +299,11 @@ CASES = [
     Case("param-nan", ["run", "01_graph_inspection", "-p", "near_km", ".nan",
                        "--runs-dir", "{d}/runs"],
          ["near_km", "not a finite number"], {}, ["runs"]),
+    Case("train-unknown-forcing", ["train", "{d}/t.yaml"],
+         ["forcings ['moonlight'] are neither variables of dataset 'global'",
+          "nor computed forcings (cos_latitude", "cos_solar_zenith_angle"],
+         {"t.yaml": "name: t\nsampling: {preset: demo, forcings: [insolation, moonlight]}\n"},
+         ["runs"]),
 ]
 
 

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from . import catalog
 from .errors import WorkbenchError
+from .forcings import COMPUTED_FORCINGS, computed_forcing
 from .sampling_config import (  # noqa: F401 - notebooks and tests read them as sampling.*
     SPLITS,
     DomainConfig,
@@ -32,7 +33,7 @@ from .sampling_config import (  # noqa: F401 - notebooks and tests read them as 
     load_sampling_config,
     sampling_config_from_dict,
 )
-from .statistics import Normaliser, load_or_compute
+from .statistics import FixedScaling, Normaliser, load_or_compute
 
 # --------------------------------------------------------------------------- one domain
 
@@ -47,7 +48,17 @@ class DomainData:
         self.graph_id = graph_id
         entry = catalog.get_entry(domain.dataset)
         ds = catalog.open_dataset(entry, cache=cache)
-        needed = [*config.variables, *config.forcings, *config.statics]
+        # a dataset variable wins over the computed forcing of the same name
+        self.computed = [f for f in config.forcings if f not in ds]
+        unknown = [f for f in self.computed if f not in COMPUTED_FORCINGS]
+        if unknown:
+            stored_names = ", ".join(sorted(map(str, ds.data_vars)))
+            raise WorkbenchError(
+                f"domain {domain.name!r}: forcings {unknown} are neither variables of dataset "
+                f"{domain.dataset!r} ({stored_names}) nor computed forcings "
+                f"({', '.join(COMPUTED_FORCINGS)}); fix `forcings` in the sampling config")
+        stored = [f for f in config.forcings if f not in self.computed]
+        needed = [*config.variables, *stored, *config.statics]
         absent = [v for v in needed if v not in ds]
         if absent:
             raise WorkbenchError(f"domain {domain.name!r}: dataset {domain.dataset!r} lacks {absent}")
@@ -57,6 +68,7 @@ class DomainData:
         self.input_steps = config.input_steps
         self.times = ds["time"].values
         self.n_grid = int(ds.sizes["grid"])
+        self.latitude, self.longitude = ds["latitude"].values, ds["longitude"].values
         self.ds = ds[needed]
         self.zarr_path = str(catalog.cache_path(entry, cache)) if (
             entry.source.kind == "generator") else None
@@ -72,7 +84,9 @@ class DomainData:
         fixed = config.fixed_scaling
         self.normalisers = {
             "variables": Normaliser(self.variables, stats, fixed),
-            "forcings": Normaliser(self.forcings, stats, fixed),
+            # computed forcings are in [-1, 1] already: identity unless fixed_scaling says else
+            "forcings": Normaliser(self.forcings, stats,
+                                   {**{f: FixedScaling() for f in self.computed}, **fixed}),
             "statics": Normaliser(self.statics, stats, fixed),
         }
         self.index_t = _read_index(domain.index) if domain.index else None
@@ -103,6 +117,18 @@ class DomainData:
                                      "row inside the train split")
             return keep
         return t
+
+    def read_forcings(self, t0: int, n: int) -> np.ndarray:
+        """float32 (n, forcing, grid) in config order: stored forcings read, computed ones
+        evaluated at the window's times (:func:`workbench.forcings.computed_forcing`)."""
+        stored = [f for f in self.forcings if f not in self.computed]
+        raw = self.read(stored, t0, n)
+        if not self.computed:
+            return raw
+        times = self.times[t0:t0 + n]
+        return np.stack([
+            computed_forcing(f, times, self.latitude, self.longitude) if f in self.computed
+            else raw[:, stored.index(f)] for f in self.forcings], axis=1)
 
     def read_source(self, source: int, names: Sequence[str], t0: int, n: int) -> np.ndarray:
         """:meth:`read` from source ``source`` (0: the domain's dataset, then its ``sources``)."""
@@ -201,7 +227,7 @@ class MultiDomainDataset(Dataset):
                 domain.read_source(s_in, domain.variables, t0, steps),
                 domain.read_source(s_out, domain.variables, t0 + steps, domain.window - steps)])
         state = domain.normalisers["variables"].normalise(torch.from_numpy(raw))
-        forcing = torch.from_numpy(domain.read(domain.forcings, t0, domain.window))
+        forcing = torch.from_numpy(domain.read_forcings(t0, domain.window))
         forcing = domain.normalisers["forcings"].normalise(forcing)
         return {"x": state[:steps], "y": state[steps:], "forcings": forcing,
                 "domain_index": d_index, "t0": t0, "sources": (s_in, s_out)}
