@@ -304,6 +304,28 @@ CASES = [
           "nor computed forcings (cos_latitude", "cos_solar_zenith_angle"],
          {"t.yaml": "name: t\nsampling: {preset: demo, forcings: [insolation, moonlight]}\n"},
          ["runs"]),
+    # ---------------------------------------------------------------- GRIB sources
+    Case("catalog-grib-not-grib", ["data", "show", "bad", "--catalog", "{d}/cat"],
+         ["bad.grib2 is not a GRIB file (no GRIB message in it)"],
+         {**catalog("name: bad\ndomain: test\nsource: {kind: grib, path: ../bad.grib2}\n"
+                    "variables: [t2m]\ntime_step: 6h\ngrid: {kind: test, resolution: x}\n"),
+          "bad.grib2": "CDF\x01 a netCDF file renamed\n"}),
+    Case("catalog-grib-no-match", ["data", "show", "bad", "--catalog", "{d}/cat"],
+         ["no file matches", "none/gfs.*.grib2", "fix `source.path`"],
+         catalog("name: bad\ndomain: test\nsource: {kind: grib, path: ../none/gfs.*.grib2}\n"
+                 "variables: [t2m]\ntime_step: 6h\ngrid: {kind: test, resolution: x}\n")),
+    Case("catalog-grib-missing-file", ["data", "show", "bad", "--catalog", "{d}/cat"],
+         ["grib source", "gone.grib2 does not exist"],
+         catalog("name: bad\ndomain: test\nsource: {kind: grib, path: [../gone.grib2]}\n"
+                 "variables: [t2m]\ntime_step: 6h\ngrid: {kind: test, resolution: x}\n")),
+    Case("catalog-grib-step", ["data", "list", "--catalog", "{d}/cat"],
+         ["bad.yaml: source step 'soon' is not a lead time such as 6h"],
+         catalog("name: bad\ndomain: test\nsource: {kind: grib, path: x.grib2, step: soon}\n"
+                 "variables: [t2m]\ntime_step: 6h\ngrid: {kind: test, resolution: x}\n")),
+    Case("catalog-grib-path-list-for-zarr", ["data", "list", "--catalog", "{d}/cat"],
+         ["a zarr source reads one `path`; only grib sources take a list"],
+         catalog("name: bad\ndomain: test\nsource: {kind: zarr, path: [a.zarr, b.zarr]}\n"
+                 "variables: [t2m]\ntime_step: 6h\ngrid: {kind: test, resolution: x}\n")),
 ]
 
 

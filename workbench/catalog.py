@@ -33,7 +33,7 @@ from .config import NonNegative, Positive, check_keys, load_yaml, parse, typed
 from .errors import WorkbenchError
 
 PROJECT_CATALOG = Path(__file__).resolve().parent.parent / "data_catalog"
-SOURCE_KINDS = ("generator", "zarr", "netcdf", "anemoi", "cutout")
+SOURCE_KINDS = ("generator", "zarr", "netcdf", "anemoi", "grib", "cutout")
 WORLD_VERSION = 1  # bump when the analytic world changes, so caches regenerate
 
 
@@ -52,7 +52,7 @@ class Source:
     """Where the data comes from: a generator, a local path or a URL."""
 
     kind: str
-    path: str | None = None
+    path: str | tuple[str, ...] | None = None  # grib: a file, a glob or a list of them
     url: str | None = None
     level_dim: str = "level"
     # generator only
@@ -65,11 +65,15 @@ class Source:
     # cutout only: limited areas first, the global dataset last
     datasets: tuple[CutoutPart, ...] | None = None
     min_distance_km: Annotated[float, Field(ge=0)] | None = None
+    # grib only: the lead time read from forecast files (none: analyses, lead 0)
+    step: str | None = None
 
     @property
     def location(self) -> str:
         if self.kind == "cutout":
             return "cutout of " + ", ".join(p.name for p in self.datasets or ())
+        if isinstance(self.path, tuple):
+            return ", ".join(self.path)
         return str(self.url or self.path)
 
 
@@ -115,6 +119,7 @@ class CatalogEntry:
 GENERATOR_KEYS = ["kind", "grid", "resolution_deg", "coarsen", "start", "end", "seed"]
 STORE_KEYS = ["kind", "path", "url", "level_dim"]
 CUTOUT_KEYS = ["kind", "datasets", "min_distance_km"]
+GRIB_KEYS = ["kind", "path", "step"]
 
 
 def _source_from_yaml(raw, where: str) -> Source:
@@ -135,10 +140,22 @@ def _source_from_yaml(raw, where: str) -> Source:
         raw.setdefault("min_distance_km", 0.0)
     elif kind == "generator":
         check_keys(raw, GENERATOR_KEYS, f"{where} (source)", required=("grid", "start", "end"))
+    elif kind == "grib":
+        check_keys(raw, GRIB_KEYS, f"{where} (source)", required=("path",))
+        try:
+            lead = pd.Timedelta(raw.get("step") or "0h")
+        except (ValueError, TypeError):
+            lead = None
+        if lead is None or lead < pd.Timedelta(0) or lead % pd.Timedelta(minutes=1):
+            raise WorkbenchError(f"{where}: source step {raw['step']!r} is not a lead time "
+                                 "such as 6h or 90min")
     else:
         check_keys(raw, STORE_KEYS, f"{where} (source)")
         if ("path" in raw) == ("url" in raw):
             raise WorkbenchError(f"{where}: a {kind} source needs exactly one of `path` or `url`")
+        if isinstance(raw.get("path"), list):
+            raise WorkbenchError(f"{where}: a {kind} source reads one `path`; only grib sources "
+                                 "take a list of files")
     return parse(Source, raw, f"{where} (source)")
 
 
@@ -149,7 +166,10 @@ def entry_from_yaml(path: Path) -> CatalogEntry:
     check_keys(raw, CatalogEntry, where,
                required=("name", "domain", "source", "variables", "time_step", "grid"))
     source = _source_from_yaml(raw["source"], where)
-    if source.path and not Path(source.path).is_absolute():
+    if isinstance(source.path, tuple):  # a grib source's list of files and globs
+        source = dataclasses.replace(
+            source, path=tuple(str((path.parent / p).resolve()) for p in source.path))
+    elif source.path and not Path(source.path).is_absolute():
         source = dataclasses.replace(source, path=str((path.parent / source.path).resolve()))
     variables = raw["variables"]
     if isinstance(variables, list):  # a plain list: the source's names are the canonical ones
@@ -229,7 +249,7 @@ def cache_dir(override: str | Path | None = None) -> Path:
 def cache_path(entry: CatalogEntry, cache: str | Path | None = None) -> Path:
     """Cache location of a generated entry, keyed by everything that shapes its values."""
     source = {k: v for k, v in dataclasses.asdict(entry.source).items()
-              if v is not None or k not in ("datasets", "min_distance_km")}  # keys of old caches
+              if v is not None or k not in ("datasets", "min_distance_km", "step")}  # old caches
     key = {
         "source": source,
         "variables": dict(entry.variables),
@@ -359,6 +379,10 @@ def open_dataset(
         ds = _open_cutout(entry, catalog, cache)
     elif src.kind == "anemoi":
         ds = readers.read_anemoi(src.location, entry.variables, entry.name)
+    elif src.kind == "grib":
+        from .grib import read_grib
+
+        ds = read_grib(src.path, entry.variables, entry.name, src.step)
     else:
         raw = readers.open_store(src.location, src.kind, entry.name)
         ds = readers.canonicalize_gridded(raw, entry.variables, entry.name, src.level_dim)
