@@ -25,6 +25,7 @@ import contextlib
 import glob
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -68,8 +69,6 @@ class Message:
     valid: np.datetime64
     lead: np.timedelta64
     step_range: str
-    units: str
-    name: str
     grid: str  # the grid's geography keys (_grid_signature)
     grid_relative: bool  # u/v along the grid's x/y rather than east/north
     version: int  # the file's mtime (ns), so a rewritten file gets new dask keys
@@ -149,8 +148,8 @@ def _header(handle, path: str, version: int) -> Message:
     return Message(
         path=path, offset=int(get("offset")), short_name=str(get("shortName")),
         level_type=str(get("typeOfLevel")), level=float(get("level")), valid=valid,
-        lead=valid - reference, step_range=str(get("stepRange")), units=str(get("units")),
-        name=str(get("name")), grid=_grid_signature(handle),
+        lead=valid - reference, step_range=str(get("stepRange")),
+        grid=sys.intern(_grid_signature(handle)),
         grid_relative=bool(eccodes.codes_is_defined(handle, "uvRelativeToGrid")
                            and get("uvRelativeToGrid")),
         version=version,
@@ -197,6 +196,14 @@ def _open_message(message: Message, dataset: str) -> Iterator:
         raise WorkbenchError(f"dataset {dataset!r}: reading the GRIB message at byte "
                              f"{message.offset} of {message.path} failed ({_first_line(err)}); "
                              "the file changed or is damaged: restore it") from None
+
+
+def _units_and_name(message: Message, dataset: str) -> tuple[str, str]:
+    """The units and name of a message's field (read once per variable: slow concept keys)."""
+    import eccodes
+
+    with _open_message(message, dataset) as handle:
+        return str(eccodes.codes_get(handle, "units")), str(eccodes.codes_get(handle, "name"))
 
 
 def _values(message: Message, size: int, dataset: str) -> np.ndarray:
@@ -394,7 +401,7 @@ def read_grib(path: str | Sequence[str], variables: Mapping[str, str], dataset: 
         if picked[0].grid_relative and _is_wind(picked[0].short_name):
             values = _earth_relative(values, picked, want, messages, lead, (lat, lon, attrs),
                                      dataset)
-        units, long_name = picked[0].units, picked[0].name
+        units, long_name = _units_and_name(picked[0], dataset)
         if want.convert and units in CONVERSIONS:
             factor, units, renamed = CONVERSIONS[units]
             values, long_name = values * np.float32(factor), renamed or long_name
