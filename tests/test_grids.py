@@ -149,3 +149,115 @@ def test_make_grid_errors():
         grids.make_grid("mars")
     with pytest.raises(WorkbenchError, match="divide 180"):
         grids.regular_latlon(7)
+
+
+# ---------------------------------------------------------------- grids as sources write them
+
+
+def latlon(lat, lon, name="g") -> grids.Grid:
+    """The grid of 1-D axes as a reader sees them (row-major points, axes detected)."""
+    lat2, lon2 = np.meshgrid(np.asarray(lat, float), np.asarray(lon, float), indexing="ij")
+    return grids.grid_from_points(name, lat2, lon2, lat2.shape)
+
+
+@pytest.mark.parametrize("order", [1, -1], ids=["ascending", "descending"])
+def test_area_weights_with_pole_rows_by_hand(order):
+    """Rows at 90, 30, -30, -90 deg (pole rows of 6 identical points), 6 columns: cell edges
+    at the midpoints, 60 and 0 deg, caps at the poles. By hand, per point: R^2 (2 pi / 6)
+    (sin 90 - sin 60) on a pole row and R^2 (2 pi / 6) (sin 60 - sin 0) on the others."""
+    g = latlon([90, 30, -30, -90][::-order], np.arange(0, 360, 60.0))
+    assert g.kind == "regular_latlon" and g.shape == (4, 6)
+    r2 = grids.EARTH_RADIUS_KM**2
+    cap, band = r2 * np.pi / 3 * (1 - np.sqrt(3) / 2), r2 * np.pi / 3 * (np.sqrt(3) / 2)
+    expected = np.repeat([cap, band, band, cap], 6)
+    np.testing.assert_allclose(grids.area_weights(g), expected, rtol=1e-12)
+    assert grids.area_weights(g).sum() == pytest.approx(SPHERE_AREA_KM2, rel=1e-12)
+
+
+@pytest.mark.parametrize("lon", [np.arange(0, 360, 5.625), np.arange(-180, 180, 5.625),
+                                 np.arange(0, 360.1, 5.625)],
+                         ids=["0..360", "-180..180", "meridian-repeated"])
+def test_global_grids_without_poles_sum_to_sphere(lon):
+    """WB2's 64 x 32 equiangular grid (no pole rows), longitudes either way or with the first
+    meridian repeated at 360: the sphere, each point by latitude band alone."""
+    lat = -90 + 5.625 * (np.arange(32) + 0.5)
+    g = latlon(lat, lon)
+    weights = grids.area_weights(g)
+    assert weights.sum() == pytest.approx(SPHERE_AREA_KM2, rel=1e-12)
+    assert grids.covers_globe(g)
+    if lon.size == 64:
+        row = weights.reshape(32, 64)
+        np.testing.assert_allclose(row, row[:, :1] * np.ones(64), rtol=1e-12)
+
+
+@pytest.mark.parametrize("lon", [np.arange(-20, 41, 2.0), np.arange(340, 401, 2.0) % 360,
+                                 np.arange(160, 221, 2.0)],
+                         ids=["europe", "europe-0..360", "across-dateline"])
+@pytest.mark.parametrize("order", [1, -1], ids=["ascending", "descending"])
+def test_regional_latlon_area_against_pyproj(lon, order):
+    """A lat-lon extract (not 2 pi / nx per column): the box half a cell beyond its outer
+    points, against pyproj's geodesic area of that box (dense parallels)."""
+    lat = np.arange(30, 71, 2.0)[::order]
+    g = latlon(lat, lon)
+    assert g.kind == "regular_latlon" and not grids.covers_globe(g)
+    x0 = grids.continuous_longitude(lon)[0] - 1
+    edges = np.linspace(x0, x0 + 62, 2000)
+    area, _ = SPHERE.polygon_area_perimeter(
+        np.concatenate([edges, edges[::-1]]), np.concatenate([np.full(2000, 29.0),
+                                                              np.full(2000, 71.0)]))
+    assert grids.area_weights(g).sum() == pytest.approx(abs(area) / 1e6, rel=1e-4)
+
+
+def test_trim_and_boundary_either_row_order():
+    """(south, north, west, east) trims the same points whichever way rows and columns run."""
+    lat, lon = np.arange(30, 51, 2.0), np.arange(-20, 21, 2.0)
+    kept = []
+    for lat_order, lon_order in ((1, 1), (-1, 1), (1, -1), (-1, -1)):
+        g = latlon(lat[::lat_order], lon[::lon_order])
+        trimmed, index = grids.trim(g, (1, 2, 3, 0))
+        assert trimmed.shape == (11 - 3, 21 - 3)
+        assert trimmed.latitude.min() == 32 and trimmed.latitude.max() == 46
+        assert grids.wrap_longitude(trimmed.longitude).min() == -14
+        assert grids.wrap_longitude(trimmed.longitude).max() == 20
+        np.testing.assert_allclose(grids.area_weights(trimmed), grids.area_weights(g)[index])
+        kept.append(set(zip(trimmed.latitude, trimmed.longitude, strict=True)))
+        assert grids.boundary_mask(g, 2).sum() == 11 * 21 - 7 * 17
+    assert all(k == kept[0] for k in kept)
+
+
+def test_cutout_of_a_latlon_lam_into_a_global_grid():
+    """A lat-lon LAM (2 deg, 30..50N, 20W..20E) cut into the 10 deg global grid: the global
+    points inside its box, half a cell beyond its outer points, go (by hand: latitudes 30,
+    40, 50 times longitudes -20, -10, 0, 10, 20 = 15 points); the LAM's own areas travel."""
+    lam = latlon(np.arange(30, 51, 2.0), np.arange(-20, 21, 2.0), "lam")
+    glob = grids.regular_latlon(10)
+    combined = grids.cutout([("lam", lam, 0), ("global", glob, 0)])
+    assert combined.cutout_mask.sum() == lam.size
+    assert (~combined.cutout_mask).sum() == glob.size - 15
+    np.testing.assert_allclose(combined.area_weight[:lam.size], grids.area_weights(lam))
+    trimmed = grids.cutout([("lam", lam, 2), ("global", glob, 0)])
+    assert trimmed.cutout_mask.sum() == 7 * 17
+    assert (~trimmed.cutout_mask).sum() == glob.size - 3  # 40N at -10, 0, 10 only
+    assert trimmed.lam_edge_cells.max() == 3
+
+
+def test_grid_from_points_kinds():
+    """Lat-lon axes are found from the points; a projected grid's axes through its CRS; points
+    without axes stay a structured point set; no shape, a point set."""
+    g = grids.lambert_conformal("p", lat_0=40, lon_0=-100, nx=12, ny=9, dx_m=50_000)
+    ny, nx = g.shape
+    proj = grids.grid_from_points("p", g.latitude, g.longitude, g.shape, g.crs)
+    assert proj.kind == "projected" and proj.spacing_km == pytest.approx(50.0)
+    np.testing.assert_allclose(proj.x, g.x, atol=1e-3)
+    np.testing.assert_allclose(grids.area_weights(proj), grids.area_weights(g), rtol=1e-9)
+    bare = grids.grid_from_points("p", g.latitude, g.longitude, g.shape)
+    assert bare.kind == "projected" and bare.x is None
+    assert bare.spacing_km == pytest.approx(50.0, rel=0.02)  # great circles between neighbours
+    shuffled = grids.grid_from_points("s", np.roll(g.latitude, 1), g.longitude, (ny, nx))
+    assert shuffled.kind == "projected" and shuffled.x is None
+    assert grids.grid_from_points("q", g.latitude, g.longitude).kind == "points"
+    glob = grids.regular_latlon(10)
+    again = grids.grid_from_points("g", glob.latitude, glob.longitude + 360 * (glob.longitude < 0),
+                                   glob.shape)
+    np.testing.assert_array_equal(again.x, glob.x)
+    np.testing.assert_array_equal(again.y, glob.y)

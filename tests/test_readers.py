@@ -153,3 +153,43 @@ def test_remote_source_offline_names_network():
     with pytest.raises(WorkbenchError, match="needs network access") as err:
         catalog.open_dataset("era5-wb2")
     assert "\n" not in str(err.value)
+
+
+def test_2d_coordinates_of_a_latlon_grid_are_regular_latlon(tmp_path):
+    """Model output with 2-D ``nav_lat``/``nav_lon`` on a plain lat-lon grid (descending rows,
+    0..360): read as regular lat-lon with 1-D axes, so areas are exact spherical cells."""
+    lat, lon = np.linspace(60, 20, 5), np.arange(300, 360, 10.0)
+    lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
+    ds = xr.Dataset({"t2m": (("time", "y", "x"), np.zeros((len(TIMES), 5, 6)))},
+                    coords={"time": TIMES, "nav_lat": (("y", "x"), lat2),
+                            "nav_lon": (("y", "x"), lon2)})
+    ds.to_netcdf(tmp_path / "nemo.nc")
+    out = catalog.open_dataset(_entry(tmp_path / "cat", "nemo", "netcdf", tmp_path / "nemo.nc",
+                                      "[t2m]"))
+    assert out.attrs["grid_kind"] == "regular_latlon" and out.attrs["grid_shape"] == [5, 6]
+    assert out.attrs["grid_y"] == list(lat) and out.attrs["grid_x"] == list(lon)
+    np.testing.assert_allclose(out["longitude"].values, (lon2 - 360).ravel())
+    grid = grids.grid_from_dataset(out)
+    assert not grids.covers_globe(grid)
+    assert grids.area_weights(grid).sum() == pytest.approx(
+        grids.EARTH_RADIUS_KM**2 * np.deg2rad(60) * (np.sin(np.deg2rad(65))
+                                                     - np.sin(np.deg2rad(15))), rel=1e-12)
+
+
+def test_crs_from_the_cf_grid_mapping_variable(tmp_path):
+    """A projected grid's CRS in the variable named by ``grid_mapping`` (``proj4text``): the
+    grid gets its x/y axes and spacing from it."""
+    g = grids.hrrr(90)
+    ny, nx = g.shape
+    ds = xr.Dataset(
+        {"t2m": (("time", "y", "x"), np.zeros((len(TIMES), ny, nx), np.float32),
+                 {"grid_mapping": "crs"}),
+         "crs": ((), 0, {"grid_mapping_name": "lambert_conformal_conic", "proj4text": g.crs})},
+        coords={"time": TIMES, "latitude": (("y", "x"), g.latitude.reshape(ny, nx)),
+                "longitude": (("y", "x"), g.longitude.reshape(ny, nx))})
+    ds.to_netcdf(tmp_path / "lcc.nc")
+    out = catalog.open_dataset(_entry(tmp_path / "cat", "lcc", "netcdf", tmp_path / "lcc.nc",
+                                      "[t2m]"))
+    assert out.attrs["crs"] == g.crs and out.attrs["grid_spacing_km"] == pytest.approx(270.0)
+    np.testing.assert_allclose(out.attrs["grid_x"], g.x, atol=1e-3)
+    np.testing.assert_allclose(out.attrs["grid_y"], g.y, atol=1e-3)

@@ -1,9 +1,11 @@
 """Data catalog: one YAML file per dataset -> ``open_dataset(name)`` in the canonical layout.
 
 Entries come from the project's ``data_catalog/``, then from the folders in the env var
-``WORKBENCH_CATALOG`` (``os.pathsep``-separated), then from folders passed explicitly;
+``WORKBENCH_CATALOG`` (``os.pathsep``-separated; ``--catalog`` and the notebooks' ``catalog``
+parameter add theirs there, :func:`use_catalog`), then from folders passed explicitly;
 a later entry with the same name replaces an earlier one, so users can re-point a name
-at their own data. Generated (embedded-world) datasets are cached as zarr under
+at their own data. Whether a dataset is a limited area is the catalog's to say
+(:func:`is_limited_area`). Generated (embedded-world) datasets are cached as zarr under
 :func:`cache_dir`, keyed by a hash of their parameters, made once under a lock however many
 processes ask at the same time (:mod:`workbench.cachelock`); a damaged cache entry is
 regenerated, when opened or when a read fails (:mod:`workbench.integrity`). A ``cutout``
@@ -199,6 +201,41 @@ def catalog_dirs(extra: Sequence[str | Path] | None = None) -> list[Path]:
                 f"catalog folder {folder} does not exist; fix --catalog or WORKBENCH_CATALOG"
             )
     return dirs
+
+
+def use_catalog(dirs: Sequence[str | Path] | None) -> list[Path]:
+    """Search ``dirs`` too, in this process and every process it starts (DataLoader workers,
+    notebook kernels, batch entries): they go to the end of $WORKBENCH_CATALOG, so they take
+    the precedence of ``--catalog`` (a later folder's entry replaces an earlier one's). Every
+    folder there is made absolute (kernels run in their run dir). Calling it again with the
+    same folders changes nothing. A folder that does not exist is a one-line error. Returns
+    the folders searched (:func:`catalog_dirs`)."""
+    folders = [str(Path(d).expanduser().resolve()) for d in dirs or []]
+    for given, folder in zip(dirs or [], folders, strict=True):
+        if not Path(folder).is_dir():
+            what = "is a file, not a folder" if Path(folder).exists() else "does not exist"
+            raise WorkbenchError(f"catalog folder {given} {what}; fix --catalog, the "
+                                 "notebook's `catalog` parameter or WORKBENCH_CATALOG")
+    current = [str(Path(p).expanduser().resolve())
+               for p in os.environ.get("WORKBENCH_CATALOG", "").split(os.pathsep) if p]
+    merged = [p for p in current if p not in folders] + list(dict.fromkeys(folders))
+    if merged:
+        os.environ["WORKBENCH_CATALOG"] = os.pathsep.join(merged)
+    return catalog_dirs()
+
+
+def is_limited_area(entry: CatalogEntry | None, grid) -> bool:
+    """Whether a dataset is a limited area (a boundary ring forced from the truth in training
+    and evaluation, skill by distance to its edge): its catalog entry's ``domain`` label when
+    that is ``lam`` or ``global``, else its grid's coverage (:func:`grids.covers_globe`) --
+    never the reader or the grid kind (a global anemoi store is global, a lat-lon extract a
+    limited area). ``entry`` None: the coverage alone."""
+    from .grids import covers_globe
+
+    label = entry.domain.strip().lower() if entry is not None else ""
+    if label in ("lam", "global"):
+        return label == "lam"
+    return not covers_globe(grid)
 
 
 def load_catalog(extra_dirs: Sequence[str | Path] | None = None) -> dict[str, CatalogEntry]:

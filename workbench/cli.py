@@ -74,11 +74,16 @@ OS_FIXES = {
 }
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _catalog_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--catalog", action="append", default=[], metavar="DIR",
-        help="extra catalog folder (repeatable; also $WORKBENCH_CATALOG)",
+        help="extra catalog folder (repeatable; added to $WORKBENCH_CATALOG for this command "
+             "and what it starts: training workers, notebook kernels, batch entries)",
     )
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    _catalog_option(parser)
     parser.add_argument("--cache", metavar="DIR", help="cache folder (default $WORKBENCH_CACHE)")
 
 
@@ -92,7 +97,7 @@ def _print_json(value) -> None:
 def cmd_data_list(args) -> int:
     from .catalog import load_catalog
 
-    entries = load_catalog(args.catalog)
+    entries = load_catalog()
     if args.json:
         _print_json([e.summary() for e in entries.values()])
         return 0
@@ -107,8 +112,8 @@ def cmd_data_list(args) -> int:
 def cmd_data_show(args) -> int:
     from .catalog import describe, get_entry, open_dataset
 
-    entry = get_entry(args.name, args.catalog)
-    info = describe(open_dataset(entry, catalog=args.catalog, cache=args.cache))
+    entry = get_entry(args.name)
+    info = describe(open_dataset(entry, cache=args.cache))
     info["entry"] = entry.summary()
     if args.json:
         _print_json(info)
@@ -131,9 +136,9 @@ def cmd_data_prepare(args) -> int:
     from .catalog import get_entry, load_catalog, prepare
 
     if args.names:
-        entries = [get_entry(n, args.catalog) for n in args.names]
+        entries = [get_entry(n) for n in args.names]
     else:
-        entries = [e for e in load_catalog(args.catalog).values()
+        entries = [e for e in load_catalog().values()
                    if e.source.kind == "generator" and e.name in ("global", "conus", "europe")]
     for entry in entries:
         path = prepare(entry, args.cache, progress=True)
@@ -147,8 +152,8 @@ def cmd_data_stats(args) -> int:
     from .catalog import get_entry, open_dataset
     from .statistics import load_or_compute
 
-    entry = get_entry(args.name, args.catalog)
-    ds = open_dataset(entry, catalog=args.catalog, cache=args.cache)
+    entry = get_entry(args.name)
+    ds = open_dataset(entry, cache=args.cache)
     stats = load_or_compute(ds, entry.name, args.variables or None, args.start, args.end,
                             args.cache)
     if args.json:
@@ -187,6 +192,14 @@ def cmd_run(args) -> int:
     from .runs import run_notebook
 
     params = parse_parameters(args.param, args.param_file, args.notebook)
+    if isinstance(params.get("catalog"), list):  # checked here; absolute for the kernel,
+        from .catalog import use_catalog  # which runs in its run dir
+
+        if not all(isinstance(p, str) for p in params["catalog"]):
+            raise WorkbenchError(f"parameter catalog takes folder paths, got "
+                                 f"{params['catalog']!r}; e.g. -p catalog '[/data/my-catalog]'")
+        use_catalog(params["catalog"])
+        params["catalog"] = [str(Path(p).expanduser().resolve()) for p in params["catalog"]]
     if args.log_output:  # cell outputs into the log as they come (batch jobs)
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     runs_dir, run_id, held = args.runs_dir, None, contextlib.nullcontext()
@@ -403,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("index", help="run a pipeline's tiling and sampling, write CSV indexes")
     p.add_argument("config", help="configs/pipelines/NAME.yaml or a preset name (conus-tp)")
     p.add_argument("--json", action="store_true")
+    _catalog_option(p)
     p.set_defaults(func=cmd_data_index)
     p = data.add_parser("prepare", help="generate embedded datasets into the cache")
     p.add_argument("names", nargs="*", help="datasets (default: global conus europe)")
@@ -434,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="runs at once (default 1; on SLURM: jobs in the queue)")
         if name in ("run", "batch", "demo"):
             p.add_argument("--no-progress", action="store_true", help="no progress bars")
+            _catalog_option(p)
         p.add_argument("--runs-dir", default="runs")
         p.add_argument("--reports-dir", default="reports")
         p.set_defaults(func=func)
@@ -443,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = graph.add_parser("build", help="build a graph from a config (or preset) into a .pt")
     p.add_argument("config", help="configs/graphs/NAME.yaml or a preset name (demo, mmgt, ...)")
     p.add_argument("--out", required=True)
+    _catalog_option(p)
     p.set_defaults(func=cmd_graph_build)
     for name, func, text in [("inspect", cmd_graph_inspect, "hanging nodes, degrees, lengths"),
                              ("sweep", cmd_graph_sweep, "hanging counts for a range of k")]:
@@ -459,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--band-cells", type=_whole(0), default=10, help="LAM boundary band width")
         p.add_argument("--near-km", type=_distance, default=500.0, help="'near_lam' distance")
         p.add_argument("--json", action="store_true")
+        _catalog_option(p)
         p.set_defaults(func=func)
 
     p = sub.add_parser("train", help="train a model (configs/training) into runs/<run_id>/")
@@ -473,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-nodes", type=_whole(1), help="nodes (under SLURM: srun's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print run.json")
-    p.add_argument("--cache", metavar="DIR", help="cache folder (default $WORKBENCH_CACHE)")
+    _common(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="roll a trained run out on a domain and score it")
@@ -484,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--members", type=_whole(1), default=1, help="ensemble members (noise models)")
     p.add_argument("--graph", help="graph for a domain the run did not train on")
     p.add_argument("--json", action="store_true", help="print the score table as JSON")
-    p.add_argument("--cache", metavar="DIR", help="cache folder (default $WORKBENCH_CACHE)")
+    _common(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("params", help="a notebook's parameters, types and defaults")
@@ -500,7 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    saved = os.environ.get("WORKBENCH_CATALOG")
     try:
+        if getattr(args, "catalog", None):  # every dataset this command opens, in any process
+            from .catalog import use_catalog
+
+            use_catalog(args.catalog)
         return args.func(args)
     except WorkbenchError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -513,6 +535,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:  # a caller in this process (a test, a notebook) keeps its own catalog
+        if saved is None:
+            os.environ.pop("WORKBENCH_CATALOG", None)
+        else:
+            os.environ["WORKBENCH_CATALOG"] = saved
 
 
 if __name__ == "__main__":

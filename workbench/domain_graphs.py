@@ -75,10 +75,11 @@ def domain_graph(spec: str | None, domain: str, dataset: str, boundary_cells: in
                  cache: str | Path | None = None) -> DomainGraph:
     """Load or build a domain's graph, check it against the grid, derive masks and weights."""
     graph = graph_for(spec, domain, cache)
-    grid = catalog.entry_grid(catalog.get_entry(dataset))
+    entry = catalog.get_entry(dataset)
+    grid = catalog.entry_grid(entry)
     check_graph_matches(graph, grid, domain)
-    boundary = None
-    if grid.kind != "regular_latlon" and grid.shape is not None and boundary_cells > 0:
+    boundary = None  # a ring only on a structured limited area, as the catalog says
+    if boundary_cells > 0 and grid.shape is not None and catalog.is_limited_area(entry, grid):
         boundary = torch.from_numpy(grids.boundary_distance_cells(grid) < boundary_cells)
 
     dec = graph[EDGE_SETS["decoder"]]

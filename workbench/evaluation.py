@@ -326,8 +326,9 @@ def boundary_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tup
 
     Columns: variable, lead_hours, band, band_lower, band_upper, band_label, points,
     model_mse, persistence_mse, climatology_mse, skill_vs_persistence, skill_vs_climatology.
-    Global grids (regular lat-lon) and unstructured point sets have no boundary: the frame is
-    empty (those columns, no rows). Empty bands are left out.
+    Global domains (:func:`catalog.is_limited_area` of the truth's dataset: its catalog label,
+    else its coverage) and unstructured point sets have no boundary: the frame is empty
+    (those columns, no rows). Empty bands are left out.
 
     A cutout (stretched) grid, whose truth carries the ``cutout_mask`` and ``lam_edge_cells``
     coords of :func:`catalog.open_dataset`, has the LAM boundary inside it: its global points
@@ -342,7 +343,8 @@ def boundary_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tup
     grid = grids.grid_from_dataset(truth)
     if "cutout_mask" in truth.coords and "lam_edge_cells" in truth.coords:
         labels, bands = _cutout_bands(truth, band_cells, outside_km)
-    elif grid.kind == "regular_latlon" or grid.shape is None:
+    elif grid.shape is None or not catalog.is_limited_area(
+            catalog.load_catalog().get(str(truth.attrs.get("dataset"))), grid):
         return pd.DataFrame(columns=BOUNDARY_COLUMNS)
     else:
         banded_cells = skill.distance_bands(grids.boundary_distance_cells(grid), band_cells)

@@ -1,8 +1,9 @@
 """Grid geometry: coordinates, projections, area weights, boundaries, trimming.
 
 A :class:`Grid` is a flat list of points (``latitude``/``longitude`` in degrees) with,
-for structured grids, the 2-D ``shape`` (ny, nx) in row-major order (south to north
-for projected grids, north to south for regular lat-lon as GFS/ERA5 store them).
+for structured grids, the 2-D ``shape`` (ny, nx) in row-major order, rows in the source's
+own order (north to south as GFS/ERA5 store lat-lon grids, south to north as WeatherBench 2's
+1.5 degree grids and projected grids): every function here reads the order from the points.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .errors import WorkbenchError
 
 EARTH_RADIUS_KM = 6371.0
 HRRR_RADIUS_M = 6371229.0
+LONLAT_CRS = "+proj=longlat +R=6371000 +no_defs"
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,11 +27,13 @@ class Grid:
     name: str
     latitude: np.ndarray
     longitude: np.ndarray
-    kind: str = "points"  # "regular_latlon" | "lambert_conformal" | "points"
+    kind: str = "points"  # "regular_latlon" | "lambert_conformal" | "projected" | "points"
     shape: tuple[int, int] | None = None
     crs: str | None = None
-    x: np.ndarray | None = field(default=None, repr=False)  # projected 1-D axis (m), len nx
-    y: np.ndarray | None = field(default=None, repr=False)  # projected 1-D axis (m), len ny
+    # 1-D axes, len nx and ny: projected x/y in m; for regular_latlon the longitudes of the
+    # columns (continuous, see continuous_longitude) and the latitudes of the rows, in degrees
+    x: np.ndarray | None = field(default=None, repr=False)
+    y: np.ndarray | None = field(default=None, repr=False)
     spacing_km: float | None = None
 
     @property
@@ -75,6 +79,15 @@ def wrap_longitude(longitude: np.ndarray) -> np.ndarray:
     return (np.asarray(longitude, dtype=np.float64) + 180.0) % 360.0 - 180.0
 
 
+def continuous_longitude(longitude: np.ndarray) -> np.ndarray:
+    """Longitudes along an axis without jumps of 360 deg, from the first one as given
+    (a 0..360 axis stays 0..360, a regional axis across the date line runs on past 180)."""
+    lon = np.asarray(longitude, dtype=np.float64).ravel()
+    if lon.size < 2:
+        return lon.copy()
+    return lon[0] + np.concatenate([[0.0], np.cumsum(wrap_longitude(np.diff(lon)))])
+
+
 # --------------------------------------------------------------------------- grid makers
 
 
@@ -95,7 +108,7 @@ def regular_latlon(resolution_deg: float, name: str = "global") -> Grid:
         longitude=wrap_longitude(lon2.ravel()),
         kind="regular_latlon",
         shape=(ny, nx),
-        crs="+proj=longlat +R=6371000 +no_defs",
+        crs=LONLAT_CRS,
         x=lon,
         y=lat,
         spacing_km=float(np.deg2rad(resolution_deg) * EARTH_RADIUS_KM),
@@ -184,6 +197,71 @@ def make_grid(kind: str, **params) -> Grid:
         raise WorkbenchError(f"grid {kind!r}: {err}") from None
 
 
+def grid_from_points(name: str, latitude, longitude, shape: Sequence[int] | None = None,
+                     crs: str | None = None) -> Grid:
+    """The Grid of points as a source gives them; ``shape`` (ny, nx) for row-major rows.
+
+    Rows of one latitude and columns of one longitude make a regular lat-lon grid (either
+    latitude order, longitudes 0..360 or -180..180, pole rows of identical points included)
+    with its 1-D axes; points a ``crs`` maps onto 1-D x/y axes a projected grid with those
+    axes; other structured points a projected grid without axes (Voronoi areas); no
+    ``shape``, a point set."""
+    lat = np.asarray(latitude, dtype=np.float64).ravel()
+    given = np.asarray(longitude, dtype=np.float64).ravel()
+    lon = wrap_longitude(given)
+    if shape is None:
+        return Grid(name, lat, lon, kind="points", crs=crs)
+    ny, nx = (int(v) for v in shape)
+    lat2, lon2 = lat.reshape(ny, nx), lon.reshape(ny, nx)
+    y, x = lat2[:, 0].copy(), continuous_longitude(given[:nx])  # the source's convention
+    if (np.allclose(lat2, y[:, None], rtol=0, atol=1e-6) and _monotonic(y) and _monotonic(x)
+            and np.allclose(wrap_longitude(lon2 - x[None, :]), 0.0, rtol=0, atol=1e-6)):
+        step = np.abs(np.diff(y if ny > 1 else x))
+        spacing = float(np.deg2rad(np.median(step)) * EARTH_RADIUS_KM) if step.size else None
+        return Grid(name, lat, lon, "regular_latlon", (ny, nx), crs or LONLAT_CRS, x, y, spacing)
+    axes = _projected_axes(lat2, lon2, crs) if crs else None
+    if axes is not None:
+        step = np.abs(np.diff(axes[0] if nx > 1 else axes[1]))
+        spacing = float(np.median(step)) / 1000.0 if step.size else None
+        return Grid(name, lat, lon, "projected", (ny, nx), crs, *axes, spacing)
+    along = great_circle_km(lat2[:, 1:], lon2[:, 1:], lat2[:, :-1], lon2[:, :-1]) if nx > 1 \
+        else great_circle_km(lat2[1:], lon2[1:], lat2[:-1], lon2[:-1])
+    spacing = float(np.median(along)) if along.size else None
+    return Grid(name, lat, lon, "projected", (ny, nx), crs, spacing_km=spacing)
+
+
+def _monotonic(axis: np.ndarray) -> bool:
+    steps = np.diff(axis)
+    return bool(np.all(steps > 0) or np.all(steps < 0))
+
+
+def _projected_axes(lat2: np.ndarray, lon2: np.ndarray, crs: str):
+    """(x, y) in m where ``crs`` maps the (ny, nx) points onto 1-D axes, else None."""
+    from pyproj import Proj
+
+    try:
+        xx, yy = (np.asarray(v) for v in Proj(crs)(lon2, lat2))
+    except Exception:  # noqa: BLE001 - a CRS pyproj cannot use: no axes, Voronoi areas
+        return None
+    x, y = xx[0].copy(), yy[:, 0].copy()
+    step = np.abs(np.concatenate([np.diff(x), np.diff(y)]))
+    tol = 1e-3 * float(np.median(step)) if step.size else 1.0
+    if (np.all(np.isfinite(xx)) and np.all(np.isfinite(yy)) and _monotonic(x) and _monotonic(y)
+            and np.allclose(xx, x[None, :], rtol=0, atol=tol)
+            and np.allclose(yy, y[:, None], rtol=0, atol=tol)):
+        return x, y
+    return None
+
+
+def latlon_axes(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Column longitudes (continuous) and row latitudes of a regular lat-lon grid."""
+    ny, nx = _structured_shape(grid, "latlon_axes")
+    if grid.x is not None and grid.y is not None:
+        return np.asarray(grid.x, dtype=np.float64), np.asarray(grid.y, dtype=np.float64)
+    return (continuous_longitude(grid.longitude[:nx]),
+            np.asarray(grid.latitude, dtype=np.float64)[::nx].copy())
+
+
 def grid_from_dataset(ds) -> Grid:
     """The grid of a canonical dataset (coords latitude/longitude, attrs grid_shape, crs)."""
     shape = ds.attrs.get("grid_shape")
@@ -193,7 +271,7 @@ def grid_from_dataset(ds) -> Grid:
     x = np.asarray(ds.attrs["grid_x"]) if "grid_x" in ds.attrs else None
     y = np.asarray(ds.attrs["grid_y"]) if "grid_y" in ds.attrs else None
     spacing = ds.attrs.get("grid_spacing_km")
-    return Grid(
+    grid = Grid(
         name=str(ds.attrs.get("domain", "dataset")),
         latitude=np.asarray(ds["latitude"].values, dtype=np.float64),
         longitude=np.asarray(ds["longitude"].values, dtype=np.float64),
@@ -204,6 +282,11 @@ def grid_from_dataset(ds) -> Grid:
         y=y,
         spacing_km=float(spacing) if spacing is not None else None,
     )
+    if kind == "regular_latlon" and shape is not None and (x is None or y is None):
+        x, y = latlon_axes(grid)  # attrs written before the axes were (forecast files)
+        grid = Grid(grid.name, grid.latitude, grid.longitude, kind, shape, crs, x, y,
+                    grid.spacing_km)
+    return grid
 
 
 def grid_attrs(grid: Grid) -> dict:
@@ -227,18 +310,21 @@ def grid_attrs(grid: Grid) -> dict:
 def area_weights(grid: Grid, radius_km: float = EARTH_RADIUS_KM) -> np.ndarray:
     """Area (km^2) each point represents on the sphere.
 
-    Regular lat-lon: exact spherical cells (half cells at the poles), summing to 4 pi R^2.
-    Projected grids: dx*dy divided by the projection's areal scale at each point.
-    Other point sets: spherical Voronoi cells (points that coincide share their cell).
+    Regular lat-lon (global or regional, either row order): exact spherical cells between
+    the midpoints of the axes (half cells at the poles, a pole row of nx identical points
+    sharing its cap, a column repeated at +360 deg sharing its meridian), so a global grid
+    sums to 4 pi R^2. Projected grids: dx*dy divided by the projection's areal scale at each
+    point. Other point sets: spherical Voronoi cells (points that coincide share their cell).
     """
     if grid.kind == "regular_latlon" and grid.shape is not None:
-        ny, nx = grid.shape
-        lat = np.deg2rad(np.asarray(grid.y, dtype=np.float64))
-        half = np.abs(np.diff(lat)) / 2
-        upper = np.minimum(lat + np.concatenate([[half[0]], half]), np.pi / 2)
-        lower = np.maximum(lat - np.concatenate([half, [half[-1]]]), -np.pi / 2)
-        band = radius_km**2 * (2 * np.pi / nx) * (np.sin(upper) - np.sin(lower))
-        return np.repeat(band, nx)
+        lon, lat = latlon_axes(grid)
+        step = np.deg2rad(grid.spacing_km / EARTH_RADIUS_KM) if grid.spacing_km else 0.0
+        lat_edges = np.clip(_cell_edges(lat, np.rad2deg(step)), -90.0, 90.0)
+        band = np.abs(np.diff(np.sin(np.deg2rad(lat_edges))))
+        width = np.deg2rad(np.abs(np.diff(_cell_edges(lon, np.rad2deg(step)))))
+        if lon.size > 1 and abs(abs(lon[-1] - lon[0]) - 360.0) < 1e-6:
+            width[[0, -1]] /= 2  # the first meridian again at the end: one cell for both
+        return radius_km**2 * np.outer(band, width).ravel()
     if grid.shape is not None and grid.crs and grid.x is not None and grid.y is not None:
         from pyproj import Proj
 
@@ -254,6 +340,16 @@ def area_weights(grid: Grid, radius_km: float = EARTH_RADIUS_KM) -> np.ndarray:
                                         return_counts=True)  # e.g. a lat-lon grid's pole rows
     areas = SphericalVoronoi(unique, radius=1.0).calculate_areas() / counts
     return areas[inverse.ravel()] * radius_km**2
+
+
+def _cell_edges(centres: np.ndarray, single_step: float) -> np.ndarray:
+    """The n + 1 edges of cells around n monotonic centres: midpoints, and half a step
+    beyond the ends (``single_step`` wide for a single centre)."""
+    c = np.asarray(centres, dtype=np.float64)
+    if c.size == 1:
+        return np.array([c[0] - single_step / 2, c[0] + single_step / 2])
+    mid = (c[1:] + c[:-1]) / 2
+    return np.concatenate([[c[0] - (c[1] - c[0]) / 2], mid, [c[-1] + (c[-1] - c[-2]) / 2]])
 
 
 def _crs_radius_m(crs: str) -> float:
@@ -308,14 +404,18 @@ def _trim_sides(trim: int | Sequence[int]) -> tuple[int, int, int, int]:
 def trim(grid: Grid, cells: int | Sequence[int]) -> tuple[Grid, np.ndarray]:
     """Remove cells from the edges of a structured grid.
 
-    ``cells`` is one int for every side or (south, north, west, east) for projected grids
-    (rows are stored south to north). Returns the trimmed grid and the flat indices of
-    the kept points in the original grid, so ``ds.isel(grid=index)`` trims data alike.
+    ``cells`` is one int for every side or (south, north, west, east), whichever way the
+    rows and columns are stored (read from the points). Returns the trimmed grid and the flat
+    indices of the kept points in the original grid, so ``ds.isel(grid=index)`` trims data
+    alike.
     """
     ny, nx = _structured_shape(grid, "trim")
     south, north, west, east = _trim_sides(cells)
-    if grid.kind == "regular_latlon":  # rows stored north to south
+    lat, lon = grid.latitude.reshape(ny, nx), grid.longitude.reshape(ny, nx)
+    if lat[0].mean() > lat[-1].mean():  # first row northmost
         south, north = north, south
+    if nx > 1 and wrap_longitude(lon[ny // 2, 1] - lon[ny // 2, 0]) < 0:  # first column eastmost
+        west, east = east, west
     if south + north >= ny or west + east >= nx:
         raise WorkbenchError(
             f"trim {[south, north, west, east]} removes the whole {ny}x{nx} grid "
@@ -368,6 +468,20 @@ def nearest_km(tree_xyz: np.ndarray, query_xyz: np.ndarray, reach_km: float):
     return np.where(np.isfinite(dist), chord_to_km(np.minimum(dist, 2.0)), np.inf), index
 
 
+def inside_lam(lam: Grid, lat: np.ndarray, lon: np.ndarray) -> np.ndarray | None:
+    """Points inside a structured LAM's rectangle (half a cell beyond its outer points): a
+    lat-lon box, or a projected rectangle; None where the grid has no axes to say."""
+    if lam.kind == "regular_latlon" and lam.shape is not None:
+        x, y = latlon_axes(lam)
+        x_edges, y_edges = _cell_edges(np.sort(x), 0.0), _cell_edges(np.sort(y), 0.0)
+        east_of_west_edge = (np.asarray(lon) - x_edges[0]) % 360.0
+        return ((east_of_west_edge <= x_edges[-1] - x_edges[0])
+                & (lat >= y_edges[0]) & (lat <= y_edges[-1]))
+    if lam.crs and lam.x is not None and lam.y is not None and lam.spacing_km:
+        return inside_projected(lam, lat, lon)
+    return None
+
+
 def inside_projected(lam: Grid, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """Points inside a projected LAM's rectangle (half a cell beyond its outer points)."""
     from pyproj import Proj
@@ -376,8 +490,8 @@ def inside_projected(lam: Grid, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     x, y = proj(lon, lat)
     half = lam.spacing_km * 500.0
     return (
-        (x >= lam.x[0] - half) & (x <= lam.x[-1] + half)
-        & (y >= lam.y[0] - half) & (y <= lam.y[-1] + half)
+        (x >= lam.x.min() - half) & (x <= lam.x.max() + half)
+        & (y >= lam.y.min() - half) & (y <= lam.y.max() + half)
         & (np.abs(lat) < 89.9)  # a conic projection folds the far hemisphere
     )
 
@@ -454,8 +568,9 @@ def cutout(
         dist_km = nearest_km(np.concatenate(lam_xyz),
                              unit_xyz(glob.latitude, glob.longitude), reach_km)[0]
         for (lam_name, _, _), lam in zip(lams, lam_grids, strict=True):
-            inside = inside_projected(lam, glob.latitude, glob.longitude) if lam.crs else (
-                dist_km < lam.spacing_km)
+            inside = inside_lam(lam, glob.latitude, glob.longitude)
+            if inside is None:  # a structured LAM without axes: within a cell of its points
+                inside = dist_km < (lam.spacing_km or 0.0)
             if not inside.any() and not (dist_km < min_distance_km).any():
                 raise WorkbenchError(
                     f"LAM {lam_name!r} overlaps no point of {outer_name!r}: nothing to cut out; "

@@ -3,7 +3,9 @@
 Static maps use cartopy with coastlines read locally (``configure_cartopy``); interactive
 maps use hvplot with BokehJS inlined (``setup_hvplot``), so reports render offline. Grids
 without ``grid_shape`` (a cutout/stretched grid, any point set) are drawn as triangles
-between their points (:func:`point_mesh`) on a global PlateCarree map, or as points.
+between their points (:func:`point_mesh`) on a PlateCarree map, or as points. A grid that
+covers the globe is drawn whole; any other (a projected LAM, a lat-lon extract, a regional
+point set) as its region (:func:`is_global`, :func:`map_projection`, :func:`map_extent`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ __all__ = [
     "cartopy_crs",
     "field_2d",
     "is_unstructured",
+    "is_global",
+    "map_extent",
+    "map_projection",
+    "map_aspect",
     "point_mesh",
     "map_field",
     "domains_globe",
@@ -66,6 +72,67 @@ def is_unstructured(ds: xr.Dataset) -> bool:
     return ds.attrs.get("grid_shape") is None
 
 
+def is_global(ds: xr.Dataset) -> bool:
+    """True where a dataset's points cover the globe (:func:`grids.covers_globe`): drawn whole;
+    anything else is drawn as its region, whatever its grid kind."""
+    from .grids import Grid, covers_globe
+
+    return covers_globe(Grid("", np.asarray(ds["latitude"].values),
+                             np.asarray(ds["longitude"].values)))
+
+
+def map_extent(ds: xr.Dataset, pad: float = 0.03) -> tuple[float, float, float, float]:
+    """(lon0, lon1, lat0, lat1) around a dataset's points, ``pad`` of the span beyond them;
+    longitudes continuous around the points' centre (lon1 may pass 180 across the date line)."""
+    lat = np.asarray(ds["latitude"].values, dtype=float)
+    lon = np.deg2rad(np.asarray(ds["longitude"].values, dtype=float))
+    centre = float(np.rad2deg(np.arctan2(np.sin(lon).mean(), np.cos(lon).mean())))
+    from .grids import wrap_longitude
+
+    rel = wrap_longitude(np.rad2deg(lon) - centre)
+    lon0, lon1 = centre + rel.min(), centre + rel.max()
+    dx, dy = max(lon1 - lon0, 1.0) * pad, max(lat.max() - lat.min(), 1.0) * pad
+    return (float(lon0 - dx), float(lon1 + dx), float(max(lat.min() - dy, -90.0)),
+            float(min(lat.max() + dy, 90.0)))
+
+
+def map_projection(ds: xr.Dataset):
+    """The projection a dataset's maps are drawn in: Robinson for a global grid
+    (PlateCarree for a global point set, whose triangles are made in it), the grid's own
+    CRS for a projected one, PlateCarree centred on a limited lat-lon area or point set."""
+    import cartopy.crs as ccrs
+
+    if is_global(ds):
+        return ccrs.PlateCarree() if is_unstructured(ds) else ccrs.Robinson()
+    own = cartopy_crs(ds)
+    if not isinstance(own, ccrs.PlateCarree):
+        return own
+    lon0, lon1, _, _ = map_extent(ds)
+    return ccrs.PlateCarree(central_longitude=(lon0 + lon1) / 2)
+
+
+def map_aspect(ds: xr.Dataset) -> float:
+    """Height / width of a dataset's map panel (global 0.5, projected ny / nx, a limited
+    lat-lon area or point set its extent's)."""
+    if is_global(ds):
+        return 0.5
+    shape = ds.attrs.get("grid_shape")
+    if shape is not None and ds.attrs.get("grid_kind") != "regular_latlon":
+        return int(shape[0]) / int(shape[1])
+    lon0, lon1, lat0, lat1 = map_extent(ds)
+    return float(np.clip((lat1 - lat0) / max(lon1 - lon0, 1e-6), 0.2, 2.0))
+
+
+def _set_view(ax, ds: xr.Dataset) -> None:
+    """The whole globe for a global dataset, else its region (lat-lon and point sets)."""
+    import cartopy.crs as ccrs
+
+    if is_global(ds):
+        ax.set_global()
+    else:
+        ax.set_extent(map_extent(ds), crs=ccrs.PlateCarree())
+
+
 def point_mesh(ax, latitude, longitude, values, **kwargs):
     """Values at scattered points as flat-shaded triangles (Delaunay in longitude/latitude,
     PlateCarree); triangles touching a non-finite value are left out. Returns the collection."""
@@ -90,8 +157,9 @@ def point_mesh(ax, latitude, longitude, values, **kwargs):
 def field_2d(ds: xr.Dataset, variable: str) -> xr.DataArray:
     """A variable on its structured grid: dims (..., y, x) with axes in the grid's own CRS.
 
-    Regular lat-lon grids get 1-D ``longitude`` (-180..180, sorted) and ``latitude`` axes;
-    projected grids get ``x``/``y`` in metres plus 2-D latitude/longitude coords.
+    Regular lat-lon grids get 1-D ``longitude`` (sorted; -180..180 on a global grid,
+    continuous across the date line on a regional one) and ``latitude`` axes (in the source's
+    order); projected grids get ``x``/``y`` in metres plus 2-D latitude/longitude coords.
     """
     shape = ds.attrs.get("grid_shape")
     if shape is None:
@@ -104,11 +172,14 @@ def field_2d(ds: xr.Dataset, variable: str) -> xr.DataArray:
     lon = ds["longitude"].values.reshape(ny, nx)
     coords = {d: var[d] for d in lead if d in var.coords}
     if ds.attrs.get("grid_kind") == "regular_latlon":
-        order = np.argsort(lon[0])
+        from .grids import continuous_longitude
+
+        axis = lon[0] if is_global(ds) else continuous_longitude(lon[0])
+        order = np.argsort(axis)
         out = xr.DataArray(
             np.take(data, order, axis=-1),
             dims=(*lead, "latitude", "longitude"),
-            coords={**coords, "latitude": lat[:, 0], "longitude": lon[0, order]},
+            coords={**coords, "latitude": lat[:, 0], "longitude": axis[order]},
         )
     else:
         x = np.asarray(ds.attrs.get("grid_x", np.arange(nx)), dtype=float)
@@ -141,28 +212,25 @@ def map_field(
     var = ds[variable]
     if "time" in var.dims:
         var = var.isel(time=time) if isinstance(time, int) else var.sel(time=time)
-    if is_unstructured(ds):  # a point set: triangles on a global map
-        if ax is None:
-            _, ax = plt.subplots(figsize=(8, 4.5), subplot_kw={"projection": ccrs.PlateCarree()})
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4.5), subplot_kw={"projection": map_projection(ds)})
+    if is_unstructured(ds):  # a point set: triangles, on the globe or around the region
         kwargs.pop("shading", None)
         mesh = point_mesh(ax, ds["latitude"].values, ds["longitude"].values, var.values,
                           cmap=cmap or CMAPS.get(variable, "viridis"), **kwargs)
-        ax.set_global()
+        _set_view(ax, ds)
         return _finish_map(ax, mesh, var, ds, variable, title, coastline_scale)
     sub = ds.assign({variable: var})
     field = field_2d(sub, variable).load()
     crs = cartopy_crs(ds)
-    if ax is None:
-        projection = ccrs.Robinson() if ds.attrs.get("grid_kind") == "regular_latlon" else crs
-        _, ax = plt.subplots(figsize=(8, 4.5), subplot_kw={"projection": projection})
-    if "x" in field.dims:
+    if "x" in field.dims and "grid_x" in ds.attrs and not isinstance(crs, ccrs.PlateCarree):
         mesh = ax.pcolormesh(field["x"], field["y"], field.values, transform=crs,
                              cmap=cmap or CMAPS.get(variable, "viridis"), shading="auto", **kwargs)
     else:
         mesh = ax.pcolormesh(field["longitude"], field["latitude"], field.values,
                              transform=ccrs.PlateCarree(), shading="auto",
                              cmap=cmap or CMAPS.get(variable, "viridis"), **kwargs)
-        ax.set_global()
+        _set_view(ax, ds)
     return _finish_map(ax, mesh, var, ds, variable, title, coastline_scale)
 
 
@@ -186,7 +254,7 @@ def domains_globe(
     """Every limited-area domain's outline (and global grids' points) on one orthographic globe."""
     import cartopy.crs as ccrs
 
-    from .grids import grid_from_dataset, outline
+    from .grids import covers_globe, grid_from_dataset, outline
 
     configure_cartopy()
     if ax is None:
@@ -201,7 +269,7 @@ def domains_globe(
     for ds, color in zip(datasets, colors, strict=False):
         grid = grid_from_dataset(ds)
         label = f"{ds.attrs.get('domain', grid.name)} ({grid.size} points)"
-        if grid.kind == "regular_latlon" or grid.shape is None:
+        if grid.shape is None or covers_globe(grid):  # points; a LAM (any kind): its outline
             step = max(1, grid.size // 4000)
             ax.scatter(grid.longitude[::step], grid.latitude[::step], s=0.5, color=color,
                        transform=ccrs.PlateCarree(), label=label, alpha=0.5)
@@ -448,6 +516,8 @@ def tile_map(ds: xr.Dataset, tiles, column: str | None = None, ax=None, cmap: st
     ``label_limit`` locations. Overlapping tiles add up their counts. Returns the GeoAxes."""
     import cartopy.crs as ccrs
 
+    from .grids import continuous_longitude
+
     shape = ds.attrs.get("grid_shape")
     if shape is None:
         raise ValueError("tile_map needs a structured grid (grid_shape attribute)")
@@ -476,7 +546,7 @@ def tile_map(ds: xr.Dataset, tiles, column: str | None = None, ax=None, cmap: st
         crs, x, y = cartopy_crs(ds), np.asarray(ds.attrs["grid_x"]), np.asarray(ds.attrs["grid_y"])
     else:
         crs = ccrs.PlateCarree()
-        x = ds["longitude"].values.reshape(ny, nx)[0]
+        x = continuous_longitude(ds["longitude"].values.reshape(ny, nx)[0])
         y = ds["latitude"].values.reshape(ny, nx)[:, 0]
     dx = (x[1] - x[0]) / 2 if x.size > 1 else 0.5
     dy = (y[1] - y[0]) / 2 if y.size > 1 else 0.5

@@ -20,12 +20,14 @@ import pandas as pd
 import xarray as xr
 
 from .plotting import (
-    cartopy_crs,
     configure_cartopy,
     field_2d,
     interactive_points,
+    is_global,
     is_unstructured,
+    map_aspect,
     map_field,
+    map_projection,
     panel_row,
     setup_hvplot,
 )
@@ -75,8 +77,9 @@ def skill_map(maps: xr.Dataset, variable: str, lead: int | float = 0,
     """One map of ``maps[variable]`` at one lead (a position, or hours as a float) on cartopy
     with offline coastlines: a skill metric on a diverging map centred on 0 (``vmax`` 1 by
     default), an error metric (``rmse``, ``mse``) on a sequential one from 0. Global grids are
-    drawn on Robinson, projected ones in their own CRS, point sets (a cutout grid) as triangles
-    on PlateCarree. Returns the GeoAxes."""
+    drawn whole on Robinson, projected ones in their own CRS, point sets (a cutout grid) as
+    triangles on PlateCarree, limited areas (a lat-lon extract too) as their region. Returns
+    the GeoAxes."""
     k = _lead_index(maps, lead)
     is_skill = metric.startswith("skill")
     units = "" if is_skill else maps[variable].attrs.get("units", "")
@@ -89,7 +92,7 @@ def skill_map(maps: xr.Dataset, variable: str, lead: int | float = 0,
     else:
         high = float(np.nanmax(values)) if vmax is None and np.isfinite(values).any() else vmax
         options = {"cmap": "magma_r", "vmin": 0.0, "vmax": high or 1.0}
-    whole_globe = maps.attrs.get("grid_kind") == "regular_latlon" or is_unstructured(maps)
+    whole_globe = is_global(maps)
     scale = coastline_scale or ("110m" if whole_globe else "50m")
     hours = _lead_hours(maps, k)
     name = LABELS.get(metric, metric)
@@ -108,8 +111,6 @@ def skill_maps_figure(maps: xr.Dataset, variables: Sequence[str] | None = None,
     the first and the last) and metric. The panel titles give the area-weighted mean of the
     skill over the domain (from the MSE maps, so it equals :func:`evaluation.scores`'). Returns
     the figure."""
-    import cartopy.crs as ccrs
-
     configure_cartopy()
     names = list(variables or maps.data_vars)
     n_leads = maps.sizes["lead_time"]
@@ -117,13 +118,8 @@ def skill_maps_figure(maps: xr.Dataset, variables: Sequence[str] | None = None,
                                                        else (0, n_leads - 1))]
     positions = list(dict.fromkeys(positions))
     columns = [(k, m) for k in positions for m in metrics]
-    regular = maps.attrs.get("grid_kind") == "regular_latlon"
-    projection = ccrs.Robinson() if regular else cartopy_crs(maps)  # PlateCarree: point sets
-    if regular or is_unstructured(maps):
-        aspect = 0.55
-    else:
-        ny, nx = (int(s) for s in maps.attrs["grid_shape"])
-        aspect = ny / nx
+    projection = map_projection(maps)  # the globe whole, a limited area as its region
+    aspect = 0.55 if is_global(maps) else map_aspect(maps)
     panel = width / len(columns)
     fig = plt.figure(figsize=(width, len(names) * panel * aspect + 0.8), dpi=dpi)
     weights = maps["area_weight"].values

@@ -14,7 +14,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .plotting import CMAPS, cartopy_crs, configure_cartopy, is_unstructured, map_field, panel_row
+from .plotting import (
+    CMAPS,
+    configure_cartopy,
+    is_global,
+    map_aspect,
+    map_field,
+    map_projection,
+    panel_row,
+)
 
 __all__ = ["train_loss_curves", "validation_curves", "skill_bars", "forecast_maps"]
 
@@ -119,8 +127,8 @@ def forecast_maps(sample: dict, ds: xr.Dataset, variables: Sequence[str] = ("z_5
 
     ``sample`` is :func:`workbench.training.forecast_sample`'s output (physical units), ``ds``
     the domain's dataset, read for its grid (``grid_shape``, ``crs``, ``grid_x``/``grid_y``)
-    and units: global grids and point sets (a cutout grid, as triangles) are drawn on
-    PlateCarree, projected ones in their own CRS. Truth
+    and units: a grid covering the globe (a cutout grid as triangles) is drawn whole on
+    PlateCarree, a limited area as its region (projected ones in their own CRS). Truth
     and forecast share a colour scale, and so do the two errors. Returns the figure.
     """
     import cartopy.crs as ccrs
@@ -130,10 +138,9 @@ def forecast_maps(sample: dict, ds: xr.Dataset, variables: Sequence[str] = ("z_5
     chosen = [v for v in variables if v in names] or names[:1]
     n_leads = np.asarray(sample["truth"]).shape[0]
     leads = list(dict.fromkeys(leads if leads is not None else (0, n_leads - 1)))
-    regular = ds.attrs.get("grid_kind") == "regular_latlon" or is_unstructured(ds)
-    projection = ccrs.PlateCarree() if regular else cartopy_crs(ds)
-    ny, nx = (1, 2) if regular else (int(s) for s in ds.attrs["grid_shape"])
-    aspect = ny / nx
+    whole_globe = is_global(ds)  # a limited area (any grid kind) is drawn as its region
+    projection = ccrs.PlateCarree() if whole_globe else map_projection(ds)
+    aspect = 0.5 if whole_globe else map_aspect(ds)
     rows = [(v, lead) for v in chosen for lead in leads]
     fig = plt.figure(figsize=(width, len(rows) * (width / 4) * aspect + 0.6), dpi=dpi)
     init = np.datetime_as_string(np.datetime64(sample["init_time"]), unit="h")
@@ -160,7 +167,7 @@ def forecast_maps(sample: dict, ds: xr.Dataset, variables: Sequence[str] = ("z_5
             ax = fig.add_subplot(len(rows), 4, r * 4 + c + 1, projection=projection)
             rmse = f", rms {np.sqrt(np.nanmean(values ** 2)):.3g}" if c >= 2 else ""
             map_field(_panel_dataset(sample, ds, variable, values, units), variable, ax=ax,
-                      cmap=cmap, vmin=vmin, vmax=vmax, coastline_scale="110m" if regular
+                      cmap=cmap, vmin=vmin, vmax=vmax, coastline_scale="110m" if whole_globe
                       else "50m", title=f"{variable} +{hours:g} h: {label}{rmse}")
             ax.title.set_fontsize(9)
     fig.tight_layout()

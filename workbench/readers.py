@@ -2,7 +2,15 @@
 
 Canonical layout (DESIGN.md): dims ``time`` and ``grid`` (optional ``ensemble``); coords
 ``latitude(grid)``, ``longitude(grid)`` in degrees; one data variable per field; statics
-without ``time``; attrs ``domain``, ``grid_shape`` and ``crs`` where the grid is structured.
+without ``time``; attrs ``domain``, ``grid_kind`` and, where the grid is structured,
+``grid_shape``, ``crs``, ``grid_x``/``grid_y`` (1-D axes) and ``grid_spacing_km``
+(:func:`workbench.grids.grid_from_points` reads the layout from the points).
+
+Layouts read: regular lat-lon on 1-D axes (latitude ascending or descending, longitude
+0..360 or -180..180, pole rows included, rows kept in the source's order); 2-D latitude/
+longitude of a projected grid (with its CRS from the attrs or the CF ``grid_mapping``
+variable); point lists (latitude/longitude on one ``values``-like dim, as reduced Gaussian
+GRIB); anemoi-datasets stores (a point list, structured with ``field_shape``).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import WorkbenchError
-from .grids import wrap_longitude
+from .grids import grid_attrs, grid_from_points
 from .integrity import ReadGuard, dask_kwargs, guard_dataset
 
 LAT_NAMES = ("latitude", "lat", "latitudes", "nav_lat")
@@ -130,11 +138,9 @@ def canonicalize_gridded(
     if lat.ndim == 1 and lon.ndim == 1 and lat.dims != lon.dims:
         spatial = (lat.dims[0], lon.dims[0])
         lat2, lon2 = np.meshgrid(lat.values, lon.values, indexing="ij")
-        structured_kind = "regular_latlon"
     elif lat.dims == lon.dims and lat.ndim in (1, 2):
-        spatial = lat.dims
+        spatial = lat.dims  # 2-D: a projected grid; 1-D: a point list (a ``values`` dim)
         lat2, lon2 = lat.values, lon.values
-        structured_kind = "projected" if lat.ndim == 2 else "points"
     else:
         raise WorkbenchError(
             f"dataset {dataset!r}: latitude dims {lat.dims} and longitude dims {lon.dims} "
@@ -185,21 +191,33 @@ def canonicalize_gridded(
             f"{sorted(ds.data_vars)[:12]}); fix `variables` in its catalog YAML"
         )
 
-    result = xr.Dataset(out)
-    result = result.assign_coords(
-        latitude=("grid", np.asarray(lat2, dtype=np.float64).ravel()),
-        longitude=("grid", wrap_longitude(np.asarray(lon2).ravel())),
-    )
+    grid = grid_from_points(dataset, lat2, lon2, spatial_shape if len(spatial) == 2 else None,
+                            _crs(ds, [parse_variable_spec(v)[0] for v in variables.values()]))
+    result = _with_grid(xr.Dataset(out), grid)
     if "time" in result.dims:
         result = result.assign_coords(time=ds[time_name].values)
-    attrs: dict = {"grid_kind": structured_kind}
-    if len(spatial) == 2:
-        attrs["grid_shape"] = [int(s) for s in spatial_shape]
-    for key in ("crs", "proj4", "spatial_ref"):
-        if isinstance(ds.attrs.get(key), str):
-            attrs["crs"] = ds.attrs[key]
-    result.attrs.update(attrs)
     return result
+
+
+def _crs(ds: xr.Dataset, names: list[str]) -> str | None:
+    """The source's CRS: a ``crs``/``proj4``/``spatial_ref`` text attribute of the dataset, or
+    of the CF ``grid_mapping`` variable its data variables name."""
+    holders = [ds.attrs]
+    holders += [ds[m].attrs for m in {ds[n].attrs.get("grid_mapping") for n in names if n in ds}
+                if isinstance(m, str) and m in ds.variables]
+    for attrs in holders:
+        for key in ("crs", "proj4", "proj4text", "proj4_params", "crs_wkt", "spatial_ref"):
+            if isinstance(attrs.get(key), str) and attrs[key].strip():
+                return attrs[key]
+    return None
+
+
+def _with_grid(ds: xr.Dataset, grid) -> xr.Dataset:
+    """``ds`` with the grid's points as coords and its description as attrs (kind, shape, CRS,
+    1-D axes, spacing: what :func:`workbench.grids.grid_from_dataset` reads back)."""
+    ds = ds.assign_coords(latitude=("grid", grid.latitude), longitude=("grid", grid.longitude))
+    ds.attrs.update({k: v for k, v in grid_attrs(grid).items() if k != "domain"})
+    return ds
 
 
 def read_anemoi(location: str, variables: Mapping[str, str], dataset: str) -> xr.Dataset:
@@ -266,15 +284,11 @@ def read_anemoi(location: str, variables: Mapping[str, str], dataset: str) -> xr
             f"dataset {dataset!r}: variables {missing} are absent (present: {names[:12]}); "
             "fix `variables` in its catalog YAML"
         )
-    result = xr.Dataset(out).astype(np.float32)
-    result = result.assign_coords(
-        time=dates, latitude=("grid", lat), longitude=("grid", wrap_longitude(lon))
-    )
     shape = root.attrs.get("field_shape")
-    if shape is not None and len(shape) == 2 and int(np.prod(shape)) == lat.size:
-        result.attrs["grid_shape"] = [int(s) for s in shape]
-    result.attrs["grid_kind"] = "points"
-    return result
+    shape = shape if shape is not None and len(shape) == 2 and int(np.prod(shape)) == lat.size \
+        else None
+    result = xr.Dataset(out).astype(np.float32).assign_coords(time=dates)
+    return _with_grid(result, grid_from_points(dataset, lat, lon, shape))
 
 
 def _anemoi_variable_names(attrs: Mapping, count: int, dataset: str) -> list[str]:
