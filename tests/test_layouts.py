@@ -67,7 +67,11 @@ def write_wb2(folder, name="wb2", domain="era5"):
         {"2m_temperature": (("time", "latitude", "longitude"), t2m,
                             {"units": "K", "long_name": "2 metre temperature"}),
          "geopotential": (("time", "level", "latitude", "longitude"), z,
-                          {"units": "m**2 s**-2", "standard_name": "geopotential"})},
+                          {"units": "m**2 s**-2", "standard_name": "geopotential"}),
+         "temperature": (("time", "level", "latitude", "longitude"), z / 50, {"units": "K"}),
+         **{name: (("time", "latitude", "longitude"), t2m / 100, {"units": "m s**-1"})
+            for name in ("10m_u_component_of_wind", "10m_v_component_of_wind")},
+         "total_precipitation_6hr": (("time", "latitude", "longitude"), t2m * 0, {"units": "m"})},
         coords={"time": TIMES, "level": ("level", np.array([500, 850]), {"units": "hPa"}),
                 "latitude": ("latitude", lat, {"units": "degrees_north",
                                                "standard_name": "latitude"}),
@@ -452,9 +456,10 @@ def test_user_dataset_trains_and_evaluates_through_catalog_flag(tmp_path):
 
 
 @pytest.mark.slow
-def test_catalog_tour_on_a_user_dataset_through_the_parameter(tmp_path):
+def test_catalog_tour_on_a_user_dataset_through_the_parameter_and_batch(tmp_path):
     """``workbench run 00_catalog_tour -p catalog '[DIR]' -p datasets '[mine]'``: the notebook
-    opens the dataset that exists only in DIR and maps it (its mean against the data's)."""
+    opens the dataset that exists only in DIR and maps it (its mean against the data's); a
+    batch plan's entry does the same under ``workbench batch --catalog DIR``."""
     folder, _ = _user_lam(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_CATALOG"}
     done = _workbench("run", "00_catalog_tour", "-p", "catalog", f"[{folder}]", "-p", "datasets",
@@ -467,3 +472,28 @@ def test_catalog_tour_on_a_user_dataset_through_the_parameter(tmp_path):
     assert info["grid_points"] == 21 * 31 and info["grid_shape"] == [21, 31]
     data = xr.open_dataset(tmp_path / "mine.nc")["t2m"].isel(time=0).values
     assert info["mapped"]["mean"] == pytest.approx(float(data.mean()), rel=1e-6)
+    # a batch plan's entries find it through `workbench batch --catalog DIR`
+    (tmp_path / "plan.yaml").write_text(
+        "name: byod\nsteps:\n  - name: tour\n    notebook: 00_catalog_tour\n"
+        "    params: {datasets: [mine], interactive_frames: 2}\n")
+    done = _workbench("batch", "plan.yaml", "--catalog", str(folder), "--runs-dir", "batch",
+                      "--no-progress", cwd=tmp_path, env=env)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    (summary_path,) = (tmp_path / "batch").rglob("summary.json")
+    again = json.loads(summary_path.read_text())["datasets"]["mine"]
+    assert again["mapped"]["mean"] == pytest.approx(info["mapped"]["mean"], rel=1e-12)
+
+
+def test_readme_wb2_entry_opens_a_wb2_store(corpus, tmp_path):
+    """The README's copy-paste WeatherBench 2 entry, its path pointed at the WB2-like store,
+    opens with every variable it names."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Your own data", 1)[1].split("#### GRIB2", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```")[0]
+    path = next(line for line in block.splitlines() if line.strip().startswith("path:"))
+    store = corpus[1].parent / "wb2.zarr"
+    write_entry(tmp_path / "cat", "era5-1p5", block.replace(path, f"  path: {store}"))
+    ds = catalog.open_dataset("era5-1p5", catalog=[tmp_path / "cat"])
+    assert list(ds.data_vars) == ["z_500", "z_850", "t_850", "t2m", "u10", "v10", "tp"]
+    assert ds.attrs["grid_kind"] == "regular_latlon" and ds.attrs["domain"] == "global"
+    np.testing.assert_allclose(ds["t_850"].values, ds["t2m"].values * 20 / 50, rtol=1e-6)
