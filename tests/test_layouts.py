@@ -497,3 +497,20 @@ def test_readme_wb2_entry_opens_a_wb2_store(corpus, tmp_path):
     assert list(ds.data_vars) == ["z_500", "z_850", "t_850", "t2m", "u10", "v10", "tp"]
     assert ds.attrs["grid_kind"] == "regular_latlon" and ds.attrs["domain"] == "global"
     np.testing.assert_allclose(ds["t_850"].values, ds["t2m"].values * 20 / 50, rtol=1e-6)
+
+
+def test_cached_graph_follows_the_catalog_entry(tmp_path, monkeypatch):
+    """One graph config over ``mine``, once from a catalog where it is a 21 x 31 grid, once
+    from one where it is the 19 x 36 WB2 grid: each gets its own cached graph, not the other's."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    write_latlon_lam(tmp_path / "a", "mine", "alps")
+    write_wb2(tmp_path / "b", "mine", "era5")
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\ndata: {datasets: [mine]}\nhidden: {kind: icosahedral, level: 1}\n"
+                     "encoder: {kind: knn, k: 1}\ndecoder: {kind: knn, k: 1}\n")
+    for folder, size in (("a", 21 * 31), ("b", 19 * 36), ("a", 21 * 31)):
+        monkeypatch.setenv("WORKBENCH_CATALOG", str(tmp_path / folder / "cat"))
+        dom = domain_graphs.domain_graph(str(graph), "mine", "mine", 2, cache=tmp_path / "cache")
+        assert dom.area_weight.numel() == size
+    assert len(list((tmp_path / "cache" / "graphs").glob("g-*.pt"))) == 2

@@ -5,6 +5,7 @@ boundary forced from the truth, the nearest hidden node of every data node)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,9 @@ class DomainGraph:
 
 
 def graph_for(spec: str | None, domain: str, cache: str | Path | None):
-    """A domain's graph: a .pt file, or a graph config built once into the cache."""
+    """A domain's graph: a .pt file, or a graph config built once into the cache, keyed by the
+    config and the catalog entries of its datasets (a name re-pointed by another catalog
+    folder gets its own graph)."""
 
     if spec is None:
         raise WorkbenchError(f"domain {domain!r} names no graph: set `graph:` in the sampling "
@@ -42,9 +45,12 @@ def graph_for(spec: str | None, domain: str, cache: str | Path | None):
     if str(spec).endswith(".pt"):
         return load_graph(spec)
     path = resolve_config(spec, "graphs")
-    key = hashlib.sha1(path.read_bytes()).hexdigest()[:10]
+    config = load_config(path)
+    entries = [catalog.get_entry(d.name).summary() for d in config.data.datasets]
+    key = hashlib.sha1(path.read_bytes() + json.dumps(entries, sort_keys=True).encode()
+                       ).hexdigest()[:10]
     cached = catalog.cache_dir(cache) / "graphs" / f"{path.stem}-{key}.pt"
-    cachelock.create_once(cached, lambda tmp: save_graph(build_graph(load_config(path)), tmp),
+    cachelock.create_once(cached, lambda tmp: save_graph(build_graph(config), tmp),
                           f"graph {path.stem!r}", damage=_graph_file_damage)
     return load_graph(cached)
 
