@@ -514,3 +514,38 @@ def test_cached_graph_follows_the_catalog_entry(tmp_path, monkeypatch):
         dom = domain_graphs.domain_graph(str(graph), "mine", "mine", 2, cache=tmp_path / "cache")
         assert dom.area_weight.numel() == size
     assert len(list((tmp_path / "cache" / "graphs").glob("g-*.pt"))) == 2
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_skill_on_each_layout(name, using):
+    """A forecast that is the truth plus 0.1 K, scored on each layout: RMSE 0.1 (by hand),
+    skill maps over every point, boundary bands on the limited areas only, the skill map
+    drawn as the globe or the region."""
+    import cartopy.crs as ccrs
+    import matplotlib.pyplot as plt
+
+    from workbench import evaluation, plotting_skill
+
+    shape, kind = using[name]
+    truth = catalog.open_dataset(name)[["t2m"]].load()
+    times = truth["time"].values
+    init, lead = times[:-2], pd.to_timedelta([6, 12], "h")
+    values = np.stack([truth["t2m"].sel(time=init + step).values for step in lead], axis=1)
+    forecast = xr.Dataset({"t2m": (("init_time", "lead_time", "grid"), values + 0.1)},
+                          coords={"init_time": init, "lead_time": lead,
+                                  "latitude": truth["latitude"], "longitude": truth["longitude"]},
+                          attrs={"dataset": name, "domain": name})
+    period = (str(times[0]), str(times[-1]))
+    table = evaluation.scores(forecast, truth, period)
+    rmse = table[(table.metric == "rmse") & (table.forecast == "model")]
+    np.testing.assert_allclose(rmse.value, 0.1, rtol=1e-4)
+    maps = evaluation.skill_maps(forecast, truth, period)
+    assert np.isfinite(maps["t2m"].sel(forecast="model", metric="rmse").values).all()
+    bands = evaluation.boundary_skill(forecast, truth, period, maps=maps)
+    assert (len(bands) > 0) == (kind == "lam")
+    ax = plotting_skill.skill_map(maps, "t2m", 0, "rmse")
+    try:
+        lon0, lon1, lat0, lat1 = ax.get_extent(crs=ccrs.PlateCarree())
+        assert (lon1 - lon0 > 350) == (kind == "global")
+    finally:
+        plt.close("all")
