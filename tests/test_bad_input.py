@@ -235,6 +235,9 @@ CASES = [
          ["--members", "whole number >= 1"]),
     Case("evaluate-not-a-run", ["evaluate", "{d}", "--domain", "conus"],
          ["is not a training run dir"]),
+    Case("evaluate-normalise-unknown", ["evaluate", "{d}", "--domain", "europe",
+                                        "--normalise", "pooled"],
+         ["--normalise", "invalid choice: 'pooled'", "training", "own"]),
     # ---------------------------------------------------------------- plans
     Case("plan-unknown-notebook", ["batch", "{d}/p.yaml", "--dry-run"], ["unknown notebook"],
          {"p.yaml": PLAN.replace("01_graph_inspection", "07_magic")}),

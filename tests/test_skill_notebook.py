@@ -41,7 +41,8 @@ def synthetic_truth(grid: grids.Grid, n_time: int = 24, seed: int = 0) -> xr.Dat
 
 
 def frozen_forecast(truth: xr.Dataset, inits, leads: int, ring: np.ndarray | None = None):
-    """Persistence, except on ``ring`` where the forecast is the truth (a frozen LAM model)."""
+    """Persistence, except on ``ring`` where the forecast is the truth and which it marks as
+    forced (``forced`` coord, as :func:`evaluation.forecast` does): a frozen LAM model."""
     init = pd.DatetimeIndex(inits)
     lead = pd.to_timedelta(np.arange(1, leads + 1) * 6, unit="h")
     data = {}
@@ -54,10 +55,13 @@ def frozen_forecast(truth: xr.Dataset, inits, leads: int, ring: np.ndarray | Non
                 valid = x.sel(time=init + lead[k]).values
                 values[:, k, ring] = valid[:, ring]
         data[name] = (("init_time", "lead_time", "grid"), values)
-    return xr.Dataset(data, coords={"init_time": init, "lead_time": lead,
-                                    "latitude": truth["latitude"],
-                                    "longitude": truth["longitude"]},
-                      attrs={"domain": truth.attrs["domain"], "trained_on": "global"})
+    coords = {"init_time": init, "lead_time": lead, "latitude": truth["latitude"],
+              "longitude": truth["longitude"]}
+    attrs = {"domain": truth.attrs["domain"], "trained_on": "global"}
+    if ring is not None:
+        coords["forced"] = ("grid", ring)
+        attrs["boundary_cells"] = 2
+    return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +82,15 @@ def test_skill_maps_against_hand_computed_errors(lam):
     assert list(maps["metric"].values) == ["mse", "rmse", "skill_vs_persistence",
                                            "skill_vs_climatology"]
     assert maps.attrs["grid_shape"] == [11, 13] and maps.attrs["crs"] == grid.crs
-    np.testing.assert_allclose(maps["area_weight"].values.mean(), 1.0)
+    # the forced ring is out: NaN in every map, weight 0; the weights average 1 over the rest
+    assert maps.attrs["forced_points"] == "excluded" and (maps["forced"].values == ring).all()
+    assert maps.attrs["scored_points"].startswith(f"{int((~ring).sum())} of {grid.size} points")
+    assert np.isnan(maps["z_500"].values[..., ring]).all()
+    assert (maps["area_weight"].values[ring] == 0).all()
+    np.testing.assert_allclose(maps["area_weight"].values[~ring].mean(), 1.0)
+    every = evaluation.skill_maps(fc, truth, TRAIN, include_forced=True)
+    assert every.attrs["forced_points"] == "included"
+    np.testing.assert_allclose(every["area_weight"].values.mean(), 1.0)
     x = truth["t2m"]
     clim = x.sel(time=slice(*TRAIN)).groupby("time.hour").mean("time")
     for k in range(3):
@@ -90,7 +102,9 @@ def test_skill_maps_against_hand_computed_errors(lam):
             errors_c.append((clim.sel(hour=hour).values - x.sel(time=valid).values) ** 2)
         persistence, climatology = np.mean(errors_p, axis=0), np.mean(errors_c, axis=0)
         model = np.where(ring, 0.0, persistence)
-        at = maps["t2m"].isel(lead_time=k)
+        at = every["t2m"].isel(lead_time=k)
+        np.testing.assert_array_equal(maps["t2m"].isel(lead_time=k).values[..., ~ring],
+                                      at.values[..., ~ring])
         np.testing.assert_allclose(at.sel(forecast="persistence", metric="mse"), persistence)
         np.testing.assert_allclose(at.sel(forecast="climatology", metric="mse"), climatology)
         np.testing.assert_allclose(at.sel(forecast="model", metric="mse"), model, atol=1e-12)
@@ -108,14 +122,15 @@ def test_skill_maps_against_hand_computed_errors(lam):
 def test_area_weighted_mse_maps_equal_the_aggregated_scores(lam):
     _, truth, _, fc = lam
     maps = evaluation.skill_maps(fc, truth, TRAIN)
-    table = evaluation.scores(fc, truth, TRAIN)
+    table = evaluation.interior(evaluation.scores(fc, truth, TRAIN))
     w = maps["area_weight"].values
+    scored = w > 0
     for name in ("z_500", "t2m"):
         for forecast in ("model", "persistence", "climatology"):
             rows = table[(table.metric == "rmse") & (table.forecast == forecast)
                          & (table.variable == name)].sort_values("lead_hours")
-            mse = maps[name].sel(forecast=forecast, metric="mse").values
-            np.testing.assert_allclose(np.sqrt(np.average(mse, axis=-1, weights=w)),
+            mse = maps[name].sel(forecast=forecast, metric="mse").values[..., scored]
+            np.testing.assert_allclose(np.sqrt(np.average(mse, axis=-1, weights=w[scored])),
                                        rows["value"], rtol=1e-10)
 
 
@@ -128,24 +143,32 @@ def test_boundary_skill_bands_on_a_lam(lam):
               ((0, 2), (2, 4), (4, 100))]
     assert counts[0] == int(ring.sum())
     by = bands.set_index(["variable", "band", "lead_hours"])
-    assert len(by) == 2 * 3 * 3 and set(bands["band_label"]) == {"[0, 2)", "[2, 4)", "[4, 100)"}
+    assert len(by) == 2 * 3 * 3
+    assert set(bands["band_label"]) == {"[0, 2) forced", "[2, 4)", "[4, 100)"}
     w = evaluation.area_weights(truth).values
-    maps = evaluation.skill_maps(fc, truth, TRAIN)
+    maps = evaluation.skill_maps(fc, truth, TRAIN, include_forced=True)
     for b, (lo, hi) in enumerate(((0, 2), (2, 4), (4, 100))):
         pick = (distance >= lo) & (distance < hi)
         for k, h in enumerate((6.0, 12.0, 18.0)):
             row = by.loc[("z_500", b, h)]
             assert row["points"] == counts[b]
+            assert row["forced_points"] == (counts[b] if b == 0 else 0)
             persistence = maps["z_500"].sel(forecast="persistence", metric="mse").values[k]
             assert row["persistence_mse"] == pytest.approx(
                 np.average(persistence[pick], weights=w[pick]), rel=1e-10)
             assert row["skill_vs_persistence"] == pytest.approx(1.0 if b == 0 else 0.0,
                                                                 abs=1e-12)
-    # the same answer from precomputed maps
-    again = evaluation.boundary_skill(fc, truth, TRAIN, (0, 2, 4, 100), maps=maps)
-    pd.testing.assert_frame_equal(again, bands)
+    # the same answer from precomputed maps, the forced points in them or not
+    for given in (maps, evaluation.skill_maps(fc, truth, TRAIN)):
+        again = evaluation.boundary_skill(fc, truth, TRAIN, (0, 2, 4, 100), maps=given)
+        pd.testing.assert_frame_equal(again, bands)
     # an empty band (no point is 1000 cells in) is left out
     assert set(evaluation.boundary_skill(fc, truth, TRAIN, (0, 2, 1000, 2000))["band"]) == {0, 1}
+    # a band holding some forced points says so
+    split = evaluation.boundary_skill(fc, truth, TRAIN, (0, 1, 4, 100), maps=maps)
+    first = split.drop_duplicates("band").set_index("band")
+    assert list(first["band_label"]) == ["[0, 1) forced", "[1, 4) partly forced", "[4, 100)"]
+    assert first.loc[1, "forced_points"] == int(((distance == 1)).sum())
 
 
 def test_boundary_skill_is_empty_on_a_global_grid():
@@ -164,15 +187,62 @@ def test_scorecard_pivots_the_scores(lam):
     for name in card.index:
         for h in card.columns:
             row = table[(table.forecast == "model") & (table.metric == "skill_vs_persistence")
-                        & (table.variable == name) & (table.lead_hours == h)]
+                        & (table.variable == name) & (table.lead_hours == h)
+                        & (table.region == "interior")]
             assert card.loc[name, h] == row["value"].item()
-    # persistence everywhere but the ring: skill between 0 and 1
-    assert ((card > 0) & (card < 1)).all().all()
+    # persistence everywhere but the ring, which is out of the default scores: skill 0
+    np.testing.assert_allclose(card.to_numpy(), 0.0, atol=1e-12)
     acc = evaluation.scorecard(table, "acc")
     assert acc.shape == card.shape
     with pytest.raises(WorkbenchError, match="no model rows for metric 'crps'") as err:
         evaluation.scorecard(table, "crps")
     assert "\n" not in str(err.value)
+    with pytest.raises(WorkbenchError, match="region must be one of interior, forced_ring"):
+        evaluation.scorecard(table, region="ring")
+
+
+def test_perfect_ring_and_persistence_interior_score_zero_and_the_ring_one(lam):
+    """A hand-made LAM forecast: the truth on the forced ring, persistence inside. The default
+    aggregate skill is that of the interior, 0; the ring, reported apart, scores 1; counted
+    together (the old scores) they would have given a skill between the two."""
+    grid, truth, ring, fc = lam
+    table = evaluation.scores(fc, truth, TRAIN)
+    assert list(table.columns) == evaluation.SCORE_COLUMNS
+    assert set(table.region) == {"interior", "forced_ring"}
+    np.testing.assert_allclose(evaluation.scorecard(table).to_numpy(), 0.0, atol=1e-12)
+    for ref in ("persistence", "climatology"):
+        ring_card = evaluation.scorecard(table, f"skill_vs_{ref}", region="forced_ring")
+        np.testing.assert_allclose(ring_card.to_numpy(), 1.0, atol=1e-12)
+    # the interior's persistence RMSE by hand, over the interior points only
+    w = evaluation.area_weights(truth).values[~ring]
+    init, lead = fc["init_time"].values, fc["lead_time"].values
+    x = truth["z_500"]
+    for k in range(3):
+        errors = [np.average(((x.sel(time=t).values - x.sel(time=t + lead[k]).values) ** 2)
+                             [~ring], weights=w) for t in init]
+        row = table[(table.region == "interior") & (table.forecast == "model")
+                    & (table.metric == "rmse") & (table.variable == "z_500")
+                    & (table.lead_hours == 6.0 * (k + 1))]
+        assert row["value"].item() == pytest.approx(np.sqrt(np.mean(errors)), rel=1e-12)
+    ring_rmse = table[(table.region == "forced_ring") & (table.forecast == "model")
+                      & (table.metric == "rmse")]["value"]
+    np.testing.assert_allclose(ring_rmse, 0.0, atol=1e-12)
+    # every point counted together: between 0 and 1, the flattering number of before
+    mixed = evaluation.scorecard(evaluation.scores(fc.drop_vars("forced"), truth, TRAIN))
+    assert ((mixed > 0.05) & (mixed < 1)).all().all()
+    note = evaluation.scoring_note(fc)
+    assert (note["points"], note["forced_points"]) == (int((~ring).sum()), int(ring.sum()))
+    assert "2-cell boundary ring forced from the truth" in note["note"]
+
+
+def test_a_forecast_forced_everywhere_has_nothing_to_score(lam):
+    _, truth, _, fc = lam
+    every = fc.assign_coords(forced=("grid", np.ones(fc.sizes["grid"], bool)))
+    for call in (lambda: evaluation.scores(every, truth, TRAIN),
+                 lambda: evaluation.skill_maps(every, truth, TRAIN)):
+        with pytest.raises(WorkbenchError, match="every point of domain 'lam' is forced") as err:
+            call()
+        assert "\n" not in str(err.value)
 
 
 # --------------------------------------------------------------------------- find_run
@@ -267,8 +337,11 @@ def test_forced_boundary_band_has_the_best_skill_on_a_lam(frozen, domain):
     period, out = frozen
     fc, truth, _ = out[domain]
     bands = evaluation.boundary_skill(fc[["z_500", "t2m"]], truth, period)
-    assert list(bands["band_label"].unique()) == ["[0, 2)", "[2, 5)", "[5, 10)", "[10, 20)",
-                                                  "[20, 1000)"]
+    assert list(bands["band_label"].unique()) == ["[0, 2) forced", "[2, 5)", "[5, 10)",
+                                                  "[10, 20)", "[20, 1000)"]
+    first = bands.drop_duplicates("band").set_index("band")
+    assert first.loc[0, "forced_points"] == first.loc[0, "points"] == int(fc["forced"].sum())
+    assert (first.loc[1:, "forced_points"] == 0).all()
     grid = grids.grid_from_dataset(catalog.open_dataset(domain))
     assert bands.drop_duplicates("band")["points"].sum() == grid.size
     for (_, _), rows in bands.groupby(["variable", "lead_hours"]):
@@ -283,7 +356,8 @@ def test_forced_boundary_band_has_the_best_skill_on_a_lam(frozen, domain):
 def test_notebook_summary_key_figures_and_scores(frozen, frozen_run):
     _, out = frozen
     tables = {d: table for d, (_, _, table) in out.items()}
-    summary = evaluation.notebook_summary(tables, frozen_run)
+    forecasts = {d: fc for d, (fc, _, _) in out.items()}
+    summary = evaluation.notebook_summary(tables, frozen_run, forecasts=forecasts)
     assert list(summary)[0] == "key_figures"
     figures = summary["key_figures"]
     assert figures["unseen_domains"] == "europe"
@@ -295,20 +369,29 @@ def test_notebook_summary_key_figures_and_scores(frozen, frozen_run):
         for ref in ("persistence", "climatology"):
             for lead in (6, 12):
                 rows = table[(table.forecast == "model") & (table.metric == f"skill_vs_{ref}")
-                             & (table.lead_hours == lead)]
+                             & (table.lead_hours == lead) & (table.region == "interior")]
                 assert figures[f"skill_vs_{ref}_{domain}_{lead}h"] == pytest.approx(
                     rows["value"].mean())
-    # a persistence model never beats persistence on global; on the LAMs the ring helps
+        # a persistence model has no skill over persistence once the forced ring is out
+        assert abs(figures[f"skill_vs_persistence_{domain}_6h"]) < 1e-3
     assert figures["beats_persistence_global_z_500"] is False
-    assert figures["beats_persistence_conus_z_500"] is True
-    assert figures["beats_persistence_europe_t2m"] is True
-    # every aggregated score, with its domain
+    # what was scored and how, per domain
+    assert "forced_ring" in summary["scored_points"]
+    scoring = {d: v["scoring"] for d, v in summary["domains"].items()}
+    assert scoring["global"]["forced_points"] == 0 and scoring["conus"]["forced_points"] == 740
+    assert scoring["europe"]["points"] + scoring["europe"]["forced_points"] == 7440
+    assert scoring["europe"]["normalisation"] == "training"
+    assert "global, conus" in scoring["europe"]["normalisation_note"]
+    # every aggregated score, with its domain and region
     records = pd.DataFrame(summary["scores"])
     assert len(records) == sum(len(t) for t in tables.values())
     rmse = records[records.metric == "rmse"]
     assert set(rmse.domain) == set(tables) and set(rmse.forecast) == {
         "model", "persistence", "climatology"}
-    assert len(rmse) == 3 * 3 * 8 * 2  # domains x forecasts x variables x leads
+    # interior: domains x forecasts x variables x leads; the ring of the two LAMs apart
+    assert (rmse.region == "interior").sum() == 3 * 3 * 8 * 2
+    assert set(rmse[rmse.region == "forced_ring"].domain) == {"conus", "europe"}
+    assert (rmse.region == "forced_ring").sum() == 2 * 3 * 8 * 2
     json.dumps(summary, allow_nan=False)  # strict JSON: NaN written as null
 
 
@@ -348,12 +431,14 @@ def test_plots_draw_from_the_evaluation_outputs(lam):
     fig = plotting_skill.skill_maps_figure(maps, ["z_500", "t2m"])
     assert len([a for a in fig.axes if hasattr(a, "coastlines")]) == 2 * 2 * 2
     assert "domain mean" in fig.axes[0].get_title()
+    assert "points forced from the truth left out" in fig._suptitle.get_text()
     plt.close("all")
     axes = plotting_skill.lead_time_curves(table, ["z_500", "t2m"])
     assert len(axes) == 2 and len(axes[0].get_lines()) == 3
     model = axes[0].get_lines()[0].get_ydata()
     expected = table[(table.metric == "rmse") & (table.forecast == "model")
-                     & (table.variable == "z_500")].sort_values("lead_hours")["value"]
+                     & (table.variable == "z_500")
+                     & (table.region == "interior")].sort_values("lead_hours")["value"]
     np.testing.assert_allclose(model, expected)
     plt.close("all")
     card = evaluation.scorecard(table)
@@ -394,10 +479,22 @@ def test_skill_maps_notebook_run_and_report(tmp_path):
                 assert np.isfinite(figures[f"skill_vs_{ref}_{domain}_{lead}h"])
         assert isinstance(figures[f"beats_persistence_{domain}_z_500"], bool)
     scores = pd.DataFrame(summary["scores"])
+    assert set(scores[scores.region == "forced_ring"].domain) == {"conus", "europe"}
+    scores = scores[scores.region == "interior"]
     rmse = scores[scores.metric == "rmse"].set_index(["domain", "forecast", "variable",
                                                       "lead_hours"])["value"]
     assert len(rmse) == 3 * 3 * 8 * 4
     assert {r["domain"] for r in summary["boundary"]} == {"conus", "europe"}
+    assert {r["band_label"] for r in summary["boundary"] if r["band"] == 0} == {"[0, 2) forced"}
+    # the scored-points note: what each domain's scores cover and how it was normalised
+    assert "interior" in summary["scored_points"] and "forced_ring" in summary["scored_points"]
+    scoring = {d: v["scoring"] for d, v in summary["domains"].items()}
+    assert scoring["global"]["note"] == "all 10512 points scored (none is forced from the truth)"
+    assert scoring["conus"]["note"].startswith("7590 of 8330 points scored (interior): the 740 ")
+    assert scoring["europe"]["forced_points"] > 0 and scoring["europe"]["boundary_cells"] == 2
+    assert scoring["europe"]["normalisation"] == "training"
+    assert "training domains' statistics" in scoring["europe"]["normalisation_note"]
+    assert "as in training" in scoring["conus"]["normalisation_note"]
 
     # persistence RMSE of global z_500 from the data itself: 60 test windows from 16 March
     truth = catalog.open_dataset("global")["z_500"].load()
@@ -412,7 +509,8 @@ def test_skill_maps_notebook_run_and_report(tmp_path):
     fc = evaluation.forecast(run, "europe", "test", steps=4, progress=False)
     table = evaluation.scores(fc, evaluation.truth_for(fc).load(),
                               tuple(evaluation.run_config(run).sampling["splits"]["train"]))
-    mine = table[(table.metric == "rmse") & (table.forecast == "model")]
+    mine = table[(table.metric == "rmse") & (table.forecast == "model")
+                 & (table.region == "interior")]
     for row in mine.itertuples():
         assert rmse[("europe", "model", row.variable, row.lead_hours)] == pytest.approx(
             row.value, rel=1e-5)

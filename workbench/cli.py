@@ -285,19 +285,22 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     import xarray as xr
 
-    from .evaluation import evaluate, run_config, scores, truth_for
+    from .evaluation import evaluate, interior, run_config, scores, scoring_note, truth_for
 
     path = evaluate(args.run_dir, args.domain, args.split, args.steps, args.members, args.graph,
-                    cache=args.cache, progress=not args.json)
+                    cache=args.cache, progress=not args.json, normalise=args.normalise)
     forecast = xr.open_zarr(path)
     train = run_config(args.run_dir).sampling["splits"]["train"]
     table = scores(forecast, truth_for(forecast, args.cache), tuple(train))
+    note = scoring_note(forecast)
     if args.json:
-        _print_json({"forecasts": str(path), "domain": args.domain,
+        _print_json({"forecasts": str(path), "domain": args.domain, "scoring": note,
                      "scores": table.to_dict("records")})
         return 0
-    print(f"forecasts: {path}")
-    rmse = table[table.metric == "rmse"].pivot_table(
+    print(f"forecasts: {path}\nscored: {note['note']}\nnormalised with "
+          f"{note['normalisation_note']}")
+    rows = interior(table)  # the forced ring's rows are in --json
+    rmse = rows[rows.metric == "rmse"].pivot_table(
         index=["variable", "lead_hours"], columns="forecast", values="value")
     print(rmse.to_string(float_format=lambda v: f"{v:.4g}"))
     return 0
@@ -500,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_whole(1), help="lead steps (default: the run's val_rollout)")
     p.add_argument("--members", type=_whole(1), default=1, help="ensemble members (noise models)")
     p.add_argument("--graph", help="graph for a domain the run did not train on")
+    p.add_argument("--normalise", choices=["training", "own"], default="training",
+                   help="an unseen domain's statistics: the training domains' (default) or "
+                        "its own")
     p.add_argument("--json", action="store_true", help="print the score table as JSON")
     _common(p)
     p.set_defaults(func=cmd_evaluate)

@@ -6,6 +6,12 @@ split (the domain may be one the model never trained on: its graph comes from
 ``xr.Dataset`` (init_time, lead_time, [member], grid); ``evaluate`` writes them to
 ``<run_dir>/forecasts/<domain>-<split>.zarr`` atomically. ``scores`` compares them with the
 truth, persistence and a climatology of the training period (``skill``'s WB2 metrics).
+
+Honest scores: the points training forces from the truth (a LAM's outer ``boundary_cells``
+ring, the forecast's ``forced`` coord, taken from the very mask the rollout forces) are left
+out of every aggregate and map by default and reported apart (``region`` ``forced_ring``); an
+unseen domain is normalised with the training domains' statistics unless asked otherwise
+(:mod:`workbench.evaluation_inputs`). :func:`scoring_note` says what was scored and how.
 """
 
 from __future__ import annotations
@@ -25,6 +31,15 @@ from .checkpoints import read_run_config, restore_weights
 from .config import resolve_config
 from .domain_graphs import domain_graph
 from .errors import WorkbenchError
+from .evaluation_inputs import (
+    REGIONS,
+    check_normalise,
+    evaluation_data,
+    forced_points,
+    interior,
+    scored_regions,
+    scoring_note,
+)
 from .sampling import DomainData, MultiDomainDataset
 from .sampling_config import DomainConfig
 from .training import Trainer
@@ -67,15 +82,23 @@ def _module_for(config, run_dir: Path, domain: DomainConfig, data: DomainData,
 @torch.no_grad()
 def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int | None = None,
              members: int = 1, graph: str | None = None, batch_size: int = 4,
-             cache: str | Path | None = None, progress: bool = True) -> xr.Dataset:
+             cache: str | Path | None = None, progress: bool = True,
+             normalise: str = "training") -> xr.Dataset:
     """Forecasts from every initial time of ``split``: physical units, dims (init_time,
-    lead_time, [member], grid). LAM boundary nodes come from the truth at every step."""
+    lead_time, [member], grid). LAM boundary nodes come from the truth at every step: the
+    ``forced`` coord (bool, grid) marks them, from the mask the rollout forces.
+
+    ``normalise`` (an unseen domain only; a training domain is normalised as in training):
+    ``training``, the training domains' pooled statistics, or ``own``, the domain's own
+    (:func:`workbench.evaluation_inputs.evaluation_data`). Attrs ``normalisation`` and
+    ``normalisation_note`` say which; ``boundary_cells`` gives the forced ring's width."""
     import dataclasses
 
     for name, value in (("steps", steps), ("members", members), ("batch_size", batch_size)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
             raise WorkbenchError(f"evaluate: {name} must be a whole number >= 1, got {value!r}")
+    check_normalise(normalise)
     run_dir = Path(run_dir)
     config = run_config(run_dir)
     if config.task != "forecast":
@@ -85,12 +108,15 @@ def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int |
         raise WorkbenchError("members > 1 needs a model trained with noise_channels > 0")
     steps = steps or config.val_rollout
     dom = domain_config(config, domain, graph)
-    sampling = dataclasses.replace(sampling_config(config), rollout=steps, domains=(dom,))
-    data = DomainData(sampling, dom, None, cache)
+    training = sampling_config(config)
+    data, normalisation = evaluation_data(dataclasses.replace(training, rollout=steps),
+                                          training, dom, normalise, cache)
     module = _module_for(config, run_dir, dom, data, cache)
+    boundary = module.graphs[0].boundary  # what rollout_forecast overwrites from the truth
+    forced = np.zeros(data.n_grid, bool) if boundary is None else boundary.numpy().astype(bool)
     dataset = MultiDomainDataset([data])
     starts = data.samples(split)  # one-line error when the split is shorter than the window
-    n_in = sampling.input_steps
+    n_in = training.input_steps
     outputs = []
     chunks = range(0, len(starts), batch_size)
     for i in tqdm(chunks, desc=f"forecast {domain}", disable=not progress):
@@ -104,7 +130,7 @@ def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int |
         "init_time", "lead_time", "grid"]
     coords = {"init_time": init, "lead_time": pd.to_timedelta(np.arange(1, steps + 1) * step),
               "latitude": ("grid", data.ds["latitude"].values),
-              "longitude": ("grid", data.ds["longitude"].values)}
+              "longitude": ("grid", data.ds["longitude"].values), "forced": ("grid", forced)}
     variables = {}
     for v, name in enumerate(data.variables):
         field = values[..., v, :]
@@ -114,23 +140,28 @@ def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int |
         ds = ds.transpose("init_time", "lead_time", "member", "grid")
     ds.attrs.update({"domain": domain, "dataset": dom.dataset, "split": split,
                      "run": run_dir.name, "graph_id": module.graphs[0].graph_id,
-                     "trained_on": ", ".join(d["name"] for d in config.sampling["domains"])})
+                     "trained_on": ", ".join(d["name"] for d in config.sampling["domains"]),
+                     "boundary_cells": int(config.boundary_cells), **normalisation})
     for key in ("grid_shape", "crs", "grid_kind", "lam_spacing_km"):
         if key in data.ds.attrs:
             ds.attrs[key] = data.ds.attrs[key]
     return ds
 
 
-def forecast_path(run_dir: str | Path, domain: str, split: str) -> Path:
-    return Path(run_dir) / "forecasts" / f"{domain}-{split}.zarr"
+def forecast_path(run_dir: str | Path, domain: str, split: str,
+                  normalise: str = "training") -> Path:
+    """``<run_dir>/forecasts/<domain>-<split>.zarr`` (``...-own.zarr`` normalised ``own``)."""
+    suffix = "-own" if normalise == "own" else ""
+    return Path(run_dir) / "forecasts" / f"{domain}-{split}{suffix}.zarr"
 
 
 def evaluate(run_dir: str | Path, domain: str, split: str = "test", steps: int | None = None,
              members: int = 1, graph: str | None = None, cache: str | Path | None = None,
-             progress: bool = True) -> Path:
-    """:func:`forecast` written to ``<run_dir>/forecasts/<domain>-<split>.zarr`` atomically."""
-    ds = forecast(run_dir, domain, split, steps, members, graph, cache=cache, progress=progress)
-    target = forecast_path(run_dir, domain, split)
+             progress: bool = True, normalise: str = "training") -> Path:
+    """:func:`forecast` written to :func:`forecast_path` atomically."""
+    ds = forecast(run_dir, domain, split, steps, members, graph, cache=cache, progress=progress,
+                  normalise=normalise)
+    target = forecast_path(run_dir, domain, split, normalise)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -172,12 +203,33 @@ def baselines(forecast_ds: xr.Dataset, truth: xr.Dataset,
             for name, fc in out.items()}
 
 
+SCORE_COLUMNS = ["region", "forecast", "metric", "variable", "lead_hours", "value"]
+
+
 def scores(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, str],
            weights: xr.DataArray | None = None) -> pd.DataFrame:
     """RMSE, MAE, bias and ACC of the model, persistence and climatology per variable and
-    lead time, with skill scores (1 - MSE / MSE of the reference): a tidy DataFrame."""
+    lead time, with skill scores (1 - MSE / MSE of the reference): a tidy DataFrame
+    (:data:`SCORE_COLUMNS`).
+
+    ``region`` ``interior``: the points the model predicted, i.e. every point but those
+    forced from the truth (:func:`forced_points`; all points of a global or cutout domain) -
+    the default scores. ``forced_ring``: the forced points alone (skill 1 by construction),
+    only for a forecast that has them. Each region is area-weighted over its own points."""
     weights = area_weights(truth) if weights is None else weights
     clim = skill.climatology(truth, *train_period)
+    rows = []
+    for region, index in scored_regions(forecast_ds, truth):
+        if index is None:
+            part = (forecast_ds, truth, clim, weights)
+        else:
+            part = tuple(x.isel(grid=index) for x in (forecast_ds, truth, clim, weights))
+        rows += [(region, *row) for row in _region_scores(*part)]
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+def _region_scores(forecast_ds: xr.Dataset, truth: xr.Dataset, clim: xr.Dataset,
+                   weights: xr.DataArray) -> list[tuple]:
     rows = []
     mses = {}
     for name, fc in baselines(forecast_ds, truth, clim).items():
@@ -194,8 +246,7 @@ def scores(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, 
         fc = forecast_ds.assign_coords(latitude=truth["latitude"], longitude=truth["longitude"])
         rows += _tidy(skill.crps(fc, truth, weights), "model", "crps")
         rows += _tidy(skill.spread_skill_ratio(fc, truth, weights), "model", "spread_skill")
-    table = pd.DataFrame(rows, columns=["forecast", "metric", "variable", "lead_hours", "value"])
-    return table
+    return rows
 
 
 def _tidy(ds: xr.Dataset, forecast_name: str, metric: str) -> list[tuple]:
@@ -212,7 +263,7 @@ def _tidy(ds: xr.Dataset, forecast_name: str, metric: str) -> list[tuple]:
 FORECASTS = ("model", "persistence", "climatology")
 MAP_METRICS = ("mse", "rmse", "skill_vs_persistence", "skill_vs_climatology")
 BOUNDARY_COLUMNS = ["variable", "lead_hours", "band", "band_lower", "band_upper", "band_label",
-                    "points", "model_mse", "persistence_mse", "climatology_mse",
+                    "points", "forced_points", "model_mse", "persistence_mse", "climatology_mse",
                     "skill_vs_persistence", "skill_vs_climatology"]
 _GRID_ATTRS = ("domain", "grid_kind", "grid_shape", "crs", "grid_x", "grid_y", "grid_spacing_km")
 
@@ -256,7 +307,8 @@ def find_run(run_dir: str | Path = "", search: str | Path = "..") -> Path:
 
 
 def skill_maps(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, str],
-               weights: xr.DataArray | None = None) -> xr.Dataset:
+               weights: xr.DataArray | None = None, *,
+               include_forced: bool = False) -> xr.Dataset:
     """Scores per grid point and lead time of the model, persistence and climatology.
 
     One data variable per forecast variable, dims ``(forecast, metric, lead_time, grid)``:
@@ -269,16 +321,28 @@ def skill_maps(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[s
       reference, negative worse) only for ``model``, NaN for the baselines. Where the
       reference's MSE is 0 the skill is NaN (0/0) or -inf.
 
-    Coords: ``latitude``/``longitude`` (grid), ``area_weight`` (grid: the cell areas
-    normalised to mean 1, ``weights`` when given), so the area-weighted mean of an ``mse``
-    map is the aggregated MSE of :func:`scores`. Attrs: the forecast's (domain, run,
-    trained_on, split) and the truth's grid description (grid_shape, crs, grid_x/grid_y), so
-    :mod:`workbench.plotting` draws the maps in the grid's own projection.
+    Points forced from the truth (:func:`forced_points`: a LAM's boundary ring) are NaN in
+    every map (drawn as missing) and weigh 0, unless ``include_forced`` (then they show skill
+    1 by construction).
+
+    Coords: ``latitude``/``longitude`` (grid), ``forced`` (grid, bool), ``area_weight`` (grid:
+    the cell areas, ``weights`` when given, normalised to mean 1 over the scored points, 0 on
+    the excluded ones), so the area-weighted mean of an ``mse`` map over the points of weight
+    > 0 is the aggregated MSE of :func:`scores` (region ``interior``). Attrs: the forecast's
+    (domain, run, trained_on, split, normalisation), ``forced_points`` (``excluded`` or
+    ``included``), ``scored_points`` (:func:`scoring_note`'s note) and the truth's grid
+    description (grid_shape, crs, grid_x/grid_y), so :mod:`workbench.plotting` draws the maps
+    in the grid's own projection.
     """
     truth = truth[list(forecast_ds.data_vars)]
     forecasts = baselines(forecast_ds, truth, skill.climatology(truth, *train_period))
     weights = area_weights(truth) if weights is None else weights
-    w = skill._grid_weights(weights, truth.sizes["grid"])
+    scored_regions(forecast_ds, truth)  # one-line errors: other grid sizes, nothing left to score
+    forced = forced_points(forecast_ds)
+    excluded = forced & (not include_forced)
+    w = np.asarray(skill._grid_weights(weights, truth.sizes["grid"]).values, dtype=np.float64)
+    w = np.where(excluded, 0.0, w)
+    w = w / w[~excluded].mean()
     mses = {name: skill.spatial_mse(fc, truth) for name, fc in forecasts.items()}
     names = list(forecasts["model"].data_vars)
     lead = forecasts["model"]["lead_time"].values
@@ -293,11 +357,18 @@ def skill_maps(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[s
         with np.errstate(divide="ignore", invalid="ignore"):
             values[0, 2] = 1 - model / values[1, 0]
             values[0, 3] = 1 - model / values[2, 0]
+        values[..., excluded] = np.nan
         attrs = {k: v for k, v in truth[name].attrs.items() if k in ("units", "long_name")}
         data[name] = (("forecast", "metric", "lead_time", "grid"), values, attrs)
     attrs = {k: v for k, v in forecast_ds.attrs.items()
-             if k in ("domain", "dataset", "split", "run", "trained_on", "graph_id")}
+             if k in ("domain", "dataset", "split", "run", "trained_on", "graph_id",
+                      "boundary_cells", "normalisation", "normalisation_note")}
     attrs.update({k: truth.attrs[k] for k in _GRID_ATTRS if k in truth.attrs})
+    note = scoring_note(forecast_ds)["note"]
+    attrs.update({"forced_points": "included" if include_forced else "excluded",
+                  "scored_points": (f"all {forced.size} points (the {int(forced.sum())} "
+                                    "forced from the truth included: skill 1 there)")
+                  if include_forced and forced.any() else note})
     attrs.update({"train_period": list(train_period),
                   "init_times": int(forecasts["model"].sizes["init_time"])})
     if "domain" in forecast_ds.attrs:
@@ -306,7 +377,7 @@ def skill_maps(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[s
         "forecast": list(FORECASTS), "metric": list(MAP_METRICS), "lead_time": lead,
         "latitude": ("grid", np.asarray(truth["latitude"].values)),
         "longitude": ("grid", np.asarray(truth["longitude"].values)),
-        "area_weight": ("grid", np.asarray(w.values))}, attrs=attrs)
+        "forced": ("grid", forced), "area_weight": ("grid", w)}, attrs=attrs)
 
 
 def boundary_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, str],
@@ -321,11 +392,16 @@ def boundary_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tup
     ring); per band, variable and lead time the area-weighted MSE of the model, persistence and
     climatology (the mean over init times of the area-weighted mean over the band's points) and
     the skill ``1 - MSE(model) / MSE(reference)``. With the default edges the first band
-    ``[0, 2)`` is the ring training forces from the truth (``boundary_cells: 2``). ``maps``
-    (:func:`skill_maps` of the same forecast) saves recomputing the per-point MSEs.
+    ``[0, 2)`` is the ring training forces from the truth (``boundary_cells: 2``). Every band
+    is shown, the forced points included: ``forced_points`` counts a band's points forced from
+    the truth (:func:`forced_points`) and its label ends in `` forced`` when they all are
+    (`` partly forced`` when some are). ``maps`` (:func:`skill_maps` of the same forecast with
+    ``include_forced=True``, or of a forecast with no forced point) saves recomputing the
+    per-point MSEs.
 
     Columns: variable, lead_hours, band, band_lower, band_upper, band_label, points,
-    model_mse, persistence_mse, climatology_mse, skill_vs_persistence, skill_vs_climatology.
+    forced_points, model_mse, persistence_mse, climatology_mse, skill_vs_persistence,
+    skill_vs_climatology.
     Global domains (:func:`catalog.is_limited_area` of the truth's dataset: its catalog label,
     else its coverage) and unstructured point sets have no boundary: the frame is empty
     (those columns, no rows). Empty bands are left out.
@@ -335,8 +411,9 @@ def boundary_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tup
     go in bands of great-circle distance to the nearest LAM point (``outside_km``, labelled
     ``out [lo, hi) km``, far to near), then its LAM points in bands of ``band_cells`` cells to
     the LAM edge (labelled ``LAM [lo, hi) cells``); ``band`` numbers them in that order and
-    ``band_lower``/``band_upper`` are in the label's unit. Nothing is forced from the truth
-    on a cutout grid (it is global), so the LAM's outer ring is scored as predicted.
+    ``band_lower``/``band_upper`` are in the label's unit. Training forces nothing on a
+    cutout grid (:func:`workbench.domain_graphs.domain_graph` gives a point set no boundary
+    mask), so the LAM's outer ring is scored as predicted.
     """
     from . import grids
 
@@ -351,9 +428,11 @@ def boundary_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tup
         labels, edges = banded_cells.values, banded_cells.attrs["edges"]
         bands = [(lo, hi, f"[{lo:g}, {hi:g})") for lo, hi in zip(edges[:-1], edges[1:],
                                                                   strict=True)]
-    if maps is None:
-        maps = skill_maps(forecast_ds, truth, train_period)
+    forced = forced_points(forecast_ds)
+    if maps is None or (maps.attrs.get("forced_points") == "excluded" and forced.any()):
+        maps = skill_maps(forecast_ds, truth, train_period, include_forced=True)
     points = np.bincount(labels[labels >= 0], minlength=len(bands))
+    n_forced = np.bincount(labels[(labels >= 0) & forced], minlength=len(bands))
     mse = maps.sel(metric="mse").drop_vars("metric")
     band_labels = xr.DataArray(labels, dims="grid", attrs={"edges": list(range(len(bands) + 1))})
     banded = skill.by_band(mse, band_labels, xr.DataArray(maps["area_weight"].values, dims="grid"))
@@ -368,8 +447,10 @@ def boundary_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tup
         for b, (lo, hi, label) in enumerate(bands):
             if points[b] == 0:
                 continue
+            if n_forced[b]:
+                label += " forced" if n_forced[b] == points[b] else " partly forced"
             for k, h in enumerate(hours):
-                rows.append((name, float(h), b, lo, hi, label, int(points[b]),
+                rows.append((name, float(h), b, lo, hi, label, int(points[b]), int(n_forced[b]),
                              model[b, k], persistence[b, k], climatology[b, k],
                              vs_persistence[b, k], vs_climatology[b, k]))
     return pd.DataFrame(rows, columns=BOUNDARY_COLUMNS)
@@ -400,10 +481,17 @@ def _cutout_bands(truth: xr.Dataset, band_cells, outside_km):
     return labels, bands
 
 
-def scorecard(table: pd.DataFrame, metric: str = "skill_vs_persistence") -> pd.DataFrame:
+def scorecard(table: pd.DataFrame, metric: str = "skill_vs_persistence",
+              region: str = "interior") -> pd.DataFrame:
     """Variables (rows, in the table's order) x lead hours (columns) of the model's ``metric``
     from :func:`scores`' tidy table: skill against persistence by default
-    (``skill_vs_climatology``, or any other metric of the model, e.g. ``acc``)."""
+    (``skill_vs_climatology``, or any other metric of the model, e.g. ``acc``), over the
+    ``region``'s points (``interior`` by default, or ``forced_ring``)."""
+    if "region" in table:
+        if region not in REGIONS:
+            raise WorkbenchError(f"scorecard: region must be one of {', '.join(REGIONS)}, got "
+                                 f"{region!r}")
+        table = table[table["region"] == region]
     rows = table[(table["forecast"] == "model") & (table["metric"] == metric)]
     if rows.empty:
         raise WorkbenchError(f"the scores table has no model rows for metric {metric!r}: use "
@@ -424,24 +512,30 @@ def _plain_value(value):
 
 def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
                      boundary: dict[str, pd.DataFrame] | None = None,
-                     headline: tuple[str, ...] = ("z_500", "t2m")) -> dict:
+                     headline: tuple[str, ...] = ("z_500", "t2m"),
+                     forecasts: dict[str, xr.Dataset] | None = None) -> dict:
     """summary.json of notebook 04 (``key_figures`` first).
 
-    ``tables`` maps each evaluated domain to its :func:`scores` table. Key figures, per domain:
-    the skill against persistence and against climatology averaged over variables at the first
-    and the last lead time (``skill_vs_persistence_<domain>_<h>h``), whether the model beats
-    persistence (skill > 0) at every lead for each ``headline`` variable
+    ``tables`` maps each evaluated domain to its :func:`scores` table. Key figures, per domain,
+    over the interior points (the forced boundary ring left out): the skill against
+    persistence and against climatology averaged over variables at the first and the last
+    lead time (``skill_vs_persistence_<domain>_<h>h``), whether the model beats persistence
+    (skill > 0) at every lead for each ``headline`` variable
     (``beats_persistence_<domain>_<variable>``); then the domains the run never trained on
-    (``unseen_domains``, comma-separated). Also: ``run`` (path, trained_on), ``domains``
-    (unseen flag, variables, lead hours), ``scores`` (every row of every table, with its
-    domain: model and each baseline, per variable and lead) and, when given, ``boundary``
-    (:func:`boundary_skill` rows per LAM domain). Non-finite numbers are written as null.
+    (``unseen_domains``, comma-separated). Also: ``run`` (path, trained_on), ``scored_points``
+    (what the scores cover), ``domains`` (unseen flag, variables, lead hours and, with
+    ``forecasts`` (each domain's :func:`forecast`), ``scoring``: :func:`scoring_note`, the
+    points scored and the normalisation), ``scores`` (every row of every table, with its
+    domain and region: model and each baseline, per variable and lead) and, when given,
+    ``boundary`` (:func:`boundary_skill` rows per LAM domain). Non-finite numbers are written
+    as null.
     """
     run_dir = Path(run_dir)
     config = run_config(run_dir)
     trained_on = [d["name"] for d in config.sampling["domains"]]
     key_figures: dict = {}
     for domain, table in tables.items():
+        table = interior(table)
         leads = sorted(table["lead_hours"].unique())
         for ref in ("persistence", "climatology"):
             rows = table[(table["forecast"] == "model") & (table["metric"] == f"skill_vs_{ref}")]
@@ -463,6 +557,9 @@ def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
     summary = {
         "key_figures": key_figures,
         "run": {"run_dir": str(run_dir), "name": config.name, "trained_on": trained_on},
+        "scored_points": ("key figures and scores of region interior: every point but those "
+                          "forced from the truth (a LAM's boundary ring, skill 1 by "
+                          "construction), which are scored apart as region forced_ring"),
         "domains": {d: {"unseen": d not in trained_on,
                         "variables": list(dict.fromkeys(t["variable"])),
                         "lead_hours": [float(h) for h in sorted(t["lead_hours"].unique())]}
@@ -470,6 +567,9 @@ def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
         "unseen_domains": unseen,
         "scores": records,
     }
+    for domain, fc in (forecasts or {}).items():
+        if domain in summary["domains"]:
+            summary["domains"][domain]["scoring"] = scoring_note(fc)
     if boundary is not None:
         summary["boundary"] = [
             {"domain": d, **{k: _plain_value(v) for k, v in row.items()}}

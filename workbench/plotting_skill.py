@@ -109,8 +109,9 @@ def skill_maps_figure(maps: xr.Dataset, variables: Sequence[str] | None = None,
                       width: float = 14.0, dpi: int = 80):
     """A grid of :func:`skill_map` panels: one row per variable, one column per lead (default:
     the first and the last) and metric. The panel titles give the area-weighted mean of the
-    skill over the domain (from the MSE maps, so it equals :func:`evaluation.scores`'). Returns
-    the figure."""
+    skill over the scored points (from the MSE maps, so it equals :func:`evaluation.scores`'
+    interior); points the maps leave out (forced from the truth) are blank and the title
+    says how many. Returns the figure."""
     configure_cartopy()
     names = list(variables or maps.data_vars)
     n_leads = maps.sizes["lead_time"]
@@ -123,16 +124,19 @@ def skill_maps_figure(maps: xr.Dataset, variables: Sequence[str] | None = None,
     panel = width / len(columns)
     fig = plt.figure(figsize=(width, len(names) * panel * aspect + 0.8), dpi=dpi)
     weights = maps["area_weight"].values
+    scored = weights > 0  # skill_maps weighs the points it leaves out 0
     for r, variable in enumerate(names):
         for c, (k, metric) in enumerate(columns):
             ax = fig.add_subplot(len(names), len(columns), r * len(columns) + c + 1,
                                  projection=projection)
             mse = maps[variable].sel(metric="mse").isel(lead_time=k)
-            model = float(np.average(mse.sel(forecast="model").values, weights=weights))
+            model = float(np.average(mse.sel(forecast="model").values[scored],
+                                     weights=weights[scored]))
             ref = metric.removeprefix("skill_vs_")
             label = f"{variable} +{_lead_hours(maps, k):g} h, {LABELS.get(metric, metric)}"
             if ref in mse["forecast"].values:
-                ref_mse = float(np.average(mse.sel(forecast=ref).values, weights=weights))
+                ref_mse = float(np.average(mse.sel(forecast=ref).values[scored],
+                                           weights=weights[scored]))
                 label += f"\ndomain mean {1 - model / ref_mse:+.2f}" if ref_mse else ""
             skill_map(maps, variable, k, metric, ax=ax, title=label)
             ax.title.set_fontsize(9)
@@ -142,6 +146,8 @@ def skill_maps_figure(maps: xr.Dataset, variables: Sequence[str] | None = None,
     if trained:
         seen = domain in [d.strip() for d in str(trained).split(",")]
         note = f" ({'' if seen else 'unseen; '}trained on {trained})"
+    if not scored.all():
+        note += f"\n{int((~scored).sum())} points forced from the truth left out (blank)"
     fig.suptitle(f"{domain}: model skill per grid point, {maps.attrs.get('init_times', '')} "
                  f"initial times{note}", fontsize=11)
     fig.tight_layout()
@@ -183,9 +189,13 @@ def interactive_skill_map(maps: xr.Dataset, variable: str,
 
 
 def lead_time_curves(table: pd.DataFrame, variables: Sequence[str] | None = None, axes=None,
-                     metric: str = "rmse", title: str | None = None, dpi: int = 80):
+                     metric: str = "rmse", title: str | None = None, dpi: int = 80,
+                     region: str = "interior"):
     """``metric`` (RMSE by default) against lead time for the model, persistence and
-    climatology, one panel per variable. Returns the array of axes."""
+    climatology over the ``region``'s points (the interior by default: the forced ring left
+    out), one panel per variable. Returns the array of axes."""
+    if "region" in table:
+        table = table[table["region"] == region]
     rows = table[table["metric"] == metric]
     names = list(variables or dict.fromkeys(rows["variable"]))
     axes = panel_row(len(names), 3.6, 3.2, dpi, axes)

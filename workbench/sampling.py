@@ -33,7 +33,7 @@ from .sampling_config import (  # noqa: F401 - notebooks and tests read them as 
     load_sampling_config,
     sampling_config_from_dict,
 )
-from .statistics import FixedScaling, Normaliser, load_or_compute
+from .statistics import FixedScaling, Normaliser, VariableStats, load_or_compute
 
 # --------------------------------------------------------------------------- one domain
 
@@ -42,7 +42,10 @@ class DomainData:
     """One domain's dataset: sample windows per split, normaliser and chunk-aware reads."""
 
     def __init__(self, config: SamplingConfig, domain: DomainConfig, graph_id: str | None = None,
-                 cache: str | Path | None = None):
+                 cache: str | Path | None = None,
+                 stats: Mapping[str, VariableStats] | None = None):
+        """``stats``: statistics to normalise with instead of the domain's own over its train
+        split (evaluation passes the training domains' for an unseen domain)."""
         self.name = domain.name
         self.domain = domain
         self.graph_id = graph_id
@@ -80,7 +83,10 @@ class DomainData:
         train = self.splits.get("train")
         start, end = (str(self.times[train[0]]), str(self.times[train[1]])) if train else (None, None)
         measured = [v for v in needed if v not in config.fixed_scaling]
-        stats = load_or_compute(ds, domain.dataset, measured, start, end, cache) if measured else {}
+        if stats is None:
+            stats = load_or_compute(ds, domain.dataset, measured, start, end, cache) if (
+                measured) else {}
+        self.stats = dict(stats)  # what the normalisers were built from
         fixed = config.fixed_scaling
         self.normalisers = {
             "variables": Normaliser(self.variables, stats, fixed),
