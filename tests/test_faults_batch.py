@@ -60,10 +60,13 @@ def batch_command(plan: Path, tmp_path: Path) -> list[str]:
 
 def start_batch(plan: Path, tmp_path: Path, name: str, *options: str,
                 env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+    """The batch as a shell's background job starts it: with SIGINT ignored (``nohup ... &``
+    hands that on), so Ctrl-C handling cannot rest on the inherited disposition."""
     out = tmp_path / f"{name}.out"
     with out.open("w") as f:
         proc = subprocess.Popen([*batch_command(plan, tmp_path), *options], stdout=f,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     return proc, out
 
 
@@ -183,7 +186,12 @@ def test_sigterm_or_sigint_records_the_running_entry_interrupted(noting, tmp_pat
     try:
         kernel, run_pid = started_entry(tmp_path)
         proc.send_signal(sig)
-        assert proc.wait(30) == code
+        try:
+            assert proc.wait(60) == code
+        except subprocess.TimeoutExpired:  # say where it is stuck (workbench's SIGUSR1)
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            pytest.fail(f"batch still running 60 s after {sig.name}:\n{out.read_text()}")
     finally:
         stop(proc)
     wait_for(lambda: not alive(run_pid) and not alive(kernel), 5, "no child left")

@@ -240,13 +240,17 @@ def cmd_batch(args) -> int:
     def exit_on_sigterm(signum, frame) -> None:  # as Ctrl-C: entries cancelled, then exit
         raise SystemExit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
+    # SIGINT too: a shell that starts the batch in the background (nohup ... &) hands it
+    # SIGINT ignored, and Python then never raises KeyboardInterrupt for `kill -INT`
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, exit_on_sigterm),
+                signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     try:
         outcomes = run_plan(plan, executor, args.runs_dir, max_parallel=args.max_parallel,
                             retry=args.retry, progress=not args.no_progress,
                             on_end=lambda: write_index(args.runs_dir, args.reports_dir))
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     index = write_index(args.runs_dir, args.reports_dir)
     counts = {s: sum(o.status == s for o in outcomes)
               for s in ("ok", "done", "failed", "kept", "blocked")}
@@ -522,6 +526,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints where a stuck command is
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     args = build_parser().parse_args(argv)
     saved = os.environ.get("WORKBENCH_CATALOG")
     try:

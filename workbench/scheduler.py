@@ -81,10 +81,17 @@ class LocalRun:
         return self.proc.pid
 
     def sweep(self) -> None:
-        """Kill whatever of the run is left (its kernel); the watchdog does it and ends."""
-        if self.watchdog is not None:
-            self.watchdog.terminate()
-            self.watchdog.wait(30)
+        """Kill whatever of the run is left (its kernel); the watchdog does it and ends (if
+        it does not within 10 s, this process kills it and does the sweep itself)."""
+        if self.watchdog is None:
+            return
+        self.watchdog.terminate()
+        try:
+            self.watchdog.wait(10)
+        except subprocess.TimeoutExpired:
+            self.watchdog.kill()
+            self.watchdog.wait()
+            locks.kill_leftovers(self.token)
 
 
 class LocalExecutor:
@@ -307,7 +314,10 @@ def run_plan(plan: Plan, executor, runs_dir: str | Path = "runs", max_parallel: 
 
     def interrupt(reason: str) -> None:
         for entry_id, (handle, started, token) in running.items():
-            executor.cancel(handle)
+            try:
+                executor.cancel(handle)
+            except Exception as err:  # noqa: BLE001 - every other entry is still cancelled
+                log(f"could not cancel {entry_id} cleanly: {type(err).__name__}: {err}")
             run_dir = run_dirs[entry_id]
             if read_record(run_dir) is None:
                 _failed_record(plan.entry(entry_id), run_dir, reason, time.monotonic() - started)
