@@ -272,3 +272,25 @@ def test_remove_orphans_only_takes_what_nobody_writes(tmp_path):
         os.close(fd)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".b.zarr.tmp-12", ".c.csv.tmp-13",
                                                           "b.zarr.lock"]
+
+
+def test_statistics_follow_a_rewritten_user_store(tmp_path):
+    """Statistics are cached per store content: a store rewritten under the same name (new
+    values) gets new statistics, not the cached ones of the old values."""
+    import time
+
+    from workbench.statistics import load_or_compute
+
+    folder = user_zarr(tmp_path)  # t2m = 1 everywhere
+    entry = catalog.get_entry("mine", [folder])
+    cache = tmp_path / "cache"
+    first = load_or_compute(catalog.open_dataset(entry), "mine", ["t2m"], cache=cache)
+    assert first["t2m"].mean == pytest.approx(1.0)
+    again = load_or_compute(catalog.open_dataset(entry), "mine", ["t2m"], cache=cache)
+    assert again["t2m"].mean == first["t2m"].mean
+    assert len(list((cache / "statistics").glob("mine-*.json"))) == 1  # reused
+    time.sleep(0.01)
+    ds = xr.open_zarr(tmp_path / "user.zarr").load()
+    (ds * 3).to_zarr(tmp_path / "user.zarr", mode="w", consolidated=False)
+    rewritten = load_or_compute(catalog.open_dataset(entry), "mine", ["t2m"], cache=cache)
+    assert rewritten["t2m"].mean == pytest.approx(3.0)

@@ -16,7 +16,9 @@ build their data nodes with.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import glob
 import hashlib
 import json
 import os
@@ -424,8 +426,39 @@ def open_dataset(
         raw = readers.open_store(src.location, src.kind, entry.name)
         ds = readers.canonicalize_gridded(raw, entry.variables, entry.name, src.level_dim)
     ds = readers.check_canonical(ds, entry.name)
-    ds.attrs.update({"domain": entry.domain, "dataset": entry.name})
+    ds.attrs.update({"domain": entry.domain, "dataset": entry.name,
+                     "source_id": source_fingerprint(entry, catalog, cache)})
     return ds
+
+
+def source_fingerprint(entry: CatalogEntry, catalog: Sequence[str | Path] | None = None,
+                       cache: str | Path | None = None) -> str:
+    """A short hash of what a dataset's values come from: the entry, and for local stores the
+    size and modification time of their files (so statistics cached for a store are not
+    reused once it is rewritten); a generated entry's cache key; a cutout's parts'."""
+    key: dict = {"entry": entry.summary() | {"file": None}}
+    src = entry.source
+    if src.kind == "generator":
+        key["store"] = cache_path(entry, cache).name
+    elif src.kind == "cutout":
+        key["parts"] = [source_fingerprint(get_entry(p.name, catalog), catalog, cache)
+                        for p in src.datasets or ()]
+    elif not readers.is_remote(src.location):
+        paths = src.path if isinstance(src.path, list | tuple) else [src.path]
+        key["files"] = [_stat_key(Path(f)) for p in paths for f in sorted(glob.glob(str(p)))]
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _stat_key(path: Path) -> list:
+    """(name, size, mtime) of a file, or of a store folder and its top-level entries (a
+    rewritten zarr store gets new metadata files and chunk folders)."""
+    items = [path, *sorted(path.iterdir())] if path.is_dir() else [path]
+    out = []
+    for item in items:
+        with contextlib.suppress(OSError):
+            st = item.stat()
+            out.append([item.name, st.st_size, st.st_mtime_ns])
+    return out
 
 
 _GUARDS: dict[str, integrity.ReadGuard] = {}  # cache stores this process opened, by path

@@ -542,6 +542,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WorkbenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `workbench data show x | head`: the reader left, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as err:
         if err.errno not in OS_FIXES:
             raise

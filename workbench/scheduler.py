@@ -189,9 +189,14 @@ def _last_log_line(run_dir: Path) -> str:
 
 
 def _child_env() -> dict[str, str]:
+    """What every entry gets, named (a SLURM job exports it even where a site's sbatch does
+    not pass the whole environment): thread counts, the cache and the catalog folders."""
     env = {var: os.environ.get(var, "2") for var in THREAD_VARS}
     if os.environ.get("WORKBENCH_CACHE"):
         env["WORKBENCH_CACHE"] = str(Path(os.environ["WORKBENCH_CACHE"]).resolve())
+    if os.environ.get("WORKBENCH_CATALOG"):
+        env["WORKBENCH_CATALOG"] = os.pathsep.join(
+            str(Path(p).resolve()) for p in os.environ["WORKBENCH_CATALOG"].split(os.pathsep) if p)
     return env
 
 

@@ -113,7 +113,9 @@ def load_or_compute(
     (once, under a lock, however many processes ask: :func:`workbench.cachelock.create_once`)."""
     variables = list(variables or ds.data_vars)
     lo, hi = _period(ds, start, end)
-    path = stats_path(dataset_id, lo, hi, variables, cache)
+    source = ds.attrs.get("source_id")  # catalog datasets: what the values come from
+    path = stats_path(f"{dataset_id}-{source}" if source else dataset_id, lo, hi, variables,
+                      cache)
 
     def build(tmp: Path) -> None:
         stats = compute_statistics(ds, variables, lo, hi)
