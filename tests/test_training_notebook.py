@@ -15,6 +15,7 @@ import xarray as xr
 from test_runs import assert_renders_offline, run_via_cli
 
 from workbench import plotting_training, training_config, training_report
+from workbench.config import dump_yaml
 from workbench.errors import WorkbenchError
 
 NAN = math.nan
@@ -35,8 +36,9 @@ VAL_ROWS = {  # step: (conus model s1, s2, global model s1, s2)
 PERSISTENCE = (1.0, 2.0, 0.5, 1.0)  # conus s1, s2, global s1, s2
 
 
-def write_run(run_dir, rows_train=TRAIN_ROWS, rows_val=VAL_ROWS):
-    """A hand-made training run dir: metrics.csv, graphs.json (global first), run.json and a
+def write_run(run_dir, rows_train=TRAIN_ROWS, rows_val=VAL_ROWS, time_step=None):
+    """A hand-made training run dir: metrics.csv, graphs.json (global first), run.json, the
+    demo's config.yaml (its sampling ``time_step`` set when given) and a
     checkpoint with three model tensors."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "metrics.csv", "w", newline="") as f:
@@ -66,6 +68,10 @@ def write_run(run_dir, rows_train=TRAIN_ROWS, rows_val=VAL_ROWS):
         {"kind": "training", "name": "hand", "status": "finished", "steps": 6,
          "parameters": 23, "trainable_parameters": 23, "samples_per_s": 4.0,
          "graphs": {"global": "aaa111", "conus": "bbb222"}}))
+    config = training_config.config_dict(training_config.load_training_config("demo"))
+    if time_step is not None:
+        config["sampling"]["time_step"] = time_step
+    (run_dir / "config.yaml").write_text(dump_yaml(config))
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     torch.save({"state_dict": {"model.encoder.weight": torch.zeros(3, 4),
                                "model.encoder.bias": torch.zeros(3),

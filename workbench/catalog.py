@@ -35,6 +35,7 @@ from pydantic import Field
 from . import cachelock, integrity, readers
 from .config import NonNegative, Positive, check_keys, load_yaml, parse, typed
 from .errors import WorkbenchError
+from .times import Duration, calendar_name, check_axis, iso
 
 PROJECT_CATALOG = Path(__file__).resolve().parent.parent / "data_catalog"
 SOURCE_KINDS = ("generator", "zarr", "netcdf", "anemoi", "grib", "cutout")
@@ -90,7 +91,7 @@ class CatalogEntry:
     domain: str
     source: Source
     variables: Mapping[str, str]  # canonical name -> source spec ("name" or "name@level")
-    time_step: str
+    time_step: Duration  # "6h": checked against the data's own step when opened
     grid: Mapping[str, str]
     description: str = ""
     provenance: str = ""
@@ -425,7 +426,8 @@ def open_dataset(
     else:
         raw = readers.open_store(src.location, src.kind, entry.name)
         ds = readers.canonicalize_gridded(raw, entry.variables, entry.name, src.level_dim)
-    ds = readers.check_canonical(ds, entry.name)
+    ds = readers.check_canonical(ds, entry.name, entry.time_step,
+                                 str(entry.file or "its catalog entry"))
     ds.attrs.update({"domain": entry.domain, "dataset": entry.name,
                      "source_id": source_fingerprint(entry, catalog, cache)})
     return ds
@@ -525,13 +527,14 @@ def describe(ds: xr.Dataset) -> dict:
         "crs": ds.attrs.get("crs"),
     }
     if "time" in ds.dims:
-        times = pd.DatetimeIndex(ds["time"].values)
-        step = pd.Timedelta(times[1] - times[0]) if len(times) > 1 else None
+        times = ds["time"].values
+        step = check_axis(times, str(info["dataset"]))
         info["period"] = {
-            "start": times[0].isoformat(),
-            "end": times[-1].isoformat(),
+            "start": iso(times[0]),
+            "end": iso(times[-1]),
             "steps": len(times),
             "time_step": str(step) if step is not None else None,
+            "calendar": calendar_name(times),
         }
     missing_counts = ds.isnull().sum().compute()  # one pass over every variable
     total_missing = total = 0
@@ -554,7 +557,7 @@ def summary_table(datasets: Mapping[str, xr.Dataset]):
     """One row per dataset: domain, grid, points, period, steps, variables (a DataFrame)."""
     rows = []
     for name, ds in datasets.items():
-        times = pd.DatetimeIndex(ds["time"].values) if "time" in ds.dims else None
+        times = ds["time"].values if "time" in ds.dims else None
         shape = ds.attrs.get("grid_shape")
         rows.append({
             "dataset": name,
@@ -562,8 +565,8 @@ def summary_table(datasets: Mapping[str, xr.Dataset]):
             "grid": ds.attrs.get("grid_kind"),
             "shape": "x".join(str(s) for s in shape) if shape else "-",
             "points": int(ds.sizes["grid"]),
-            "start": times[0] if times is not None else None,
-            "end": times[-1] if times is not None else None,
+            "start": iso(times[0]) if times is not None else None,
+            "end": iso(times[-1]) if times is not None else None,
             "steps": len(times) if times is not None else 0,
             "variables": ", ".join(ds.data_vars),
         })

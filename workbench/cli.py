@@ -530,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
 
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints where a stuck command is
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     args = build_parser().parse_args(argv)
     saved = os.environ.get("WORKBENCH_CATALOG")
     try:

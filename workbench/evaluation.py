@@ -41,7 +41,8 @@ from .evaluation_inputs import (
     scoring_note,
 )
 from .sampling import DomainData, MultiDomainDataset
-from .sampling_config import DomainConfig
+from .sampling_config import DomainConfig, common_step
+from .times import step_text
 from .training import Trainer
 from .training_config import sampling_config
 
@@ -108,7 +109,8 @@ def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int |
         raise WorkbenchError("members > 1 needs a model trained with noise_channels > 0")
     steps = steps or config.val_rollout
     dom = domain_config(config, domain, graph)
-    training = sampling_config(config)
+    training = sampling_config(config)  # its step, for any domain the run is rolled out on
+    training = dataclasses.replace(training, time_step=step_text(common_step(training)))
     data, normalisation = evaluation_data(dataclasses.replace(training, rollout=steps),
                                           training, dom, normalise, cache)
     module = _module_for(config, run_dir, dom, data, cache)
@@ -124,11 +126,10 @@ def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int |
         pred = module.rollout_forecast(batch, steps, members)  # [B, (M,) steps, V, G]
         outputs.append(data.normalisers["variables"].denormalise(pred).numpy())
     values = np.concatenate(outputs)
-    step = pd.Timedelta(data.times[1] - data.times[0])
-    init = data.times[np.asarray(starts) + n_in - 1]
+    init = data.times[np.asarray(starts) + n_in - 1]  # in the data's calendar
     dims = ["init_time", "member", "lead_time", "grid"] if members > 1 else [
         "init_time", "lead_time", "grid"]
-    coords = {"init_time": init, "lead_time": pd.to_timedelta(np.arange(1, steps + 1) * step),
+    coords = {"init_time": init, "lead_time": pd.to_timedelta(np.arange(1, steps + 1) * data.step),
               "latitude": ("grid", data.ds["latitude"].values),
               "longitude": ("grid", data.ds["longitude"].values), "forced": ("grid", forced)}
     variables = {}
@@ -141,7 +142,8 @@ def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int |
     ds.attrs.update({"domain": domain, "dataset": dom.dataset, "split": split,
                      "run": run_dir.name, "graph_id": module.graphs[0].graph_id,
                      "trained_on": ", ".join(d["name"] for d in config.sampling["domains"]),
-                     "boundary_cells": int(config.boundary_cells), **normalisation})
+                     "boundary_cells": int(config.boundary_cells),
+                     "time_step": step_text(data.step), **normalisation})
     for key in ("grid_shape", "crs", "grid_kind", "lam_spacing_km"):
         if key in data.ds.attrs:
             ds.attrs[key] = data.ds.attrs[key]

@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from .plotting_offline import configure_cartopy, setup_hvplot
+from .times import iso, parse_date
 
 __all__ = [
     "configure_cartopy",
@@ -211,6 +212,8 @@ def map_field(
     configure_cartopy()
     var = ds[variable]
     if "time" in var.dims:
+        if isinstance(time, str):  # a date of the data's calendar (2000-02-30 in 360_day)
+            time = parse_date(time, var["time"].values, f"map_field {variable}")
         var = var.isel(time=time) if isinstance(time, int) else var.sel(time=time)
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 4.5), subplot_kw={"projection": map_projection(ds)})
@@ -240,7 +243,7 @@ def _finish_map(ax, mesh, var: xr.DataArray, ds: xr.Dataset, variable: str, titl
     ax.coastlines(coastline_scale, linewidth=0.6)
     units = var.attrs.get("units", "")
     plt.colorbar(mesh, ax=ax, shrink=0.7, label=f"{variable} [{units}]" if units else variable)
-    when = f" {np.datetime_as_string(var['time'].values, unit='h')}" if "time" in var.coords else ""
+    when = f" {iso(var['time'].values[()])[:13]}" if "time" in var.coords else ""
     ax.set_title(title or f"{ds.attrs.get('domain', '')} {variable}{when}")
     return ax
 
@@ -573,6 +576,6 @@ def sample_map(samples: Sequence[dict], index: int, variable: str, ax=None):
     grid = xr.Dataset({variable: ("grid", values, {"units": "normalised"})},
                       coords={"latitude": ds["latitude"], "longitude": ds["longitude"]},
                       attrs=ds.attrs)
-    when = np.datetime_as_string(sample["time"], unit="h")
+    when = iso(sample["time"])[:13]  # to the hour, in the data's calendar
     return map_field(grid, variable, ax=ax, title=f"sample {index}: {sample['domain']} "
                      f"{variable} (normalised input) at {when}, t0={sample['t0']}")

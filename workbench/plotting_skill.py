@@ -165,7 +165,8 @@ def interactive_skill_map(maps: xr.Dataset, variable: str,
     is_skill = metric.startswith("skill")
     data = _field(maps, variable, metric, forecast, None, "" if is_skill else
                   maps[variable].attrs.get("units", ""))
-    hours = (maps["lead_time"].values / np.timedelta64(1, "h")).astype(int)
+    hours = maps["lead_time"].values / np.timedelta64(1, "h")  # the data's steps: 3, 6, 9...
+    hours = hours.astype(int) if np.all(hours == np.round(hours)) else hours
     data = data.assign_coords(lead_time=hours).rename(lead_time="lead_hours")
     title = f"{maps.attrs.get('domain', '')} {variable}: {LABELS.get(metric, metric)}"
     if is_unstructured(maps):

@@ -23,6 +23,7 @@ from .plotting import (
     map_projection,
     panel_row,
 )
+from .times import hours, iso
 
 __all__ = ["train_loss_curves", "validation_curves", "skill_bars", "forecast_maps"]
 
@@ -143,7 +144,7 @@ def forecast_maps(sample: dict, ds: xr.Dataset, variables: Sequence[str] = ("z_5
     aspect = 0.5 if whole_globe else map_aspect(ds)
     rows = [(v, lead) for v in chosen for lead in leads]
     fig = plt.figure(figsize=(width, len(rows) * (width / 4) * aspect + 0.6), dpi=dpi)
-    init = np.datetime_as_string(np.datetime64(sample["init_time"]), unit="h")
+    init = iso(sample["init_time"])[:13]  # to the hour, in the data's calendar
     fig.suptitle(f"{sample['domain']}: forecast from {init}", fontsize=11)
     for r, (variable, lead) in enumerate(rows):
         k = names.index(variable)
@@ -151,8 +152,7 @@ def forecast_maps(sample: dict, ds: xr.Dataset, variables: Sequence[str] = ("z_5
         forecast = np.asarray(sample["forecast"])[lead, k]
         persistence = np.asarray(sample["persistence"])[lead, k]
         units = ds[variable].attrs.get("units", "") if variable in ds else ""
-        hours = (np.datetime64(sample["valid_times"][lead]) - np.datetime64(sample["init_time"])
-                 ) / np.timedelta64(1, "h")
+        lead_hours = hours(sample["valid_times"][lead] - sample["init_time"])
         low = float(np.nanmin([truth.min(), forecast.min()]))
         high = float(np.nanmax([truth.max(), forecast.max()]))
         error, p_error = forecast - truth, persistence - truth
@@ -168,7 +168,7 @@ def forecast_maps(sample: dict, ds: xr.Dataset, variables: Sequence[str] = ("z_5
             rmse = f", rms {np.sqrt(np.nanmean(values ** 2)):.3g}" if c >= 2 else ""
             map_field(_panel_dataset(sample, ds, variable, values, units), variable, ax=ax,
                       cmap=cmap, vmin=vmin, vmax=vmax, coastline_scale="110m" if whole_globe
-                      else "50m", title=f"{variable} +{hours:g} h: {label}{rmse}")
+                      else "50m", title=f"{variable} +{lead_hours:g} h: {label}{rmse}")
             ax.title.set_fontsize(9)
     fig.tight_layout()
     return fig

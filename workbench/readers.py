@@ -11,6 +11,10 @@ Layouts read: regular lat-lon on 1-D axes (latitude ascending or descending, lon
 longitude of a projected grid (with its CRS from the attrs or the CF ``grid_mapping``
 variable); point lists (latitude/longitude on one ``values``-like dim, as reduced Gaussian
 GRIB); anemoi-datasets stores (a point list, structured with ``field_shape``).
+
+Times are decoded as xarray does: numpy datetime64 for the standard calendars, cftime
+datetimes for the others (360_day, noleap, all_leap, julian); a calendar xarray cannot decode
+is one line (:mod:`workbench.times` handles both kinds downstream).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import xarray as xr
 from .errors import WorkbenchError
 from .grids import grid_attrs, grid_from_points
 from .integrity import ReadGuard, dask_kwargs, guard_dataset
+from .times import CALENDARS, check_axis, parse_step, step_text
 
 LAT_NAMES = ("latitude", "lat", "latitudes", "nav_lat")
 LON_NAMES = ("longitude", "lon", "longitudes", "nav_lon")
@@ -68,12 +73,29 @@ def open_store(location: str, kind: str, dataset: str) -> xr.Dataset:
         else:
             ds = xr.open_dataset(path, chunks=None, decode_timedelta=False)
     except Exception as err:  # noqa: BLE001 - any reader failure becomes one line
+        if str(err).startswith("unable to decode time"):
+            raise _calendar_error(path, kind, dataset) from None
         raise WorkbenchError(
             f"dataset {dataset!r}: cannot read {path} as {kind} ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}); check `source.kind` in its YAML, "
             "or restore the store if it is damaged"
         ) from None
     return guard_dataset(ds, ReadGuard(dataset, str(path)))
+
+
+def _calendar_error(path: Path, kind: str, dataset: str) -> WorkbenchError:
+    """The one line for a time axis xarray cannot decode: its units and calendar named."""
+    with warnings.catch_warnings():  # a local store without consolidated metadata
+        warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated")
+        raw = (xr.open_zarr(path, chunks=None, decode_times=False) if kind == "zarr"
+               else xr.open_dataset(path, chunks=None, decode_times=False))
+    name = _find(raw, TIME_NAMES)
+    attrs = raw[name].attrs if name else {}
+    units, calendar = attrs.get("units", "?"), attrs.get("calendar", "standard")
+    return WorkbenchError(
+        f"dataset {dataset!r}: times in {units!r} of calendar {calendar!r} cannot be converted "
+        f"(the workbench reads the calendars {', '.join(CALENDARS)}); fix the time variable's "
+        "`calendar` attribute or convert the source's times (e.g. cdo setcalendar)")
 
 
 def _open_remote(url: str, kind: str, dataset: str) -> xr.Dataset:
@@ -306,8 +328,11 @@ def _anemoi_variable_names(attrs: Mapping, count: int, dataset: str) -> list[str
 # --------------------------------------------------------------------------- checks
 
 
-def check_canonical(ds: xr.Dataset, dataset: str) -> xr.Dataset:
-    """Validate a canonical dataset: coordinates match the grid, times strictly increase."""
+def check_canonical(ds: xr.Dataset, dataset: str, time_step: str | None = None,
+                    where: str = "its catalog entry") -> xr.Dataset:
+    """Validate a canonical dataset: coordinates match the grid, times strictly increase at
+    one step (:func:`workbench.times.check_axis`), the step ``time_step`` (``6h``) when
+    given (the catalog's, declared in ``where``)."""
     if "grid" not in ds.dims:
         raise WorkbenchError(f"dataset {dataset!r}: no 'grid' dimension after reading")
     for coord in ("latitude", "longitude"):
@@ -319,15 +344,9 @@ def check_canonical(ds: xr.Dataset, dataset: str) -> xr.Dataset:
             f"dataset {dataset!r}: latitudes beyond +-90 (max {np.nanmax(np.abs(lat)):.1f}); "
             "are latitude and longitude swapped?"
         )
-    if "time" in ds.dims and ds.sizes["time"] > 1:
-        times = ds["time"].values
-        steps = np.diff(times)
-        bad = np.flatnonzero(steps <= np.timedelta64(0, "ns"))
-        if bad.size:
-            i = int(bad[0])
-            raise WorkbenchError(
-                f"dataset {dataset!r}: times are not strictly increasing at index {i + 1} "
-                f"({times[i]} then {times[i + 1]}); sort and deduplicate the source "
-                "(ds.sortby('time').drop_duplicates('time'))"
-            )
+    step = check_axis(ds["time"].values, dataset) if "time" in ds.dims else None
+    if step is not None and time_step is not None and step != parse_step(time_step):
+        raise WorkbenchError(
+            f"dataset {dataset!r}: its times are {step_text(step)} apart but {where} says "
+            f"time_step: {time_step}; fix `time_step` there (or the source's times)")
     return ds

@@ -2,9 +2,13 @@
 
 Every batch comes from one domain (so it shares one grid and one graph); the domain of each
 batch is drawn by weight or by dataset size, reproducibly from a seed. Splits are by date,
-per domain. A batch carries ``x`` [batch, input_steps, variable, grid], ``y`` [batch, rollout,
+per domain, in the calendar of the domain's data (:mod:`workbench.times`). Every domain is
+sampled at the config's common step (:func:`workbench.sampling_config.common_step`): a domain
+whose own step is finer keeps every k-th field (hourly data at 6 h: the fields at 00, 06, 12
+and 18 UTC). A batch carries ``x`` [batch, input_steps, variable, grid], ``y`` [batch, rollout,
 variable, grid], ``forcings`` [batch, input_steps + rollout, forcing, grid], ``statics``
-[static, grid], the domain label, the times, the graph id and the domain's loss weight.
+[static, grid], the domain label, the times (int64 ns since 1970 in the data's calendar,
+:func:`workbench.times.to_ns`), the graph id and the domain's loss weight.
 
 The batch sampler runs in the main process and hands whole batches to DataLoader workers,
 so every sample is read once per epoch however many workers there are; under DDP each rank
@@ -30,10 +34,12 @@ from .sampling_config import (  # noqa: F401 - notebooks and tests read them as 
     SPLITS,
     DomainConfig,
     SamplingConfig,
+    common_step,
     load_sampling_config,
     sampling_config_from_dict,
 )
 from .statistics import FixedScaling, Normaliser, VariableStats, load_or_compute
+from .times import iso, parse_date, time_parts, to_ns
 
 # --------------------------------------------------------------------------- one domain
 
@@ -69,7 +75,10 @@ class DomainData:
             list(config.variables), list(config.forcings), list(config.statics))
         self.window = config.input_steps + config.rollout
         self.input_steps = config.input_steps
-        self.times = ds["time"].values
+        self.step = common_step(config)
+        self.native_times = ds["time"].values
+        self.offset, self.stride = _subsampling(self.native_times, self.step)
+        self.times = self.native_times[self.offset::self.stride]  # at the common step
         self.n_grid = int(ds.sizes["grid"])
         self.latitude, self.longitude = ds["latitude"].values, ds["longitude"].values
         self.ds = ds[needed]
@@ -81,7 +90,7 @@ class DomainData:
         self.splits = {s: self._split_range(s, (domain.splits or config.splits).get(s))
                        for s in SPLITS if (domain.splits or config.splits).get(s)}
         train = self.splits.get("train")
-        start, end = (str(self.times[train[0]]), str(self.times[train[1]])) if train else (None, None)
+        start, end = (iso(self.times[train[0]]), iso(self.times[train[1]])) if train else (None, None)
         measured = [v for v in needed if v not in config.fixed_scaling]
         if stats is None:
             stats = load_or_compute(ds, domain.dataset, measured, start, end, cache) if (
@@ -95,14 +104,25 @@ class DomainData:
                                    {**{f: FixedScaling() for f in self.computed}, **fixed}),
             "statics": Normaliser(self.statics, stats, fixed),
         }
-        self.index_t = _read_index(domain.index) if domain.index else None
+        self.index_t = self._sampled(_read_index(domain.index)) if domain.index else None
         raw_statics = np.stack([ds[v].values for v in self.statics]).astype(np.float32) if (
             self.statics) else np.zeros((0, self.n_grid), np.float32)
         self.statics_tensor = self.normalisers["statics"].normalise(torch.from_numpy(raw_statics))
 
+    def _sampled(self, native: np.ndarray) -> np.ndarray:
+        """Indices of the native time axis as indices of :attr:`times` (the ones it keeps)."""
+        kept = (native >= self.offset) & ((native - self.offset) % self.stride == 0)
+        return (native[kept] - self.offset) // self.stride
+
+    def _native(self, t0: int, n: int) -> slice:
+        """The native time steps of ``n`` steps of :attr:`times` from ``t0``."""
+        start = self.offset + t0 * self.stride
+        return slice(start, start + (n - 1) * self.stride + 1, self.stride)
+
     def _split_range(self, split: str, dates: Sequence[str] | None) -> tuple[int, int]:
-        lo, hi = pd.Timestamp(dates[0]), pd.Timestamp(dates[1])
-        inside = np.flatnonzero((self.times >= lo.to_datetime64()) & (self.times <= hi.to_datetime64()))
+        where = f"domain {self.name!r}: split {split}"
+        lo, hi = (parse_date(d, self.times, where) for d in dates[:2])
+        inside = np.flatnonzero((self.times >= lo) & (self.times <= hi))
         if inside.size < self.window:
             raise WorkbenchError(
                 f"domain {self.name!r}: split {split} ({dates[0]} .. {dates[1]}) holds "
@@ -131,9 +151,9 @@ class DomainData:
         raw = self.read(stored, t0, n)
         if not self.computed:
             return raw
-        times = self.times[t0:t0 + n]
+        parts = time_parts(self.times[t0:t0 + n])  # in the data's calendar
         return np.stack([
-            computed_forcing(f, times, self.latitude, self.longitude) if f in self.computed
+            computed_forcing(f, parts, self.latitude, self.longitude) if f in self.computed
             else raw[:, stored.index(f)] for f in self.forcings], axis=1)
 
     def read_source(self, source: int, names: Sequence[str], t0: int, n: int) -> np.ndarray:
@@ -152,9 +172,9 @@ class DomainData:
             if self._zarr is None:
                 self._zarr = _ZarrArrays(self.zarr_path)
             arrays = self._zarr
-            return np.stack([arrays[v][t0:t0 + n] for v in names], axis=1).astype(
+            return np.stack([arrays[v][self._native(t0, n)] for v in names], axis=1).astype(
                 np.float32, copy=False)
-        block = self.ds[list(names)].isel(time=slice(t0, t0 + n))
+        block = self.ds[list(names)].isel(time=self._native(t0, n))
         return np.stack([block[v].values for v in names], axis=1).astype(np.float32, copy=False)
 
     def __getstate__(self):  # zarr handles are reopened in each worker
@@ -169,18 +189,21 @@ class _SourceReader:
     def __init__(self, name: str, domain: DomainData, cache: str | Path | None):
         entry = catalog.get_entry(name)
         ds = catalog.open_dataset(entry, cache=cache)
-        if ds.sizes["grid"] != domain.n_grid or not np.array_equal(ds["time"].values, domain.times):
+        native = domain.native_times
+        if ds.sizes["grid"] != domain.n_grid or not np.array_equal(ds["time"].values, native):
             raise WorkbenchError(
                 f"domain {domain.name!r}: source {name!r} has {ds.sizes['grid']} points and "
                 f"{ds.sizes['time']} times, {domain.domain.dataset!r} {domain.n_grid} and "
-                f"{domain.times.size}; sources of one domain must share grid and times")
+                f"{native.size}; sources of one domain must share grid and times")
         self.ds = ds
+        self.offset, self.stride = domain.offset, domain.stride
         self.n_grid = domain.n_grid
         self.zarr_path = str(catalog.cache_path(entry, cache)) if (
             entry.source.kind == "generator") else None
         self._zarr = None
 
     read = DomainData.read
+    _native = DomainData._native
     __getstate__ = DomainData.__getstate__
 
 
@@ -199,6 +222,18 @@ class _ZarrArrays(dict):
             self.group = zarr.open_group(self.path, mode="r")
         array = self[name] = catalog.guarded_array(self.path, self.group[name], name)
         return array
+
+
+def _subsampling(times: np.ndarray, step) -> tuple[int, int]:
+    """(offset, stride) that take ``times`` to ``step``: every stride-th time from the first
+    one on the step's own grid since 1970-01-01 00:00 (00, 06, 12, 18 UTC for 6 h), else from
+    the first time."""
+    if times.size < 2:
+        return 0, 1
+    native = int(to_ns(times[1:2])[0] - to_ns(times[:1])[0])
+    stride = int(step.value // native)
+    aligned = np.flatnonzero(to_ns(times[:stride]) % step.value == 0)
+    return (int(aligned[0]) if aligned.size else 0), stride
 
 
 def _read_index(path: str) -> np.ndarray:
@@ -272,7 +307,7 @@ class MultiDomainDataset(Dataset):
             "source_target": domain.source_names[samples[0]["sources"][1]],
             "loss_weight": float(domain.domain.loss_weight),
             "t0": t0,
-            "times": torch.from_numpy(times.astype("datetime64[ns]").astype(np.int64)),
+            "times": torch.from_numpy(to_ns(times)),
         }
 
 
@@ -499,7 +534,7 @@ def take_samples(datamodule: MultiDomainDataModule, n: int, split: str = "train"
                 return samples
             samples.append({
                 "domain": batch["domain"], "ds": domain.ds, "t0": int(batch["t0"][i]),
-                "time": np.datetime64(int(batch["times"][i, 0]), "ns"),
+                "time": domain.times[int(batch["t0"][i])],
                 "variables": variables, "x": batch["x"][i, 0].numpy(),
             })
         if len(samples) >= n:

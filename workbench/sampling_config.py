@@ -1,5 +1,11 @@
 """Sampling configs: the domains, variables, splits and batch settings of a multi-domain
-training, validated from YAML (a preset in configs/sampling/, a path or a mapping)."""
+training, validated from YAML (a preset in configs/sampling/, a path or a mapping).
+
+Split dates are checked here for their order and overlap whatever the calendar (2000-02-30
+sorts after 2000-02-29 in a 360_day run); whether a date exists in a domain's calendar is
+checked where its data is known (:class:`workbench.sampling.DomainData`). Every domain trains
+at one common step (:func:`common_step`): the config's ``time_step``, or the domains' own
+step when they agree; a domain whose step divides it is subsampled."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from pydantic import Field
 from .config import Flag, NonNegative, Positive, load_yaml, parse, resolve_config, typed
 from .errors import WorkbenchError
 from .statistics import FixedScaling
+from .times import Duration, date_fields, parse_step, step_text
 
 SPLITS = ("train", "val", "test")
 WEIGHTINGS = ("weights", "size")
@@ -59,6 +66,9 @@ class SamplingConfig:
     # Aurora (seed 003): with several sources per domain, each batch takes input and target
     # from one source (True) or draws the target's source independently (False)
     same_source: Flag = True
+    # the step every domain is sampled at ("6h"): a multiple of each domain's own step
+    # (hourly data subsampled every 6th field); default: the domains' step when they agree
+    time_step: Duration | None = None
     file: Path | None = field(default=None, compare=False)
 
 
@@ -99,8 +109,8 @@ def check_splits(splits: Mapping[str, Split], where: str) -> None:
     for split, (start, end) in splits.items():
         if split not in SPLITS:
             raise WorkbenchError(f"{where}: unknown split {split!r}; use {', '.join(SPLITS)}")
-        try:
-            lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+        try:  # fields, not timestamps: 2000-02-30 is a date of a 360_day calendar
+            lo, hi = date_fields(start), date_fields(end)
         except (ValueError, TypeError):
             raise WorkbenchError(f"{where}: split {split} [{start}, {end}] is not two dates "
                                  "(e.g. 2020-01-01, 2020-02-29T18:00)") from None
@@ -112,3 +122,26 @@ def check_splits(splits: Mapping[str, Split], where: str) -> None:
             raise WorkbenchError(f"{where}: splits {a} ({splits[a][0]} .. {splits[a][1]}) and {b} "
                                  f"({splits[b][0]} .. {splits[b][1]}) overlap; make the periods "
                                  "disjoint so no sample is scored on data it trained on")
+
+
+def common_step(config: SamplingConfig) -> pd.Timedelta:
+    """The step every domain of ``config`` is sampled at: its ``time_step``, each domain's
+    catalog ``time_step`` (checked against the data when opened) dividing it, or, unset, the
+    domains' step when they all have one; a one-line error names the domain that does not fit."""
+    from .catalog import get_entry
+
+    steps = {d.name: parse_step(get_entry(d.dataset).time_step) for d in config.domains}
+    if config.time_step is None:
+        if len(set(steps.values())) > 1:
+            listed = ", ".join(f"{name} {step_text(s)}" for name, s in steps.items())
+            raise WorkbenchError(f"domains have different time steps ({listed}): set "
+                                 "`time_step` in the sampling config to a multiple of each "
+                                 "(the coarser domains' step), finer data is subsampled")
+        return next(iter(steps.values()))
+    common = parse_step(config.time_step)
+    for name, step in steps.items():
+        if common % step:
+            raise WorkbenchError(f"domain {name!r}: its time step {step_text(step)} does not "
+                                 f"divide the sampling config's time_step {config.time_step}; "
+                                 "pick a time_step that is a multiple of every domain's step")
+    return common

@@ -38,6 +38,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import WorkbenchError
+from .times import add, is_cftime, parse_date
 
 INIT, LEAD, MEMBER, GRID, TIME = "init_time", "lead_time", "member", "grid", "time"
 _ORDER = (INIT, LEAD, MEMBER, "band", "hour", "dayofyear", GRID)
@@ -123,13 +124,20 @@ def _check_coords(forecast: xr.Dataset, truth: xr.Dataset) -> None:
 
 def _valid_times(forecast: xr.Dataset) -> xr.DataArray:
     init, lead = forecast[INIT], forecast[LEAD]
-    if not np.issubdtype(init.dtype, np.datetime64):
-        raise WorkbenchError("init_time must be datetime64: use pd.to_datetime on it")
+    if not (np.issubdtype(init.dtype, np.datetime64) or is_cftime(init.values)):
+        raise WorkbenchError("init_time must be datetime64 (or cftime datetimes of a CF "
+                             "calendar): use pd.to_datetime on it")
     if not np.issubdtype(lead.dtype, np.timedelta64):
         raise WorkbenchError(
             "lead_time must be timedelta64: use pd.to_timedelta(hours, unit='h') on it"
         )
-    return (init + lead).rename("valid_time")
+    return _init_plus_lead(init, lead)
+
+
+def _init_plus_lead(init: xr.DataArray, lead: xr.DataArray) -> xr.DataArray:
+    """valid_time(init_time, lead_time) = init + lead, in the init times' calendar."""
+    return xr.DataArray(add(init.values, lead.values), dims=(INIT, LEAD),
+                        coords={INIT: init.values, LEAD: lead.values}, name="valid_time")
 
 
 def align(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
@@ -383,10 +391,12 @@ def spread_skill_ratio(
 def climatology(
     truth: xr.Dataset, start: str | pd.Timestamp, end: str | pd.Timestamp, by_hour: bool = True
 ) -> xr.Dataset:
-    """Mean of the truth over ``start..end`` (inclusive): per hour of day, dims (hour, grid),
-    when ``by_hour``; otherwise dims (grid)."""
+    """Mean of the truth over ``start..end`` (inclusive, dates of the truth's calendar): per
+    hour of day, dims (hour, grid), when ``by_hour``; otherwise dims (grid)."""
     _check_dims(truth, (TIME, GRID), "truth")
-    period = truth.sel({TIME: slice(pd.Timestamp(start), pd.Timestamp(end))})
+    times = truth[TIME].values
+    lo, hi = (parse_date(str(d), times, "climatology period") for d in (start, end))
+    period = truth.sel({TIME: slice(lo, hi)})
     if period.sizes[TIME] == 0:
         raise WorkbenchError(
             f"truth has no times in {start}..{end}: pick a period inside "
@@ -400,7 +410,8 @@ def _time_axes(init_times, lead_times) -> tuple[xr.DataArray, xr.DataArray]:
     leads = np.asarray(lead_times)
     if leads.dtype.kind in "iuf":
         raise WorkbenchError("lead_times must be timedeltas: pass pd.to_timedelta(h, unit='h')")
-    init = pd.DatetimeIndex(np.atleast_1d(init_times)).values
+    init = np.atleast_1d(np.asarray(init_times))
+    init = init if is_cftime(init) else pd.DatetimeIndex(init).values
     lead = pd.to_timedelta(np.atleast_1d(leads)).values
     return xr.DataArray(init, dims=INIT, coords={INIT: init}), xr.DataArray(
         lead, dims=LEAD, coords={LEAD: lead}
@@ -422,10 +433,10 @@ def persistence_forecast(truth: xr.Dataset, init_times, lead_times) -> xr.Datase
 
 def climatology_forecast(clim: xr.Dataset, init_times, lead_times) -> xr.Dataset:
     """The climatology at each valid time init + lead. Dims (init_time, lead_time, grid)."""
-    init, lead = _time_axes(init_times, lead_times)
-    out = _climatology_at(clim, init + lead, list(clim.data_vars))
+    valid = _init_plus_lead(*_time_axes(init_times, lead_times))
+    out = _climatology_at(clim, valid, list(clim.data_vars))
     keep = {c: clim[c] for c in ("latitude", "longitude") if c in clim.coords}
-    return _order(out.broadcast_like(init + lead).assign_coords(keep))
+    return _order(out.broadcast_like(valid).assign_coords(keep))
 
 
 # --------------------------------------------------------------------------- skill scores

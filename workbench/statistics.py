@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import pandas as pd
 import torch
 import xarray as xr
 from pydantic import Field
@@ -26,6 +25,7 @@ from pydantic import Field
 from .cachelock import create_once
 from .config import typed
 from .errors import WorkbenchError
+from .times import iso, parse_date
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,12 @@ class FixedScaling:
 
 
 def _period(ds: xr.Dataset, start: str | None, end: str | None) -> tuple[str, str]:
-    times = pd.DatetimeIndex(ds["time"].values)
-    try:
-        lo = pd.Timestamp(start) if start else times[0]
-        hi = pd.Timestamp(end) if end else times[-1]
-    except ValueError:
-        raise WorkbenchError(f"statistics period --start {start} --end {end}: give dates such "
-                             "as 2020-01-01 or 2020-02-29T18:00") from None
-    return lo.isoformat(), hi.isoformat()
+    """``start``..``end`` (default: the data's first and last time) as ISO text to the second,
+    the dates read in the calendar of the data (2000-02-30 is a 360_day date)."""
+    times = ds["time"].values
+    lo = parse_date(start, times, f"statistics period --start {start}") if start else times[0]
+    hi = parse_date(end, times, f"statistics period --end {end}") if end else times[-1]
+    return iso(lo), iso(hi)
 
 
 def compute_statistics(

@@ -27,6 +27,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import WorkbenchError
+from .times import iso_list
 
 AGGREGATES = ("sum", "mean")
 METHODS = ("equalize", "importance")
@@ -262,10 +263,8 @@ def _aggregates(sums: dict[str, np.ndarray], layout: _Layout, how: str) -> np.nd
 
 
 def _iso_times(ds: xr.Dataset, positions: np.ndarray) -> list[str]:
-    times = ds["time"].values[positions]
-    if np.issubdtype(times.dtype, np.datetime64):
-        return [pd.Timestamp(t).isoformat() for t in times]
-    return [str(t) for t in times]
+    """The times at ``positions`` as ISO text in the data's calendar (2000-02-30T00:00:00)."""
+    return iso_list(ds["time"].values[positions])
 
 
 def _tile_table(

@@ -1,17 +1,28 @@
 """Notebook 03 (training): the config as a small table, a run's metrics.csv as tidy tables,
-the final validation against persistence, the parameter table and the summary.json."""
+the final validation against persistence, the parameter table and the summary.json.
+
+Lead step k is k times the run's time step (:func:`run_step_hours`: the step its sampling
+config trains at, the config's ``time_step`` or its domains' catalog ``time_step``), so a
+3-hourly dataset reports leads of 3, 6, 9 h.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from .checkpoints import load_checkpoint, model_state
+from .checkpoints import load_checkpoint, model_state, read_run_config
 from .config import load_yaml
 from .errors import WorkbenchError
-from .training_config import TrainingConfig
+from .sampling_config import common_step
+from .times import hours, step_text
+from .training_config import TrainingConfig, sampling_config
 
-STEP_HOURS = 6.0  # the demo datasets' time step: lead step k is k x 6 h
+
+def run_step_hours(run_dir: str | Path) -> float:
+    """Hours between a run's lead steps: the common step of its sampling config (from the
+    run's config.yaml: its ``time_step``, else its domains' catalog ``time_step``)."""
+    return hours(common_step(sampling_config(read_run_config(run_dir))))
 
 
 def config_table(config: TrainingConfig):
@@ -21,6 +32,7 @@ def config_table(config: TrainingConfig):
 
     sampling = config.sampling
     opt = config.optimizer
+    step = common_step(sampling_config(config))
     rows: dict[str, object] = {"name": config.name, "task": config.task}
     for d in sampling.get("domains", []):
         rows[f"domain {d['name']}"] = (f"dataset {d.get('dataset', d['name'])}, graph "
@@ -38,7 +50,7 @@ def config_table(config: TrainingConfig):
         "batch_size": sampling.get("batch_size"),
         "optimizer": f"AdamW lr={opt.lr:g}, {opt.schedule}, warmup {opt.warmup_steps}",
         "validation": (f"every {config.val_every} steps, {config.val_rollout} lead steps "
-                       f"({config.val_rollout * STEP_HOURS:g} h)"),
+                       f"of {step_text(step)} ({config.val_rollout * hours(step):g} h)"),
         "seed": config.seed,
     })
     return pd.DataFrame({"value": [str(v) for v in rows.values()]},
@@ -62,14 +74,15 @@ def _domain_order(run_dir: Path, found: list[str]) -> list[str]:
     return [d for d in order if d in found] + [d for d in found if d not in order]
 
 
-def read_metrics(run_dir: str | Path, step_hours: float = STEP_HOURS):
+def read_metrics(run_dir: str | Path, step_hours: float | None = None):
     """A run's metrics.csv (run dir or file) as two tidy DataFrames ``(train, val)``.
 
     ``train``: one row per training step and domain: ``step``, ``domain``, ``loss`` (the
     domain's training loss; the rows Lightning logs as NaN for the other domains are dropped)
     and, with several losses, one column per loss term. ``val``: one row per validation,
     domain and lead step: ``step``, ``domain``, ``lead_step``, ``lead_hours``, ``model_mse``,
-    ``persistence_mse`` (normalised units, area-weighted).
+    ``persistence_mse`` (normalised units, area-weighted). ``lead_hours`` is ``lead_step``
+    times ``step_hours``, by default the run's own step (:func:`run_step_hours`).
     """
     import re
 
@@ -117,7 +130,9 @@ def read_metrics(run_dir: str | Path, step_hours: float = STEP_HOURS):
            .rename(columns={"mse": "model_mse", "persistence": "persistence_mse"})
            .reset_index())
     val.columns.name = None
-    val.insert(3, "lead_hours", val["lead_step"] * step_hours)
+    if step_hours is None and not val.empty:
+        step_hours = run_step_hours(path.parent)
+    val.insert(3, "lead_hours", val["lead_step"] * (step_hours or 0.0))
     ordered = []
     for frame, keys in ((train, ["domain", "step"]), (val, ["domain", "step", "lead_step"])):
         frame = frame.assign(domain=pd.Categorical(frame["domain"], categories=domains))
@@ -127,7 +142,7 @@ def read_metrics(run_dir: str | Path, step_hours: float = STEP_HOURS):
 
 
 def validation_table(run_dir: str | Path, step: int | None = None,
-                     step_hours: float = STEP_HOURS):
+                     step_hours: float | None = None):
     """Each domain's final validation (or the one at ``step``) per lead step: ``domain``,
     ``lead_step``, ``lead_hours``, ``step``, ``model_mse``, ``persistence_mse`` and
     ``skill`` = 1 - model / persistence (normalised units, area-weighted)."""
@@ -176,11 +191,13 @@ def parameter_table(run_dir: str | Path):
     return table
 
 
-def notebook_summary(run_dir: str | Path, step_hours: float = STEP_HOURS) -> dict:
+def notebook_summary(run_dir: str | Path, step_hours: float | None = None) -> dict:
     """summary.json of notebook 03: final validation MSE of the model and of persistence at
     the first and last lead step per domain, skill, whether the model beats persistence at
-    every lead step, parameters, samples/s, steps and graph ids (``key_figures`` first)."""
+    every lead step, parameters, samples/s, steps and graph ids (``key_figures`` first); the
+    hours of one lead step (``lead_step_hours``)."""
     run_dir = Path(run_dir)
+    step_hours = run_step_hours(run_dir) if step_hours is None else step_hours
     table = validation_table(run_dir, step_hours=step_hours)
     info = run_info(run_dir)
     train, _ = read_metrics(run_dir, step_hours)
@@ -220,6 +237,7 @@ def notebook_summary(run_dir: str | Path, step_hours: float = STEP_HOURS) -> dic
         "validation": [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
                        for row in table.to_dict("records")],
         "train_loss_last20": final_loss,
+        "lead_step_hours": step_hours,
         "run": info,
         "config": config,
     }
