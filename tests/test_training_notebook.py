@@ -135,6 +135,20 @@ def test_validation_table_final_and_at_a_step(tmp_path):
         training_report.validation_table(bare)
 
 
+def test_lead_hours_follow_the_runs_time_step(tmp_path):
+    """A run sampled at 12 h (its sampling ``time_step``): lead steps 1, 2 are 12 and 24 h in
+    the tables, the summary and the config table."""
+    run = write_run(tmp_path / "train", time_step="12h")
+    table = training_report.validation_table(run)
+    assert table["lead_hours"].tolist() == [12.0, 24.0, 12.0, 24.0]
+    assert training_report.read_metrics(run)[1]["lead_hours"].max() == 24.0
+    assert training_report.notebook_summary(run)["lead_step_hours"] == 12.0
+    assert training_report.run_step_hours(run) == 12.0
+    shown = training_report.config_table(training_config.load_training_config(
+        run / "config.yaml"))["value"]["validation"]
+    assert shown.endswith("4 lead steps of 12h (48 h)"), shown
+
+
 def test_notebook_summary_key_figures(tmp_path):
     run = write_run(tmp_path / "train")
     summary = training_report.notebook_summary(run)
