@@ -505,3 +505,28 @@ def test_readme_time_step_example(mixed, monkeypatch):
     module = sampling.MultiDomainDataModule(config, cache=cache)
     module.setup()
     assert [(d.name, d.stride) for d in module.domains] == [("hrrr", 6), ("gfs", 1)]
+
+
+def test_climatology_and_baselines_in_a_360_day_calendar():
+    """skill's climatology of a 360_day truth per hour of day, its forecast at valid times
+    init + lead (30 February 12 UTC + 6 h, + 12 h: 18 UTC, then 00 UTC on 1 March), a
+    (dayofyear, hour) climatology picked at day 60 (30 February) and persistence."""
+    from workbench import skill
+
+    axis = cftime.num2date(DAY0_360 + 58 + np.arange(12) / 4, "days since 1850-01-01", "360_day")
+    values = np.arange(12, dtype=np.float64)[:, None] * np.ones((1, 3))
+    truth = xr.Dataset({"t2m": (("time", "grid"), values)}, coords={"time": axis})
+    clim = skill.climatology(truth, "2000-02-29", "2000-02-30T18:00")
+    np.testing.assert_allclose(clim["t2m"].values[:, 0], [2, 3, 4, 5])  # (0 + 4) / 2, ...
+    init = np.array([cftime.Datetime360Day(2000, 2, 30, 12)])
+    lead = pd.to_timedelta([6, 12], unit="h").values
+    fc = skill.climatology_forecast(clim, init, lead)
+    np.testing.assert_allclose(fc["t2m"].values[0, :, 0], [5, 2])  # 18 UTC, then 00 UTC
+    by_day = xr.Dataset({"t2m": (("dayofyear", "hour", "grid"), np.arange(2 * 4 * 3.0).reshape(
+        2, 4, 3))}, coords={"dayofyear": [60, 61], "hour": [0, 6, 12, 18]})
+    fc = skill.climatology_forecast(by_day, init, lead)
+    np.testing.assert_allclose(fc["t2m"].values[0, :, 0], [9, 12])  # day 60 18 UTC, day 61 00
+    persistence = skill.persistence_forecast(truth, init, lead)
+    np.testing.assert_allclose(persistence["t2m"].values[0, :, 0], [6, 6])
+    score = skill.mse(persistence, truth, xr.DataArray(np.ones(3), dims="grid"))
+    np.testing.assert_allclose(score["t2m"].values, [1, 4])  # truth 7 and 8 at the valid times
