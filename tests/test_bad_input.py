@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 import pytest
+from missing_files import SST_NAN_IN_TRAIN, text_zarr_case
 
 from workbench import cli
 
@@ -357,6 +358,27 @@ CASES = [
     Case("param-catalog-not-paths",
          ["run", "01_graph_inspection", "-p", "catalog", "[1, 2]", "--runs-dir", "{d}/runs"],
          ["parameter catalog takes folder paths", "[1, 2]"], {}, ["runs"]),
+    # ---------------------------------------------------------------- missing values
+    Case("train-variable-all-nan-in-train-split",
+         ["train", "{d}/t.yaml", "--catalog", "{d}/cat"],
+         ["domain 'sea'", "sst is NaN at every point of the train split",
+          "2020-01-03T00:00:00 .. 2020-01-04T18:00:00", "move the split"],
+         text_zarr_case(SST_NAN_IN_TRAIN), ["runs"]),
+    Case("train-mask-leaves-no-valid-point", ["train", "{d}/t.yaml", "--catalog", "{d}/cat"],
+         ["domain 'sea'", "sst has no valid point", "missing-value mask leaves nothing"],
+         text_zarr_case(None), ["runs"]),
+    Case("train-imputer-unknown-kind", ["train", "{d}/t.yaml"],
+         ["imputer.variables.t2m: unknown kind 'median'", "mean, constant, nearest_time"],
+         {"t.yaml": "name: t\nsampling: {preset: demo, imputer: {variables: {t2m: median}}}\n"},
+         ["runs"]),
+    Case("train-imputer-constant-without-value", ["train", "{d}/t.yaml"],
+         ["imputer.default: kind constant needs a value in physical units"],
+         {"t.yaml": "name: t\nsampling: {preset: demo, imputer: {default: constant}}\n"},
+         ["runs"]),
+    Case("train-imputer-channel-unknown", ["train", "{d}/t.yaml"],
+         ["imputer.missing_channel: ['sst'] are not among the config's variables"],
+         {"t.yaml": "name: t\nsampling: {preset: demo, imputer: {missing_channel: [sst]}}\n"},
+         ["runs"]),
 ]
 
 

@@ -34,9 +34,11 @@ from .errors import WorkbenchError
 from .evaluation_inputs import (
     REGIONS,
     check_normalise,
+    check_scored,
     evaluation_data,
     forced_points,
     interior,
+    scored_points,
     scored_regions,
     scoring_note,
 )
@@ -217,7 +219,11 @@ def scores(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, 
     ``region`` ``interior``: the points the model predicted, i.e. every point but those
     forced from the truth (:func:`forced_points`; all points of a global or cutout domain) -
     the default scores. ``forced_ring``: the forced points alone (skill 1 by construction),
-    only for a forecast that has them. Each region is area-weighted over its own points."""
+    only for a forecast that has them. Each region is area-weighted over its own points.
+
+    Missing values: only the points where the truth is valid and both baselines are defined
+    are scored (:func:`scored_points`), the same for every forecast; a variable with none
+    in the interior is a one-line error."""
     weights = area_weights(truth) if weights is None else weights
     clim = skill.climatology(truth, *train_period)
     rows = []
@@ -226,28 +232,33 @@ def scores(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, 
             part = (forecast_ds, truth, clim, weights)
         else:
             part = tuple(x.isel(grid=index) for x in (forecast_ds, truth, clim, weights))
-        rows += [(region, *row) for row in _region_scores(*part)]
+        rows += [(region, *row) for row in _region_scores(*part, check=region == REGIONS[0])]
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
 def _region_scores(forecast_ds: xr.Dataset, truth: xr.Dataset, clim: xr.Dataset,
-                   weights: xr.DataArray) -> list[tuple]:
+                   weights: xr.DataArray, check: bool = True) -> list[tuple]:
     rows = []
     mses = {}
-    for name, fc in baselines(forecast_ds, truth, clim).items():
-        mses[name] = skill.mse(fc, truth, weights)
-        metric = {"rmse": np.sqrt(mses[name]), "mae": skill.mae(fc, truth, weights),
-                  "bias": skill.bias(fc, truth, weights)}
+    forecasts = baselines(forecast_ds, truth, clim)
+    valid = scored_points(forecasts, truth)
+    if check:
+        check_scored(valid, forecast_ds)
+    for name, fc in forecasts.items():
+        mses[name] = skill.mse(fc, truth, weights, valid)
+        metric = {"rmse": np.sqrt(mses[name]), "mae": skill.mae(fc, truth, weights, valid),
+                  "bias": skill.bias(fc, truth, weights, valid)}
         if name != "climatology":
-            metric["acc"] = skill.acc(fc, truth, clim, weights)
+            metric["acc"] = skill.acc(fc, truth, clim, weights, valid)
         for key, ds in metric.items():
             rows += _tidy(ds, name, key)
     for ref in ("persistence", "climatology"):
         rows += _tidy(skill.skill_score(mses["model"], mses[ref]), "model", f"skill_vs_{ref}")
     if "member" in forecast_ds.dims:
         fc = forecast_ds.assign_coords(latitude=truth["latitude"], longitude=truth["longitude"])
-        rows += _tidy(skill.crps(fc, truth, weights), "model", "crps")
-        rows += _tidy(skill.spread_skill_ratio(fc, truth, weights), "model", "spread_skill")
+        rows += _tidy(skill.crps(fc, truth, weights, valid), "model", "crps")
+        rows += _tidy(skill.spread_skill_ratio(fc, truth, weights, valid=valid), "model",
+                      "spread_skill")
     return rows
 
 
@@ -345,7 +356,8 @@ def skill_maps(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[s
     w = np.asarray(skill._grid_weights(weights, truth.sizes["grid"]).values, dtype=np.float64)
     w = np.where(excluded, 0.0, w)
     w = w / w[~excluded].mean()
-    mses = {name: skill.spatial_mse(fc, truth) for name, fc in forecasts.items()}
+    valid = scored_points(forecasts, truth)  # NaN in every map where never valid
+    mses = {name: skill.spatial_mse(fc, truth, valid) for name, fc in forecasts.items()}
     names = list(forecasts["model"].data_vars)
     lead = forecasts["model"]["lead_time"].values
     n_grid = truth.sizes["grid"]

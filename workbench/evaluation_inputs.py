@@ -11,6 +11,8 @@ Scored points. On a LAM, training overwrites the outer ``boundary_cells`` ring f
 at every step (:func:`workbench.domain_graphs.domain_graph`'s ``boundary`` mask, which the
 forecast carries as its ``forced`` coord): those points have skill 1 by construction. Scores
 leave them out by default (region ``interior``) and report them apart (``forced_ring``).
+Where the truth is missing (NaN: a masked point), or a baseline is undefined, no forecast is
+scored (:func:`scored_points`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import xarray as xr
 from .errors import WorkbenchError
 from .sampling import DomainData
 from .sampling_config import DomainConfig, SamplingConfig
+from .skill import align
 from .statistics import VariableStats
 
 NORMALISE = ("training", "own")
@@ -175,3 +178,30 @@ def interior(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of :func:`workbench.evaluation.scores`' table that the default scores report (region
     ``interior``); a table without a ``region`` column as it is."""
     return table[table["region"] == REGIONS[0]] if "region" in table else table
+
+
+def scored_points(forecasts: dict[str, xr.Dataset], truth: xr.Dataset) -> xr.Dataset | None:
+    """Where :func:`workbench.evaluation.baselines`' forecasts are scored: bool per variable, dims (init_time,
+    lead_time, grid), True where the truth is valid at the valid time and both baselines are
+    defined (persistence: the truth valid at the init time; climatology: a valid value at that
+    hour in the training period), the same points for the model and its references. None
+    when every point is (the truth has no missing value)."""
+    names = list(forecasts["model"].data_vars)
+    parts = [align(forecasts["model"], truth),
+             forecasts["persistence"][names], forecasts["climatology"][names]]
+    valid = None
+    for part in parts:
+        ok = part.reset_coords(drop=True).notnull()
+        valid = ok if valid is None else valid & ok
+    return None if all(bool(valid[v].all()) for v in names) else valid
+
+
+def check_scored(valid: xr.Dataset | None, forecast_ds: xr.Dataset) -> None:
+    """One line when a variable has no point to score (its mask covers the domain)."""
+    empty = [] if valid is None else [v for v in valid.data_vars if not bool(valid[v].any())]
+    if empty:
+        raise WorkbenchError(
+            f"domain {forecast_ds.attrs.get('domain', '?')!r}: {', '.join(empty)} has no valid "
+            f"point to score in the {forecast_ds.attrs.get('split', '')} split (missing in the "
+            "truth, or without persistence or climatology, at every point, init and lead "
+            "time); evaluate a domain or split where it has data")

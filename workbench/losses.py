@@ -7,7 +7,13 @@ target always [B, T, V, G]. Every loss reduces a point-wise error e[b, t, v, g] 
     mean over b, t, v of  w_v * sum_g(a_g * e) / sum_g(a_g)
 
 with node weights ``a`` (grid-cell areas, or uniform) and variable weights ``w`` normalised to
-mean 1. ``compute_loss`` sums the losses named in a ``LossConfig`` and returns each term too.
+mean 1. Given a ``mask`` [B, T, V, G] (True where the target is valid: a NaN in the source,
+land for sea-surface temperature, outside radar range), only valid points count:
+
+    sum over valid b, t, v, g of w_v a_g e  /  sum over valid b, t, v, g of w_v a_g
+
+the weights renormalised over the valid points (with every point valid, the same number as
+above); invalid targets may hold anything, NaN included. No valid point: 0. ``compute_loss`` sums the losses named in a ``LossConfig`` and returns each term too.
 The per-domain loss scaler (``DomainConfig.loss_weight``) is applied by the caller, which
 multiplies the total returned here.
 """
@@ -159,8 +165,12 @@ def _ensemble_mean(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def weighted_mean(error: torch.Tensor, node_weights: torch.Tensor | None = None,
-                  variable_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Scalar: node-weighted mean over G, times mean-1 variable weights, mean over B, T, V."""
+                  variable_weights: torch.Tensor | None = None,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Scalar: node-weighted mean over G, times mean-1 variable weights, mean over B, T, V;
+    with ``mask`` (bool, error's shape) the weighted mean over the valid points only."""
+    if mask is not None:
+        return _masked_mean(error, node_weights, variable_weights, mask)
     if node_weights is None:
         per_var = error.mean(dim=-1)
     else:
@@ -177,40 +187,80 @@ def weighted_mean(error: torch.Tensor, node_weights: torch.Tensor | None = None,
     return per_var.mean()
 
 
+def _masked_mean(error: torch.Tensor, node_weights: torch.Tensor | None,
+                 variable_weights: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    """sum(w_v a_g e) / sum(w_v a_g) over the points where ``mask`` is True (0 if none)."""
+    if mask.shape != error.shape:
+        raise WorkbenchError(f"loss: mask shape {tuple(mask.shape)} does not match the "
+                             f"errors' {tuple(error.shape)} ([B, T, V, G])")
+    weight = torch.ones(error.shape[-2:], dtype=error.dtype, device=error.device)
+    if node_weights is not None:
+        w = node_weights.to(error)
+        if w.shape != error.shape[-1:]:
+            raise WorkbenchError(f"loss: {w.numel()} node weights for {error.shape[-1]} grid nodes")
+        weight = weight * w
+    if variable_weights is not None:
+        w = variable_weights.to(error)
+        if w.shape != error.shape[-2:-1]:
+            raise WorkbenchError(f"loss: {w.numel()} variable weights for "
+                                 f"{error.shape[-2]} variables")
+        weight = weight * w.unsqueeze(-1)
+    weight = torch.where(mask, weight, 0.0)
+    total = (torch.where(mask, error, 0.0) * weight).sum()
+    return total / weight.sum().clamp_min(torch.finfo(error.dtype).tiny)
+
+
+def _valid(target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The target with its invalid points set to 0, so no NaN reaches an error or a gradient."""
+    if mask is None:
+        return target
+    if mask.shape != target.shape:
+        raise WorkbenchError(f"loss: mask shape {tuple(mask.shape)} does not match the "
+                             f"target's {tuple(target.shape)} ([B, T, V, G])")
+    return torch.where(mask, target, 0.0)
+
+
 # --------------------------------------------------------------------------- losses
 
 
 def mse(pred: torch.Tensor, target: torch.Tensor, node_weights: torch.Tensor | None = None,
-        variable_weights: torch.Tensor | None = None) -> torch.Tensor:
+        variable_weights: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error (of the ensemble mean, given an ensemble)."""
+    target = _valid(target, mask)
     err = (_ensemble_mean(pred, target) - target) ** 2
-    return weighted_mean(err, node_weights, variable_weights)
+    return weighted_mean(err, node_weights, variable_weights, mask)
 
 
 def mae(pred: torch.Tensor, target: torch.Tensor, node_weights: torch.Tensor | None = None,
-        variable_weights: torch.Tensor | None = None) -> torch.Tensor:
+        variable_weights: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean absolute error (of the ensemble mean, given an ensemble)."""
+    target = _valid(target, mask)
     err = (_ensemble_mean(pred, target) - target).abs()
-    return weighted_mean(err, node_weights, variable_weights)
+    return weighted_mean(err, node_weights, variable_weights, mask)
 
 
 def area_mse(pred: torch.Tensor, target: torch.Tensor, node_weights: torch.Tensor | None = None,
-             variable_weights: torch.Tensor | None = None) -> torch.Tensor:
+             variable_weights: torch.Tensor | None = None,
+             mask: torch.Tensor | None = None) -> torch.Tensor:
     """MSE that always weights nodes by area, whatever ``latitude_weighting`` says."""
     if node_weights is None:
         raise WorkbenchError("loss 'area_mse' needs node area weights; "
                              "pass the graph's area_weight")
-    return mse(pred, target, node_weights, variable_weights)
+    return mse(pred, target, node_weights, variable_weights, mask)
 
 
 def mse_ensemble(pred: torch.Tensor, target: torch.Tensor,
                  node_weights: torch.Tensor | None = None,
-                 variable_weights: torch.Tensor | None = None) -> torch.Tensor:
+                 variable_weights: torch.Tensor | None = None,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
     """AtmoRep's ``mse_ensemble``: each member's MSE, averaged over members (= mse if M absent)."""
     if not _is_ensemble(pred, target):
-        return mse(pred, target, node_weights, variable_weights)
+        return mse(pred, target, node_weights, variable_weights, mask)
+    target = _valid(target, mask)
     err = ((pred - target.unsqueeze(1)) ** 2).mean(dim=1)
-    return weighted_mean(err, node_weights, variable_weights)
+    return weighted_mean(err, node_weights, variable_weights, mask)
 
 
 def crps_pointwise(members: torch.Tensor, target: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
@@ -233,16 +283,19 @@ def crps_pointwise(members: torch.Tensor, target: torch.Tensor, alpha: float = 1
 
 
 def crps(pred: torch.Tensor, target: torch.Tensor, node_weights: torch.Tensor | None = None,
-         variable_weights: torch.Tensor | None = None, alpha: float = 1.0) -> torch.Tensor:
+         variable_weights: torch.Tensor | None = None, alpha: float = 1.0,
+         mask: torch.Tensor | None = None) -> torch.Tensor:
     """Ensemble CRPS: fair for alpha=1, almost-fair (AIFS-CRPS) below; needs M >= 2."""
     if not 0.0 < alpha <= 1.0:
         raise WorkbenchError(f"loss 'crps': alpha={alpha!r} is outside (0, 1] (1 = fair CRPS)")
     members = _members(pred, target, "crps")
-    return weighted_mean(crps_pointwise(members, target, alpha), node_weights, variable_weights)
+    return weighted_mean(crps_pointwise(members, _valid(target, mask), alpha), node_weights,
+                         variable_weights, mask)
 
 
 def stats(pred: torch.Tensor, target: torch.Tensor, node_weights: torch.Tensor | None = None,
-          variable_weights: torch.Tensor | None = None) -> torch.Tensor:
+          variable_weights: torch.Tensor | None = None,
+          mask: torch.Tensor | None = None) -> torch.Tensor:
     """AtmoRep's statistical loss on the ensemble mean mu and standard deviation sigma.
 
     loss = mean((exp(-(y - mu)^2 / (2 sigma^2)) - 1)^2) + mean(sqrt(|sigma|)), sigma with
@@ -252,12 +305,13 @@ def stats(pred: torch.Tensor, target: torch.Tensor, node_weights: torch.Tensor |
     floored at 1e-12 inside the Gaussian, so identical members give a finite value.
     """
     members = _members(pred, target, "stats")
+    target = _valid(target, mask)
     mu = members.mean(dim=1)
     sigma = members.std(dim=1)
     var = (sigma * sigma).clamp_min(_STD_EPS)
     gauss = torch.exp(-0.5 * (target - mu) ** 2 / var)
     err = (gauss - 1.0) ** 2 + sigma.abs().sqrt()
-    return weighted_mean(err, node_weights, variable_weights)
+    return weighted_mean(err, node_weights, variable_weights, mask)
 
 
 LossFn = Callable[..., torch.Tensor]
@@ -277,8 +331,10 @@ LOSSES: dict[str, LossFn] = {
 def compute_loss(pred: torch.Tensor, target: torch.Tensor, config: LossConfig,
                  area_weight: torch.Tensor | None = None,
                  variable_names: Sequence[str] | None = None,
+                 mask: torch.Tensor | None = None,
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The sum of the configured losses (keeps the graph) and each term, detached, by name."""
+    """The sum of the configured losses (keeps the graph) and each term, detached, by name;
+    ``mask`` (bool [B, T, V, G], True where the target is valid) keeps only valid points."""
     node_w = node_weight_vector(area_weight, config)
     var_w = _variable_weights(variable_names, config, target.shape[-2])
     total = None
@@ -287,7 +343,7 @@ def compute_loss(pred: torch.Tensor, target: torch.Tensor, config: LossConfig,
         forced = name == "area_mse"
         nodes = node_weight_vector(area_weight, config, force=True) if forced else node_w
         extra = {"alpha": config.crps_alpha} if name == "crps" else {}
-        value = LOSSES[name](pred, target, nodes, var_w, **extra)
+        value = LOSSES[name](pred, target, nodes, var_w, mask=mask, **extra)
         terms[name] = value.detach().clone()
         total = value if total is None else total + value
     return total, terms

@@ -44,6 +44,7 @@ class ModelConfig:
     n_variables: Positive  # prognostic variables (in and out)
     n_forcings: NonNegative = 0
     n_statics: NonNegative = 0
+    n_missing: NonNegative = 0  # prognostic variables with a was-missing channel per input step
     input_steps: Positive = 1  # state time steps in
     output_steps: Positive = 1  # 1: the next step (forecast); = input_steps: every step (bert)
     processor: str = "interaction"  # interaction | transformer
@@ -62,8 +63,8 @@ class ModelConfig:
 
     @property
     def node_inputs(self) -> int:
-        return (self.input_steps * self.n_variables + self.forcing_steps * self.n_forcings
-                + self.n_statics + POSITION_FEATURES)
+        return (self.input_steps * (self.n_variables + self.n_missing)
+                + self.forcing_steps * self.n_forcings + self.n_statics + POSITION_FEATURES)
 
 
 def model_config_from_dict(raw: Mapping, where: str = "model") -> ModelConfig:
@@ -278,10 +279,18 @@ class EncProcDec(nn.Module):
         nn.init.zeros_(self.output.bias)
 
     def node_inputs(self, state: torch.Tensor, forcings: torch.Tensor, statics: torch.Tensor,
-                    pos: torch.Tensor) -> torch.Tensor:
-        """[B, G, channels]: states, forcings, statics and position of every data node."""
+                    pos: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, G, channels]: states (and their was-missing channels), forcings, statics and
+        position of every data node."""
         b, _, _, g = state.shape
-        parts = [state.reshape(b, -1, g), forcings.reshape(b, -1, g),
+        if self.config.n_missing and (missing is None or missing.shape[:3] != (
+                b, state.shape[1], self.config.n_missing)):
+            raise WorkbenchError(
+                f"model expects {self.config.n_missing} was-missing channels per input step "
+                f"[B, T_in, {self.config.n_missing}, G], got "
+                f"{None if missing is None else tuple(missing.shape)}: pass the batch's x_mask")
+        extra = [missing.reshape(b, -1, g)] if self.config.n_missing else []
+        parts = [state.reshape(b, -1, g), *extra, forcings.reshape(b, -1, g),
                  statics.expand(b, -1, -1), pos.T.expand(b, -1, -1)]
         x = torch.cat(parts, dim=1).transpose(1, 2)
         if x.shape[-1] != self.config.node_inputs:
@@ -292,14 +301,17 @@ class EncProcDec(nn.Module):
         return x
 
     def forward(self, state: torch.Tensor, forcings: torch.Tensor, statics: torch.Tensor,
-                graph: GraphTensors, generator: torch.Generator | None = None) -> torch.Tensor:
-        """state [B, T_in, V, G], forcings [B, T_f, F, G], statics [S, G] -> [B, T_out, V, G]."""
+                graph: GraphTensors, generator: torch.Generator | None = None,
+                missing: torch.Tensor | None = None) -> torch.Tensor:
+        """state [B, T_in, V, G], forcings [B, T_f, F, G], statics [S, G] -> [B, T_out, V, G];
+        ``missing`` [B, T_in, n_missing, G]: the was-missing channels (1 where imputed)."""
         cfg = self.config
         if state.shape[-1] != graph.n_data:
             raise WorkbenchError(f"state has {state.shape[-1]} grid points but the graph "
                                  f"{graph.n_data} data nodes: pass the graph of this domain")
         b = state.shape[0]
-        data = self.data_embed(self.node_inputs(state, forcings, statics, graph.data_pos))
+        data = self.data_embed(self.node_inputs(state, forcings, statics, graph.data_pos,
+                                                missing))
         hidden = self.hidden_embed(graph.hidden_pos).expand(b, -1, -1)
         ckpt = cfg.checkpointing
         hidden = _call(self.encoder, ckpt, data, hidden, graph.encoder)

@@ -111,7 +111,8 @@ def skill_maps_figure(maps: xr.Dataset, variables: Sequence[str] | None = None,
     the first and the last) and metric. The panel titles give the area-weighted mean of the
     skill over the scored points (from the MSE maps, so it equals :func:`evaluation.scores`'
     interior); points the maps leave out (forced from the truth) are blank and the title
-    says how many. Returns the figure."""
+    says how many, as are missing points (NaN: never valid), left out of the domain mean.
+    Returns the figure."""
     configure_cartopy()
     names = list(variables or maps.data_vars)
     n_leads = maps.sizes["lead_time"]
@@ -130,13 +131,14 @@ def skill_maps_figure(maps: xr.Dataset, variables: Sequence[str] | None = None,
             ax = fig.add_subplot(len(names), len(columns), r * len(columns) + c + 1,
                                  projection=projection)
             mse = maps[variable].sel(metric="mse").isel(lead_time=k)
-            model = float(np.average(mse.sel(forecast="model").values[scored],
-                                     weights=weights[scored]))
+            here = scored & np.isfinite(mse.transpose("forecast", "grid").values).all(0)
+            model = float(np.average(mse.sel(forecast="model").values[here],
+                                     weights=weights[here])) if here.any() else np.nan
             ref = metric.removeprefix("skill_vs_")
             label = f"{variable} +{_lead_hours(maps, k):g} h, {LABELS.get(metric, metric)}"
             if ref in mse["forecast"].values:
-                ref_mse = float(np.average(mse.sel(forecast=ref).values[scored],
-                                           weights=weights[scored]))
+                ref_mse = float(np.average(mse.sel(forecast=ref).values[here],
+                                           weights=weights[here])) if here.any() else np.nan
                 label += f"\ndomain mean {1 - model / ref_mse:+.2f}" if ref_mse else ""
             skill_map(maps, variable, k, metric, ax=ax, title=label)
             ax.title.set_fontsize(9)

@@ -8,7 +8,10 @@ whose own step is finer keeps every k-th field (hourly data at 6 h: the fields a
 and 18 UTC). A batch carries ``x`` [batch, input_steps, variable, grid], ``y`` [batch, rollout,
 variable, grid], ``forcings`` [batch, input_steps + rollout, forcing, grid], ``statics``
 [static, grid], the domain label, the times (int64 ns since 1970 in the data's calendar,
-:func:`workbench.times.to_ns`), the graph id and the domain's loss weight.
+:func:`workbench.times.to_ns`), the graph id and the domain's loss weight. Missing values
+(NaN) never reach the model: ``x``, ``y``, forcings and statics hold imputed values and
+``x_mask``/``y_mask`` (bool, shaped as ``x``/``y``) say which were valid; the imputer's
+was-missing channels are appended to the forcings and statics (:mod:`workbench.imputation`).
 
 The batch sampler runs in the main process and hands whole batches to DataLoader workers,
 so every sample is read once per epoch however many workers there are; under DDP each rank
@@ -18,6 +21,7 @@ takes every world_size-th batch of the same seeded sequence.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -30,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from . import catalog
 from .errors import WorkbenchError
 from .forcings import COMPUTED_FORCINGS, computed_forcing
+from .imputation import GroupImputer, check_valid
 from .sampling_config import (  # noqa: F401 - notebooks and tests read them as sampling.*
     SPLITS,
     DomainConfig,
@@ -93,8 +98,16 @@ class DomainData:
         start, end = (iso(self.times[train[0]]), iso(self.times[train[1]])) if train else (None, None)
         measured = [v for v in needed if v not in config.fixed_scaling]
         if stats is None:
-            stats = load_or_compute(ds, domain.dataset, measured, start, end, cache) if (
-                measured) else {}
+            try:  # (all-NaN slices warn on their way to the error below)
+                with warnings.catch_warnings(action="ignore", category=RuntimeWarning):
+                    stats = load_or_compute(ds, domain.dataset, measured, start, end,
+                                            cache) if measured else {}
+            except WorkbenchError:  # say which variable has nothing valid, and where
+                lo, hi = train or (0, self.times.size - 1)
+                check_valid(self.ds, measured, f"domain {self.name!r}: dataset "
+                            f"{domain.dataset!r}", self._native(lo, hi - lo + 1),
+                            f"{iso(self.times[lo])} .. {iso(self.times[hi])}")
+                raise
         self.stats = dict(stats)  # what the normalisers were built from
         fixed = config.fixed_scaling
         self.normalisers = {
@@ -107,7 +120,10 @@ class DomainData:
         self.index_t = self._sampled(_read_index(domain.index)) if domain.index else None
         raw_statics = np.stack([ds[v].values for v in self.statics]).astype(np.float32) if (
             self.statics) else np.zeros((0, self.n_grid), np.float32)
-        self.statics_tensor = self.normalisers["statics"].normalise(torch.from_numpy(raw_statics))
+        self.imputers = {group: GroupImputer(n.variables, config.imputer, n)
+                         for group, n in self.normalisers.items()}
+        statics = self.normalisers["statics"].normalise(torch.from_numpy(raw_statics))
+        self.statics_tensor = self.imputers["statics"].with_channels(statics[None])[0]
 
     def _sampled(self, native: np.ndarray) -> np.ndarray:
         """Indices of the native time axis as indices of :attr:`times` (the ones it keeps)."""
@@ -268,9 +284,12 @@ class MultiDomainDataset(Dataset):
                 domain.read_source(s_in, domain.variables, t0, steps),
                 domain.read_source(s_out, domain.variables, t0 + steps, domain.window - steps)])
         state = domain.normalisers["variables"].normalise(torch.from_numpy(raw))
+        state, valid = domain.imputers["variables"](state, inputs=steps)
         forcing = torch.from_numpy(domain.read_forcings(t0, domain.window))
-        forcing = domain.normalisers["forcings"].normalise(forcing)
+        forcing = domain.imputers["forcings"].with_channels(
+            domain.normalisers["forcings"].normalise(forcing))
         return {"x": state[:steps], "y": state[steps:], "forcings": forcing,
+                "x_mask": valid[:steps], "y_mask": valid[steps:],
                 "domain_index": d_index, "t0": t0, "sources": (s_in, s_out)}
 
     def __getitems__(self, keys: Sequence[tuple[int, int]]) -> list[dict]:
@@ -298,6 +317,8 @@ class MultiDomainDataset(Dataset):
         return {
             "x": default_collate([s["x"] for s in samples]),
             "y": default_collate([s["y"] for s in samples]),
+            "x_mask": default_collate([s["x_mask"] for s in samples]),
+            "y_mask": default_collate([s["y_mask"] for s in samples]),
             "forcings": default_collate([s["forcings"] for s in samples]),
             "statics": domain.statics_tensor,
             "domain": domain.name,
@@ -523,7 +544,8 @@ def domain_frequency(datamodule: MultiDomainDataModule, n_batches: int,
 def take_samples(datamodule: MultiDomainDataModule, n: int, split: str = "train") -> list[dict]:
     """The first ``n`` samples of the ``split`` loader, in batch order, each a dict with the
     domain label, its dataset (coordinates), t0, the first input time, the variable names and
-    ``x``: the normalised first input step [variable, grid] as numpy."""
+    ``x``: the normalised first input step [variable, grid] as numpy, NaN where the value was
+    missing (a map shows it as missing, not as its imputed value)."""
     datamodule.setup()
     samples: list[dict] = []
     variables = list(datamodule.config.variables)
@@ -535,7 +557,8 @@ def take_samples(datamodule: MultiDomainDataModule, n: int, split: str = "train"
             samples.append({
                 "domain": batch["domain"], "ds": domain.ds, "t0": int(batch["t0"][i]),
                 "time": domain.times[int(batch["t0"][i])],
-                "variables": variables, "x": batch["x"][i, 0].numpy(),
+                "variables": variables,
+                "x": batch["x"][i, 0].where(batch["x_mask"][i, 0], torch.nan).numpy(),
             })
         if len(samples) >= n:
             break

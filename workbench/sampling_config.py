@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from .config import Flag, NonNegative, Positive, load_yaml, parse, resolve_config, typed
 from .errors import WorkbenchError
@@ -26,7 +26,7 @@ from .times import Duration, date_fields, parse_step, step_text
 
 SPLITS = ("train", "val", "test")
 WEIGHTINGS = ("weights", "size")
-
+IMPUTERS = ("mean", "constant", "nearest_time")
 
 
 Split = tuple[str, str]  # [start, end]: inclusive dates
@@ -44,6 +44,39 @@ class DomainConfig:
     splits: Mapping[str, Split] | None = None  # overrides the config's splits
     index: str | None = None  # a whole-domain {sampling_id}.samples.csv: train on its t_index rows
     sources: tuple[str, ...] = ()  # more datasets of this domain (same grid and times)
+
+
+@typed
+@dataclass(frozen=True)
+class Imputation:
+    """How one variable's missing values (NaN) are filled (:mod:`workbench.imputation`)."""
+
+    kind: str = "mean"  # mean | constant | nearest_time
+    value: Annotated[float, Field(allow_inf_nan=False)] | None = None  # constant: physical units
+
+
+def _kind_only(raw):
+    """``nearest_time`` is short for ``{kind: nearest_time}``."""
+    return {"kind": raw} if isinstance(raw, str) else raw
+
+
+Rule = Annotated[Imputation, BeforeValidator(_kind_only)]
+
+
+@typed
+@dataclass(frozen=True)
+class ImputerConfig:
+    """anemoi's imputer shape: a ``default`` and per-variable choices, each a kind name or
+    ``{kind: constant, value: ...}``; ``missing_channel`` names the variables (prognostic,
+    forcing or static) that also get a 0/1 "was missing" input channel."""
+
+    default: Rule = Imputation()
+    variables: Mapping[str, Rule] = field(default_factory=dict)
+    missing_channel: tuple[str, ...] = ()
+
+    def imputation(self, name: str) -> Imputation:
+        """The imputation of variable ``name`` (its own, else the default)."""
+        return self.variables.get(name, self.default)
 
 
 @typed
@@ -69,6 +102,7 @@ class SamplingConfig:
     # the step every domain is sampled at ("6h"): a multiple of each domain's own step
     # (hourly data subsampled every 6th field); default: the domains' step when they agree
     time_step: Duration | None = None
+    imputer: ImputerConfig = field(default_factory=ImputerConfig)  # missing values (NaN)
     file: Path | None = field(default=None, compare=False)
 
 
@@ -100,6 +134,45 @@ def validate(config: SamplingConfig, where: str = "sampling") -> None:
     for d in config.domains:
         if d.splits:
             check_splits(d.splits, f"{where}: domain {d.name!r}")
+    check_imputer(config, f"{where}: imputer")
+
+
+def check_imputer(config: SamplingConfig, where: str) -> None:
+    """Known kinds, a finite value for (and only for) ``constant``, and only names the
+    config reads (variables, forcings, statics)."""
+    imputer = config.imputer
+    names = [*config.variables, *config.forcings, *config.statics]
+    rules = {"default": imputer.imputation(""),
+             **{f"variables.{n}": imputer.imputation(n) for n in imputer.variables}}
+    for key, rule in rules.items():
+        if rule.kind not in IMPUTERS:
+            raise WorkbenchError(f"{where}.{key}: unknown kind {rule.kind!r}; use one of "
+                                 f"{', '.join(IMPUTERS)}")
+        if (rule.kind == "constant") != (rule.value is not None):
+            raise WorkbenchError(f"{where}.{key}: " + (
+                "kind constant needs a value in physical units, e.g. {kind: constant, value: "
+                "271.35}" if rule.value is None else f"value {rule.value} is only read by kind "
+                f"constant, not {rule.kind}"))
+    for key, listed in (("variables", list(imputer.variables)),
+                        ("missing_channel", list(imputer.missing_channel))):
+        unknown = [n for n in listed if n not in names]
+        if unknown:
+            raise WorkbenchError(f"{where}.{key}: {unknown} are not among the config's variables, "
+                                 f"forcings or statics ({', '.join(names)})")
+    if len(set(imputer.missing_channel)) != len(imputer.missing_channel):
+        raise WorkbenchError(f"{where}.missing_channel names a variable twice: "
+                             f"{list(imputer.missing_channel)}")
+
+
+def input_channels(config: SamplingConfig) -> dict[str, int]:
+    """The model's channel counts of a sampling config: ``variables`` (prognostic),
+    ``missing`` (prognostic variables with a was-missing channel, one per input step),
+    ``forcings`` and ``statics`` (each with their was-missing channels appended)."""
+    listed = set(config.imputer.missing_channel)
+    return {"variables": len(config.variables),
+            "missing": sum(v in listed for v in config.variables),
+            "forcings": len(config.forcings) + len(listed & set(config.forcings)),
+            "statics": len(config.statics) + len(listed & set(config.statics))}
 
 
 def check_splits(splits: Mapping[str, Split], where: str) -> None:

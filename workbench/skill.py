@@ -27,6 +27,14 @@ Definitions follow ``weatherbench2/metrics.py`` (google-research/weatherbench2):
   correction; ``spread_skill_ratio(..., correct=True)`` multiplies by ``sqrt((M + 1) / M)``
   (Fortin et al. 2014), under which a perfectly reliable ensemble scores 1 instead of
   ``sqrt(M / (M + 1))``.
+
+Missing values: a NaN in the truth is a masked point (land for sea-surface temperature, outside
+radar range). Every metric scores only where the aligned truth is valid, and where an optional
+``valid`` mask (bool, dims (init_time, lead_time, grid)) is True, e.g. the points where the
+baselines are defined too (:func:`scored_points`): area means renormalise the weights over the
+valid points of each init time, the mean over init times takes those with a valid point, a
+per-point map the init times where the point is valid (NaN where it never is: drawn as
+missing). A NaN in the forecast at a valid point propagates (it is not a mask).
 """
 
 from __future__ import annotations
@@ -88,10 +96,23 @@ def _grid_weights(weights: xr.DataArray, n_grid: int) -> xr.DataArray:
     return xr.DataArray(normalise_weights(weights).values, dims=GRID)
 
 
-def _area_mean(ds: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
-    """Area-weighted mean over ``grid``: sum_g w_g x_g / sum_g w_g, NaNs propagating."""
-    w = _grid_weights(weights, ds.sizes[GRID])
-    return ds.weighted(w).mean(GRID, skipna=False)
+def _mean_over(ds: xr.Dataset, dim: str, valid: xr.Dataset | None,
+               weights: xr.DataArray | None = None) -> xr.Dataset:
+    """(Weighted) mean over ``dim`` of the values where ``valid`` (all when None): sum w x /
+    sum w over the valid ones, NaN where none is; a NaN at a valid value propagates."""
+    if valid is None:
+        return (ds.mean(dim, skipna=False) if weights is None
+                else ds.weighted(weights).mean(dim, skipna=False))
+    w = valid.astype(np.float64) if weights is None else valid * weights
+    total = w.sum(dim)
+    return (ds.where(valid, 0.0) * w).sum(dim) / total.where(total > 0)
+
+
+def _area_mean(ds: xr.Dataset, weights: xr.DataArray,
+               valid: xr.Dataset | None = None) -> xr.Dataset:
+    """Area-weighted mean over ``grid``: sum_g w_g x_g / sum_g w_g, NaNs propagating; with
+    ``valid``, over the valid points (weights renormalised), NaN where there is none."""
+    return _mean_over(ds, GRID, valid, _grid_weights(weights, ds.sizes[GRID]))
 
 
 # --------------------------------------------------------------------------- alignment
@@ -173,45 +194,69 @@ def align(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
     return out.transpose(INIT, LEAD, GRID, ...)
 
 
-def _pair(forecast: xr.Dataset, truth: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
-    """Forecast variables and the aligned truth; lat/lon kept from the forecast when it has them."""
+def _pair(forecast: xr.Dataset, truth: xr.Dataset, valid=None
+          ) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset | None]:
+    """Forecast variables, the aligned truth (lat/lon kept from the forecast when it has
+    them) and where to score (:func:`scored_points`)."""
     target = align(forecast, truth)
     shared = [c for c in ("latitude", "longitude") if c in forecast.coords]
-    return forecast[list(target.data_vars)], target.drop_vars(shared)
+    target = target.drop_vars(shared)
+    return forecast[list(target.data_vars)], target, scored_points(target, valid)
+
+
+def scored_points(target: xr.Dataset, valid=None) -> xr.Dataset | None:
+    """bool per variable, dims of ``target`` (init_time, lead_time, grid): where the aligned
+    truth is valid (not NaN: a masked point) and, given ``valid`` (bool, a Dataset per
+    variable or one DataArray), where that is True too. None when every point counts."""
+    names = list(target.data_vars)
+    mask = target.notnull() if any(bool(target[v].isnull().any()) for v in names) else None
+    if valid is not None:
+        given = valid if isinstance(valid, xr.Dataset) else xr.Dataset({v: valid for v in names})
+        given = given[names].astype(bool)
+        mask = given if mask is None else mask & given
+    return mask
 
 
 def _order(ds: xr.Dataset) -> xr.Dataset:
     return ds.transpose(*[d for d in _ORDER if d in ds.dims], ...)
 
 
-def _init_mean(ds: xr.Dataset) -> xr.Dataset:
-    return _order(ds.mean(INIT, skipna=False))
+def _init_mean(ds: xr.Dataset, valid: xr.Dataset | None = None) -> xr.Dataset:
+    """Mean over init_time (per point: over the init times where it is valid)."""
+    return _order(_mean_over(ds, INIT, valid))
+
+
+def _aggregate(ds: xr.Dataset, weights: xr.DataArray, valid: xr.Dataset | None) -> xr.Dataset:
+    """The area-weighted mean over the valid points per init time, then the mean over the
+    init times that have one."""
+    counted = None if valid is None else valid.any(GRID)
+    return _init_mean(_area_mean(ds, weights, valid), counted)
 
 
 # --------------------------------------------------------------------------- maps
 
 
-def spatial_mse(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+def spatial_mse(forecast: xr.Dataset, truth: xr.Dataset, valid=None) -> xr.Dataset:
     """Per grid point: mean over init_time of (forecast - truth)^2. Dims (lead_time, grid)."""
-    f, y = _pair(forecast, truth)
-    return _init_mean((f - y) ** 2)
+    f, y, valid = _pair(forecast, truth, valid)
+    return _init_mean((f - y) ** 2, valid)
 
 
-def spatial_rmse(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+def spatial_rmse(forecast: xr.Dataset, truth: xr.Dataset, valid=None) -> xr.Dataset:
     """Per grid point: sqrt of the mean over init_time of (forecast - truth)^2."""
-    return np.sqrt(spatial_mse(forecast, truth))
+    return np.sqrt(spatial_mse(forecast, truth, valid))
 
 
-def spatial_mae(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+def spatial_mae(forecast: xr.Dataset, truth: xr.Dataset, valid=None) -> xr.Dataset:
     """Per grid point: mean over init_time of |forecast - truth|."""
-    f, y = _pair(forecast, truth)
-    return _init_mean(abs(f - y))
+    f, y, valid = _pair(forecast, truth, valid)
+    return _init_mean(abs(f - y), valid)
 
 
-def spatial_bias(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+def spatial_bias(forecast: xr.Dataset, truth: xr.Dataset, valid=None) -> xr.Dataset:
     """Per grid point: mean over init_time of (forecast - truth)."""
-    f, y = _pair(forecast, truth)
-    return _init_mean(f - y)
+    f, y, valid = _pair(forecast, truth, valid)
+    return _init_mean(f - y, valid)
 
 
 def _ensemble(forecast: xr.Dataset) -> int:
@@ -253,50 +298,54 @@ def _ensemble_variance(forecast: xr.Dataset) -> xr.Dataset:
     return forecast.var(MEMBER, ddof=1, skipna=False)
 
 
-def spatial_crps(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+def spatial_crps(forecast: xr.Dataset, truth: xr.Dataset, valid=None) -> xr.Dataset:
     """Per grid point: mean over init_time of the fair ensemble CRPS."""
     _ensemble(forecast)
-    f, y = _pair(forecast, truth)
-    return _init_mean(_pointwise_crps(f, y))
+    f, y, valid = _pair(forecast, truth, valid)
+    return _init_mean(_pointwise_crps(f, y), valid)
 
 
-def spatial_spread(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+def spatial_spread(forecast: xr.Dataset, truth: xr.Dataset, valid=None) -> xr.Dataset:
     """Per grid point: sqrt of the mean over init_time of the ensemble variance (ddof=1).
 
-    ``truth`` is only used to check the forecast's grid and valid times.
+    ``truth`` is used to check the forecast's grid and valid times, and for where it is valid.
     """
     _ensemble(forecast)
-    f, _ = _pair(forecast, truth)
-    return np.sqrt(_init_mean(_ensemble_variance(f)))
+    f, _, valid = _pair(forecast, truth, valid)
+    return np.sqrt(_init_mean(_ensemble_variance(f), valid))
 
 
 # --------------------------------------------------------------------------- aggregated
 
 
-def mse(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+def mse(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray,
+        valid=None) -> xr.Dataset:
     """Area-weighted mean over grid of (forecast - truth)^2 per init time, then mean over init_time.
 
     Keeps lead_time (and member, for an ensemble forecast: one score per member).
     """
-    f, y = _pair(forecast, truth)
-    return _init_mean(_area_mean((f - y) ** 2, weights))
+    f, y, valid = _pair(forecast, truth, valid)
+    return _aggregate((f - y) ** 2, weights, valid)
 
 
-def rmse(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+def rmse(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray,
+         valid=None) -> xr.Dataset:
     """sqrt(mse): the area-weighted mean over grid, the mean over init_time, THEN the root."""
-    return np.sqrt(mse(forecast, truth, weights))
+    return np.sqrt(mse(forecast, truth, weights, valid))
 
 
-def mae(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+def mae(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray,
+        valid=None) -> xr.Dataset:
     """Area-weighted mean over grid of |forecast - truth| per init time, then mean over init_time."""
-    f, y = _pair(forecast, truth)
-    return _init_mean(_area_mean(abs(f - y), weights))
+    f, y, valid = _pair(forecast, truth, valid)
+    return _aggregate(abs(f - y), weights, valid)
 
 
-def bias(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+def bias(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray,
+         valid=None) -> xr.Dataset:
     """Area-weighted mean over grid of (forecast - truth) per init time, then mean over init_time."""
-    f, y = _pair(forecast, truth)
-    return _init_mean(_area_mean(f - y, weights))
+    f, y, valid = _pair(forecast, truth, valid)
+    return _aggregate(f - y, weights, valid)
 
 
 def _climatology_at(clim: xr.Dataset, valid: xr.DataArray, names: Sequence[str]) -> xr.Dataset:
@@ -323,7 +372,8 @@ def _climatology_at(clim: xr.Dataset, valid: xr.DataArray, names: Sequence[str])
 
 
 def acc(
-    forecast: xr.Dataset, truth: xr.Dataset, climatology: xr.Dataset, weights: xr.DataArray
+    forecast: xr.Dataset, truth: xr.Dataset, climatology: xr.Dataset, weights: xr.DataArray,
+    valid=None,
 ) -> xr.Dataset:
     """Anomaly correlation coefficient (uncentred, as WB2's ACC).
 
@@ -333,45 +383,52 @@ def acc(
     selected at each valid time's hour (and day of year). A forecast equal to the climatology has
     ``fa = 0`` and gives 0/0 = NaN; a perfect forecast gives exactly 1.
     """
-    f, y = _pair(forecast, truth)
+    f, y, valid = _pair(forecast, truth, valid)
     clim = _climatology_at(climatology, y["valid_time"], list(f.data_vars))
+    if any(bool(clim[v].isnull().any()) for v in clim.data_vars):  # no climatology: not scored
+        valid = scored_points(y, clim.notnull() if valid is None else valid & clim.notnull())
     fa, ta = f - clim, y - clim
-    per_init = _area_mean(fa * ta, weights) / np.sqrt(
-        _area_mean(fa**2, weights) * _area_mean(ta**2, weights)
+    per_init = _area_mean(fa * ta, weights, valid) / np.sqrt(
+        _area_mean(fa**2, weights, valid) * _area_mean(ta**2, weights, valid)
     )
-    return _init_mean(per_init.drop_vars("valid_time", errors="ignore"))
+    counted = None if valid is None else valid.any(GRID)
+    return _init_mean(per_init.drop_vars("valid_time", errors="ignore"), counted)
 
 
-def crps(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+def crps(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray,
+         valid=None) -> xr.Dataset:
     """Fair ensemble CRPS: area-weighted mean over grid per init time, then mean over init_time."""
     _ensemble(forecast)
-    f, y = _pair(forecast, truth)
-    return _init_mean(_area_mean(_pointwise_crps(f, y), weights))
+    f, y, valid = _pair(forecast, truth, valid)
+    return _aggregate(_pointwise_crps(f, y), weights, valid)
 
 
-def ensemble_mean_mse(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+def ensemble_mean_mse(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray,
+                      valid=None) -> xr.Dataset:
     """MSE of the ensemble mean (WB2 ``EnsembleMeanMSE``, biased by var / M)."""
     _ensemble(forecast)
-    f, y = _pair(forecast, truth)
-    return _init_mean(_area_mean((f.mean(MEMBER, skipna=False) - y) ** 2, weights))
+    f, y, valid = _pair(forecast, truth, valid)
+    return _aggregate((f.mean(MEMBER, skipna=False) - y) ** 2, weights, valid)
 
 
 def ensemble_mean_rmse(
-    forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray
+    forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray, valid=None
 ) -> xr.Dataset:
     """sqrt of: area-weighted mean over grid of (mean_m X - Y)^2, mean over init_time."""
-    return np.sqrt(ensemble_mean_mse(forecast, truth, weights))
+    return np.sqrt(ensemble_mean_mse(forecast, truth, weights, valid))
 
 
-def ensemble_variance(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray) -> xr.Dataset:
+def ensemble_variance(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray,
+                      valid=None) -> xr.Dataset:
     """Area-weighted mean over grid of var(member, ddof=1), mean over init_time (WB2)."""
     _ensemble(forecast)
-    f, _ = _pair(forecast, truth)
-    return _init_mean(_area_mean(_ensemble_variance(f), weights))
+    f, _, valid = _pair(forecast, truth, valid)
+    return _aggregate(_ensemble_variance(f), weights, valid)
 
 
 def spread_skill_ratio(
-    forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray, correct: bool = False
+    forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray, correct: bool = False,
+    valid=None,
 ) -> xr.Dataset:
     """sqrt(ensemble_variance) / ensemble_mean_rmse, both area-weighted and init-time means.
 
@@ -379,9 +436,8 @@ def spread_skill_ratio(
     for a reliable M-member ensemble the uncorrected ratio tends to ``sqrt(M / (M + 1))``.
     """
     n_members = _ensemble(forecast)
-    ratio = np.sqrt(
-        ensemble_variance(forecast, truth, weights) / ensemble_mean_mse(forecast, truth, weights)
-    )
+    ratio = np.sqrt(ensemble_variance(forecast, truth, weights, valid)
+                    / ensemble_mean_mse(forecast, truth, weights, valid))
     return ratio * np.sqrt((n_members + 1) / n_members) if correct else ratio
 
 
@@ -493,8 +549,9 @@ def by_band(
     """Area-weighted mean of a per-grid-point metric over the points of each band.
 
     Result dims (lead_time, band) for a ``spatial_*`` map: ``sum_{g in band} w_g m_g / sum_{g in band} w_g``; points labelled -1
-    are left out, an empty band is NaN. To get an RMSE per band pass ``spatial_mse`` and take the
-    square root afterwards (averaging ``spatial_rmse`` gives a mean of roots).
+    are left out, an empty band is NaN; so are points where the map is NaN (never valid: a
+    masked point), the band's weights renormalised over the others. To get an RMSE per band
+    pass ``spatial_mse`` and take the square root afterwards (a mean of roots otherwise).
     """
     if GRID not in spatial_metric.dims:
         raise WorkbenchError("by_band needs a per-grid-point metric (a 'grid' dim): use spatial_*")
@@ -512,7 +569,7 @@ def by_band(
     edges = band_labels.attrs.get("edges")
     bands = np.arange(len(edges) - 1) if edges else np.unique(labels[labels >= 0])
     parts = [
-        data.weighted(w * xr.DataArray(labels == b, dims=GRID)).mean(GRID, skipna=False)
+        data.weighted(w * xr.DataArray(labels == b, dims=GRID)).mean(GRID, skipna=True)
         for b in bands
     ]
     out = xr.concat(parts, dim=xr.DataArray(bands, dims="band", name="band"))

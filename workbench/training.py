@@ -94,6 +94,8 @@ class Trainer(pl.LightningModule):
         self.model = EncProcDec(model_config(config, self.sampling))
         self.graphs = graphs
         self.variables = variables
+        listed = set(self.sampling.imputer.missing_channel)  # was-missing input channels
+        self.missing_index = [i for i, name in enumerate(variables) if name in listed]
         self.rollout = config.sampling.get("rollout", 1)
         self._device_graphs: dict[tuple[int, str], GraphTensors] = {}
         ft = config.finetune
@@ -121,8 +123,15 @@ class Trainer(pl.LightningModule):
         g.manual_seed(int(self.config.seed) * 1_000_003 + int(self.global_step) * 7919 + salt)
         return g
 
-    def _forward(self, state, forcings, statics, d: int, generator=None) -> torch.Tensor:
-        pred = self.model(state, forcings, statics, self.graph(d), generator)
+    def _forward(self, state, forcings, statics, d: int, generator=None,
+                 valid: torch.Tensor | None = None) -> torch.Tensor:
+        """The model on one domain's graph; ``valid`` (bool, state's shape) gives the
+        was-missing channels of the variables the imputer lists."""
+        missing = None
+        if self.missing_index:
+            valid = torch.ones_like(state, dtype=torch.bool) if valid is None else valid
+            missing = (~valid[:, :, self.missing_index]).to(state.dtype)
+        pred = self.model(state, forcings, statics, self.graph(d), generator, missing)
         clip = self.clip[d]
         if clip is not None:
             lo, hi = (t.to(pred.device) for t in clip)
@@ -131,41 +140,39 @@ class Trainer(pl.LightningModule):
 
     def rollout_forecast(self, batch: dict, steps: int, members: int = 1,
                          generator: torch.Generator | None = None) -> torch.Tensor:
-        """Autoregressive forecast [B, (M,) steps, V, G]; LAM boundary nodes from the truth."""
+        """Autoregressive forecast [B, (M,) steps, V, G]; LAM boundary nodes from the truth.
+
+        Points missing at the last input step keep their imputed value (and was-missing
+        channel) in the state fed back at every step: the model reads them as it was
+        trained to; the forecast returned holds its predictions there."""
         d = int(batch["domain_index"])
         x, forcings, statics = batch["x"], batch["forcings"], batch["statics"]
+        valid = _mask(batch, "x_mask", x)
         if members > 1:
-            x = x.repeat_interleave(members, 0)
-            forcings = forcings.repeat_interleave(members, 0)
+            x, forcings, valid = (t.repeat_interleave(members, 0) for t in (x, forcings, valid))
         boundary = self.graphs[d].boundary
         n_in = x.shape[1]
         preds, state = [], x
         for step in range(steps):
             pred = self._forward(state, forcings[:, step:step + n_in + 1], statics, d,
-                                 generator)[:, 0]
+                                 generator, valid)[:, 0]
             if boundary is not None:
                 truth = batch["y"][:, step]
                 if members > 1:
                     truth = truth.repeat_interleave(members, 0)
                 pred = torch.where(boundary.to(pred.device), truth, pred)
             preds.append(pred)
-            state = torch.cat([state[:, 1:], pred.unsqueeze(1)], 1)
+            state, valid = _next_state(state, valid, pred)
         out = torch.stack(preds, 1)
         if members > 1:
             out = out.unflatten(0, (-1, members))
         return out
 
-    def _loss(self, pred, target, d: int, mask=None):
+    def _loss(self, pred, target, d: int, valid: torch.Tensor):
+        """The configured losses over the points where ``valid`` (bool, target's shape: valid
+        targets, and for masked tasks the masked tokens among them)."""
         weights = self.graphs[d].area_weight.to(target.device)
-        if mask is not None:  # masked tokens only (BERT): unmasked errors set to zero
-            full = mask if pred.dim() == target.dim() else mask.unsqueeze(1)
-            pred = torch.where(full, pred, target.unsqueeze(1) if pred.dim() > target.dim()
-                               else target)
-        total, terms = compute_loss(pred, target, self.config.loss, weights, self.variables)
-        if mask is not None:
-            fraction = mask.float().mean().clamp(min=1e-6)
-            total, terms = total / fraction, {k: v / fraction for k, v in terms.items()}
-        return total, terms
+        return compute_loss(pred, target, self.config.loss, weights, self.variables, valid)
 
     def _task_loss(self, batch: dict):
         cfg, d = self.config, int(batch["domain_index"])
@@ -175,16 +182,23 @@ class Trainer(pl.LightningModule):
                 return self._replay_loss(batch, g)
             pred = self.rollout_forecast(batch, self.rollout, cfg.members, g)
             target = batch["y"][:, :self.rollout]
-            return self._loss(pred, target, d)
+            return self._loss(pred, target, d, _mask(batch, "y_mask", batch["y"])[:, :self.rollout])
         window, inputs, mask = self._masked_window(batch, d, g)
+        valid = self._window_valid(batch)
         forcings = batch["forcings"][:, :window.shape[1]]
-        if cfg.members > 1:
-            inputs = inputs.repeat_interleave(cfg.members, 0)
-            forcings = forcings.repeat_interleave(cfg.members, 0)
-        pred = self._forward(inputs, forcings, batch["statics"], d, g)
-        if cfg.members > 1:
-            pred = pred.unflatten(0, (-1, cfg.members))
-        return self._loss(pred, window, d, mask)
+        members = cfg.members
+        if members > 1:
+            inputs, forcings = (t.repeat_interleave(members, 0) for t in (inputs, forcings))
+        pred = self._forward(inputs, forcings, batch["statics"], d, g,
+                             valid.repeat_interleave(members, 0) if members > 1 else valid)
+        if members > 1:
+            pred = pred.unflatten(0, (-1, members))
+        return self._loss(pred, window, d, mask & valid)
+
+    def _window_valid(self, batch: dict) -> torch.Tensor:
+        """bool [B, T, V, G]: the valid values of the bert/interpolation window."""
+        return torch.cat([_mask(batch, "x_mask", batch["x"]),
+                          _mask(batch, "y_mask", batch["y"])[:, :self.rollout]], 1)
 
     def _masked_window(self, batch: dict, d: int, generator: torch.Generator):
         """(window, masked inputs, mask) of the bert and interpolation tasks, [B, T, V, G]."""
@@ -203,19 +217,24 @@ class Trainer(pl.LightningModule):
         if len(buffer) == 0 or buffer.needs_refresh(self.global_step):
             buffer.add({"state": batch["x"], "forcings": batch["forcings"], "truth": batch["y"],
                         "statics": batch["statics"],
+                        "state_valid": _mask(batch, "x_mask", batch["x"]),
+                        "truth_valid": _mask(batch, "y_mask", batch["y"]),
                         "domain_index": torch.tensor(int(batch["domain_index"])),
                         "lead": torch.tensor(0)})
         sample = buffer.draw()
         d, lead = int(sample["domain_index"]), int(sample["lead"])
         n_in = sample["state"].shape[1]
+        state_valid = sample.get("state_valid", torch.ones_like(sample["state"], dtype=torch.bool))
+        truth_valid = sample.get("truth_valid", torch.ones_like(sample["truth"], dtype=torch.bool))
         one = {"x": sample["state"], "forcings": sample["forcings"][:, lead:lead + n_in + 1],
                "y": sample["truth"][:, lead:lead + 1], "statics": sample["statics"],
-               "domain_index": d}
+               "x_mask": state_valid, "domain_index": d}
         pred = self.rollout_forecast(one, 1, 1, g)
         if lead + 1 < min(self.config.finetune.max_rollout, sample["truth"].shape[1]):
-            state = torch.cat([sample["state"][:, 1:], pred.detach()], 1)
-            buffer.add({**sample, "state": state, "lead": torch.tensor(lead + 1)})
-        return self._loss(pred, one["y"], d)
+            state, state_valid = _next_state(sample["state"], state_valid, pred.detach()[:, 0])
+            buffer.add({**sample, "state": state, "state_valid": state_valid,
+                        "lead": torch.tensor(lead + 1)})
+        return self._loss(pred, one["y"], d, truth_valid[:, lead:lead + 1])
 
     # lightning hooks -------------------------------------------------------------------
 
@@ -262,51 +281,63 @@ class Trainer(pl.LightningModule):
         return "persistence" if self.config.task == "forecast" else "mean"
 
     def on_validation_epoch_start(self):
+        # per domain and lead step: the area-weighted squared errors of the model and of the
+        # baseline summed over the valid points, and the sum of their area weights
         shape = (3, len(self.graphs), self.val_steps)
         self._val_sums = torch.zeros(shape, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: dict, batch_idx: int):
         """Area-weighted MSE per lead step of the forecast and of persistence; for masked
-        tasks, of the reconstruction and of the mean on the masked tokens."""
+        tasks, of the reconstruction and of the mean on the masked tokens. Only valid targets
+        count (for persistence, those whose last input was valid too), the same points for
+        the model and its baseline."""
         d = int(batch["domain_index"])
         weights = self.graphs[d].area_weight.to(self.device)
         weights = weights / weights.mean()
         generator = self._generator(salt=batch_idx + 1)
         if self.config.task == "forecast":
             target = batch["y"][:, :self.val_steps]
+            valid = _mask(batch, "y_mask", batch["y"])[:, :self.val_steps] & _mask(
+                batch, "x_mask", batch["x"])[:, -1:]
             pred = self.rollout_forecast(batch, self.val_steps, self.config.members, generator)
             if self.config.members > 1:
                 pred = pred.mean(1)
             errors = [(pred - target) ** 2, (batch["x"][:, -1:] - target) ** 2]
         else:
-            errors = self._masked_errors(batch, d, generator)
-        for row, error in enumerate(errors):  # area-weighted mean per step, summed over batch
-            self._val_sums[row, d] += (error * weights).mean(dim=(2, 3)).sum(0).double()
-        self._val_sums[2, d] += batch["x"].shape[0]
+            errors, valid = self._masked_errors(batch, d, generator)
+        w = torch.where(valid, weights, 0.0)  # [B, T, V, G]
+        for row, error in enumerate(errors):  # summed over batch, variables and points
+            self._val_sums[row, d] += (torch.where(valid, error, 0.0) * w).sum(
+                dim=(0, 2, 3)).double()
+        self._val_sums[2, d] += w.sum(dim=(0, 2, 3)).double()
 
     def _masked_errors(self, batch: dict, d: int, generator):
-        """Squared errors on the masked tokens, averaged over time per variable and node
-        ([B, 1, V, G]): of the reconstruction and of the mean (0, what masked tokens hold)."""
+        """Squared errors of the reconstruction and of the mean (0, what masked tokens hold)
+        over the window, summed over time into one step ([B, 1, V, G]), and where they count
+        (bool [B, 1, V, G]: some masked, valid token there)."""
         window, inputs, mask = self._masked_window(batch, d, generator)
-        pred = self.model(inputs, batch["forcings"][:, :window.shape[1]], batch["statics"],
-                          self.graph(d))
-        share = mask.float().mean(1, keepdim=True).clamp(min=1e-6)  # per variable and node
-        masked = mask.float()
-        return [((pred - window) ** 2 * masked).mean(1, keepdim=True) / share,
-                (window ** 2 * masked).mean(1, keepdim=True) / share]
+        valid = self._window_valid(batch)
+        pred = self._forward(inputs, batch["forcings"][:, :window.shape[1]], batch["statics"],
+                             d, None, valid)
+        counted = (mask & valid).float()
+        count = counted.sum(1, keepdim=True)
+        share = count.clamp(min=1.0)  # the mean over a point's counted tokens
+        return ([((pred - window) ** 2 * counted).sum(1, keepdim=True) / share,
+                 (window ** 2 * counted).sum(1, keepdim=True) / share], count > 0)
 
     def on_validation_epoch_end(self):
         sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
-        counts = sums[2].clamp(min=1)
+        weight = sums[2]
+        scored = weight > 0
         for d, graph in enumerate(self.graphs):
-            if sums[2, d, 0] == 0:
-                continue
             for s in range(self.val_steps):
-                self.log(f"val/mse_{graph.name}_step{s + 1}", float(sums[0, d, s] / counts[d, s]),
+                if not scored[d, s]:  # no batch of this domain, or no valid target
+                    continue
+                self.log(f"val/mse_{graph.name}_step{s + 1}", float(sums[0, d, s] / weight[d, s]),
                          rank_zero_only=True)
                 self.log(f"val/{self.baseline}_{graph.name}_step{s + 1}",
-                         float(sums[1, d, s] / counts[d, s]), rank_zero_only=True)
-        model = (sums[0] / counts).mean()
+                         float(sums[1, d, s] / weight[d, s]), rank_zero_only=True)
+        model = (sums[0][scored] / weight[scored]).mean() if bool(scored.any()) else math.nan
         self.log("val/mse", float(model), prog_bar=True, rank_zero_only=True)
 
     def configure_optimizers(self):
@@ -334,6 +365,20 @@ class Trainer(pl.LightningModule):
             self.replay.load_state_dict(state["replay"])
 
 
+
+
+def _mask(batch: dict, key: str, like: torch.Tensor) -> torch.Tensor:
+    """The batch's validity mask ``key`` (x_mask, y_mask), all True when it has none."""
+    mask = batch.get(key)
+    return torch.ones_like(like, dtype=torch.bool) if mask is None else mask
+
+
+def _next_state(state: torch.Tensor, valid: torch.Tensor, pred: torch.Tensor):
+    """The rollout's next input [B, T_in, V, G] and its validity after predicting ``pred``
+    [B, V, G]: points missing at the last input step keep its imputed value and stay missing."""
+    last = torch.where(valid[:, -1], pred, state[:, -1])
+    return (torch.cat([state[:, 1:], last.unsqueeze(1)], 1),
+            torch.cat([valid[:, 1:], valid[:, -1:]], 1))
 
 
 def _logger(config: TrainingConfig, run_dir: Path):
@@ -513,7 +558,8 @@ def load_run(run_dir: str | Path, cache: str | Path | None = None):
 def forecast_sample(module: Trainer, datamodule: MultiDomainDataModule, domain: str,
                     split: str = "val", index: int = 0, steps: int | None = None) -> dict:
     """One forecast from the ``index``-th window of ``split`` in physical units:
-    truth, forecast and persistence [steps, V, G], with times, variables and coordinates."""
+    truth, forecast and persistence [steps, V, G], with times, variables and coordinates;
+    truth and persistence are NaN where the data is missing (maps show it as missing)."""
     names = [d.name for d in datamodule.domains]
     if domain not in names:
         raise WorkbenchError(f"domain {domain!r} is not in this run (domains: {names})")
@@ -530,8 +576,9 @@ def forecast_sample(module: Trainer, datamodule: MultiDomainDataModule, domain: 
     if module.config.members > 1:
         pred = pred.mean(1)
     norm = data.normalisers["variables"]
-    truth = batch["y"][0, :steps].cpu()
-    persistence = batch["x"][0, -1:].cpu().expand_as(truth)
+    truth = batch["y"][0, :steps].cpu().where(batch["y_mask"][0, :steps].cpu(), torch.nan)
+    persistence = batch["x"][0, -1:].cpu().where(batch["x_mask"][0, -1:].cpu(), torch.nan)
+    persistence = persistence.expand_as(truth)
     n_in = batch["x"].shape[1]
     ds = data.ds
     return {"domain": domain, "variables": list(data.variables),

@@ -22,7 +22,7 @@ from .errors import WorkbenchError
 from .finetune import FineTuneConfig, finetune_config_from_dict
 from .losses import LossConfig, loss_config_from_dict
 from .model import ModelConfig, model_config_from_dict
-from .sampling_config import SamplingConfig, sampling_config_from_dict
+from .sampling_config import SamplingConfig, input_channels, sampling_config_from_dict
 from .tasks import MaskingConfig, masking_config_from_dict
 
 TASKS = ("forecast", "bert", "interpolation")
@@ -172,12 +172,14 @@ def sampling_config(config: TrainingConfig) -> SamplingConfig:
 
 
 def model_config(config: TrainingConfig, sampling: SamplingConfig) -> ModelConfig:
-    """The model's config: the training config's ``model`` plus the data's channel counts."""
+    """The model's config: the training config's ``model`` plus the data's channel counts
+    (the imputer's was-missing channels included: :func:`sampling_config.input_channels`)."""
     raw = dict(config.model)
     steps = sampling.input_steps
     if config.task != "forecast":  # the whole window in and out
         steps = sampling.input_steps + config.sampling.get("rollout", 1)
-    raw.update(n_variables=len(sampling.variables), n_forcings=len(sampling.forcings),
-               n_statics=len(sampling.statics), input_steps=steps,
+    channels = input_channels(sampling)  # was-missing channels included
+    raw.update(n_variables=channels["variables"], n_missing=channels["missing"],
+               n_forcings=channels["forcings"], n_statics=channels["statics"], input_steps=steps,
                output_steps=1 if config.task == "forecast" else steps)
     return model_config_from_dict(raw)
