@@ -10,12 +10,13 @@ must hold and the paths that must not exist afterwards.
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
 
 import pytest
-from missing_files import SST_NAN_IN_TRAIN, text_zarr_case
+from missing_files import SST_NAN_IN_TRAIN, text_zarr, text_zarr_case
 
 from workbench import cli
 
@@ -64,6 +65,19 @@ class Case:
 
 def catalog(body: str, name: str = "bad") -> dict[str, str]:
     return {f"cat/{name}.yaml": body}
+
+
+def time_store(days: str, calendar: str = "standard", step: str = "1D") -> dict[str, str]:
+    """The text zarr of :func:`missing_files.text_zarr` (sst all missing) with its 14 times
+    replaced by ``days``: one ASCII byte a time, days since 2000-01-01 in ``calendar``
+    (``"0"`` is day 48); and its catalog entry ``bad`` of ``time_step: step``."""
+    files = text_zarr("s.zarr", None)
+    files["s.zarr/time/0"] = days
+    files["s.zarr/time/.zattrs"] = json.dumps({"_ARRAY_DIMENSIONS": ["time"], "calendar": calendar,
+                                               "units": "days since 2000-01-01"})
+    return {**files, **catalog("name: bad\ndomain: test\nsource: {kind: zarr, path: ../s.zarr}"
+                               f"\nvariables: [sst]\ntime_step: {step}\n"
+                               "grid: {kind: test, resolution: x}\n")}
 
 
 CASES = [
@@ -358,6 +372,41 @@ CASES = [
     Case("param-catalog-not-paths",
          ["run", "01_graph_inspection", "-p", "catalog", "[1, 2]", "--runs-dir", "{d}/runs"],
          ["parameter catalog takes folder paths", "[1, 2]"], {}, ["runs"]),
+    # ---------------------------------------------------------------- calendars, time steps
+    Case("catalog-time-gap", ["data", "show", "bad", "--catalog", "{d}/cat"],
+         ["dataset 'bad': times are not evenly spaced: 2000-02-22T00:00:00 (index 3)",
+          "48h after 2000-02-20T00:00:00"], time_store("012456789:;<=>")),
+    Case("catalog-time-duplicate", ["data", "show", "bad", "--catalog", "{d}/cat"],
+         ["dataset 'bad': time 2000-02-21T00:00:00 appears twice", "drop_duplicates"],
+         time_store("0123345678:;<=")),
+    Case("catalog-time-decreasing", ["data", "stats", "bad", "--catalog", "{d}/cat"],
+         ["dataset 'bad': times are not strictly increasing at index 2", "sortby"],
+         time_store("0213456789:;<=")),
+    Case("catalog-time-step-mismatch", ["data", "show", "bad", "--catalog", "{d}/cat"],
+         ["dataset 'bad': its times are 24h apart but", "bad.yaml says time_step: 6h"],
+         time_store("0123456789:;<=", step="6h")),
+    Case("catalog-time-step-not-a-step", ["data", "list", "--catalog", "{d}/cat"],
+         ["bad.yaml: time_step: should be a time step such as 6h", "'often'"],
+         catalog(GEN.format(name="bad").replace("time_step: 6h", "time_step: often"))),
+    Case("catalog-calendar-unknown", ["data", "show", "bad", "--catalog", "{d}/cat"],
+         ["calendar 'mars_sol' cannot be converted", "360_day, noleap", "`calendar` attribute"],
+         time_store("0123456789:;<=", "mars_sol")),
+    Case("stats-date-not-in-360-day", ["data", "stats", "bad", "--catalog", "{d}/cat",
+                                       "--start", "2000-02-31"],
+         ["--start 2000-02-31", "'2000-02-31' is not a date of the 360_day calendar"],
+         time_store("0123456789:;<=", "360_day")),
+    Case("stats-date-not-in-standard", ["data", "stats", "global", "--end", "2020-02-30"],
+         ["--end 2020-02-30", "is not a date of the standard calendar"]),
+    Case("train-time-step-not-dividing", ["train", "{d}/t.yaml"],
+         ["domain 'global': its time step 6h does not divide", "time_step 4h"],
+         {"t.yaml": "name: t\nsampling: {preset: demo, time_step: 4h}\n"}, ["runs"]),
+    Case("train-time-step-not-a-step", ["train", "{d}/t.yaml"],
+         ["time_step: should be a time step such as 6h", "'6 parsecs'"],
+         {"t.yaml": "name: t\nsampling: {preset: demo, time_step: 6 parsecs}\n"}, ["runs"]),
+    Case("train-split-not-in-calendar", ["train", "{d}/t.yaml"],
+         ["domain 'global': split test: '2020-04-31' is not a date of the standard calendar"],
+         {"t.yaml": "name: t\nsampling: {preset: demo, splits: {train: [2020-01-01, 2020-02-29],"
+                    " test: [2020-03-16, 2020-04-31]}}\n"}, ["runs"]),
     # ---------------------------------------------------------------- missing values
     Case("train-variable-all-nan-in-train-split",
          ["train", "{d}/t.yaml", "--catalog", "{d}/cat"],
