@@ -469,3 +469,26 @@ def test_through_a_real_process(tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: p.yaml (slurm)")
     assert "Traceback" not in done.stderr
+
+
+def test_error_paths_name_mapping_keys_and_list_items():
+    """Inside mappings of config classes the key is named (imputer.variables.sst.value), a
+    list index is kept (domains[0]) and a short fixed-length list says how many items."""
+    from workbench.errors import WorkbenchError
+    from workbench.sampling_config import sampling_config_from_dict
+
+    base = {"name": "x", "domains": [{"name": "g", "dataset": "global"}],
+            "variables": ["sst"], "splits": {"train": ["2020-01-01", "2020-01-31"]}}
+    for change, message in [
+        ({"imputer": {"variables": {"sst": {"kind": "constant", "value": "warm"}}}},
+         "imputer.variables.sst.value: should be a valid number"),
+        ({"fixed_scaling": {"tp": {"scale": -1}}}, "fixed_scaling.tp.scale: should be greater"),
+        ({"fixed_scaling": {"tp": {"scal": 1}}},
+         "fixed_scaling.tp: unknown key 'scal' (allowed: transform, offset, scale, unit)"),
+        ({"domains": [{"name": "g", "dataset": "global", "weight": "heavy"}]},
+         "domains[0].weight: should be a valid number"),
+        ({"splits": {"train": ["2020-01-01"]}}, "splits.train: needs 2 items, got fewer"),
+    ]:
+        with pytest.raises(WorkbenchError) as err:
+            sampling_config_from_dict({**base, **change})
+        assert message in str(err.value), str(err.value)

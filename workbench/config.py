@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -149,17 +150,48 @@ def _show(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _members(hint) -> list:
+    """The alternatives of a type hint (Annotated, Optional and unions unwrapped)."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        return _members(typing.get_args(hint)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(hint) for m in _members(arg) if m is not type(None)]
+    return [hint]
+
+
+def _walk(loc: Iterable, cls) -> tuple[list, list]:
+    """pydantic's error location as the user's key path (union-member labels dropped, keys
+    of mappings and indices of lists kept) and the type hints found at its end."""
+    out: list = []
+    hints = [cls]
+    for part in loc:
+        classes = [h for h in hints if dataclasses.is_dataclass(h)]
+        mappings = [h for h in hints if typing.get_origin(h) in (dict, Mapping)]
+        sequences = [h for h in hints if typing.get_origin(h) in (tuple, list)]
+        owner = next((c for c in classes if isinstance(part, str) and part in field_names(c)),
+                     None)
+        if owner is not None:
+            hints = _members(typing.get_type_hints(owner)[part])
+        elif isinstance(part, str) and mappings:
+            hints = _members(typing.get_args(mappings[0])[-1])
+        elif isinstance(part, int) and sequences:
+            args = typing.get_args(sequences[0])
+            element = args[0] if len(args) == 2 and args[1] is Ellipsis or len(args) == 1 \
+                else args[min(part, len(args) - 1)]
+            hints = _members(element)
+        elif not (classes or mappings or sequences) and not isinstance(part, int):
+            hints = []  # below a plain value: nothing more to unwrap
+        else:
+            continue  # a union member's label ("int", "tuple[int, int]"), not a key
+        out.append(part)
+    return out, hints
+
+
 def _field_class(cls, path: Iterable) -> type | None:
     """The dataclass at ``path`` below ``cls`` (for the allowed keys of a nested mapping)."""
-    for key in path:
-        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-            return None
-        hint = typing.get_type_hints(cls).get(key) if isinstance(key, str) else None
-        if hint is None:
-            return None
-        inner = [a for a in typing.get_args(hint) if isinstance(a, type)] or [hint]
-        cls = next((a for a in inner if dataclasses.is_dataclass(a)), inner[0])
-    return cls if isinstance(cls, type) and dataclasses.is_dataclass(cls) else None
+    _, hints = _walk(path, cls)
+    return next((h for h in hints if dataclasses.is_dataclass(h)), None)
 
 
 def describe_error(err: pydantic.ValidationError, cls=None) -> str:
@@ -174,7 +206,9 @@ def describe_error(err: pydantic.ValidationError, cls=None) -> str:
         allowed = f" (allowed: {', '.join(field_names(parent))})" if parent else ""
         return f"{_dotted(loc[:-1])}unknown key {loc[-1]!r}{allowed}"
     if kind in ("missing", "missing_argument"):
-        return f"{_dotted(loc[:-1])}missing required key `{loc[-1]}`"
+        if isinstance(loc[-1], int):  # a fixed-length list too short
+            return f"{_dotted(_field_loc(loc[:-1], cls))}needs {loc[-1] + 1} items, got fewer"
+        return f"{_dotted(_field_loc(loc[:-1], cls))}missing required key `{loc[-1]}`"
     # a union reports one error per alternative, each under a loc with the member's name
     field_loc = _field_loc(loc, cls)
     wants = []
@@ -187,24 +221,8 @@ def describe_error(err: pydantic.ValidationError, cls=None) -> str:
 
 
 def _field_loc(loc: list, cls) -> list:
-    """``loc`` without pydantic's union-member labels (``trim_edge.int``)."""
-    out: list = []
-    current = cls
-    for part in loc:
-        if isinstance(part, int):
-            out.append(part)
-            continue
-        if current is not None and dataclasses.is_dataclass(current):
-            if part not in field_names(current):
-                continue  # a union member's label, not a key
-            out.append(part)
-            current = _field_class(current, [part])
-        elif current is None and ("[" in part or part in ("int", "float", "str", "bool")):
-            continue
-        else:
-            out.append(part)
-            current = None
-    return out
+    """``loc`` as the user's key path, without pydantic's union-member labels."""
+    return _walk(loc, cls)[0] if cls is not None else list(loc)
 
 
 def _dotted(loc: list, end: str = ": ") -> str:
