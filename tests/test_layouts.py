@@ -420,9 +420,10 @@ def _workbench(*args: str, cwd, env: dict) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_user_dataset_trains_and_evaluates_through_catalog_flag(tmp_path):
-    """``workbench train ... --catalog DIR`` then ``workbench evaluate ... --catalog DIR`` on a
-    dataset that exists only in DIR: finite losses, a forecast of every test init time, finite
-    scores; the LAM's forced ring on its lat-lon grid; without --catalog, one line."""
+    """``workbench train ... --catalog DIR`` then ``workbench evaluate`` on a dataset that
+    exists only in DIR: finite losses, a forecast of every test init time, finite scores; the
+    LAM's forced ring on its lat-lon grid; training without --catalog is one line, evaluating
+    needs none (the run recorded DIR in its catalog.json)."""
     folder, config = _user_lam(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_CATALOG"}
     env["WORKBENCH_CACHE"] = str(tmp_path / "cache")
@@ -436,8 +437,9 @@ def test_user_dataset_trains_and_evaluates_through_catalog_flag(tmp_path):
     assert info["status"] == "finished" and info["steps"] == 3
     losses = pd.read_csv(tmp_path / "r" / "metrics.csv")["train/loss"].dropna()
     assert len(losses) == 3 and np.isfinite(losses).all()
-    scored = _workbench("evaluate", "r", "--domain", "mine", "--catalog", str(folder), "--json",
-                        cwd=tmp_path, env=env)
+    assert json.loads((tmp_path / "r" / "catalog.json").read_text()) == [str(folder)]
+    # the run remembers its catalog folder: evaluate finds the dataset without --catalog
+    scored = _workbench("evaluate", "r", "--domain", "mine", "--json", cwd=tmp_path, env=env)
     assert scored.returncode == 0, scored.stderr[-3000:]
     table = pd.DataFrame(json.loads(scored.stdout)["scores"])
     model = table[(table.forecast == "model") & (table.metric == "rmse")]

@@ -119,13 +119,30 @@ def model_state(state_dict: Mapping[str, torch.Tensor]) -> dict:
     return {k.removeprefix("model."): v for k, v in state_dict.items() if k.startswith("model.")}
 
 
+CATALOG_FILE = "catalog.json"  # the catalog folders a run's datasets were found in
+
+
 def read_run_config(run_dir: str | Path) -> TrainingConfig:
-    """The resolved config a run dir was trained with (its config.yaml)."""
+    """The resolved config a run dir was trained with (its config.yaml); the catalog folders
+    it was trained with (its catalog.json) are searched again, so resuming or evaluating it
+    finds its datasets without repeating --catalog."""
+    from .catalog import use_catalog
+
     saved = Path(run_dir) / "config.yaml"
     if not saved.is_file():
         raise WorkbenchError(f"{run_dir} is not a training run dir (no config.yaml): train "
                              "first with `workbench train`")
+    folders = Path(run_dir) / CATALOG_FILE
+    if folders.is_file():
+        use_catalog([d for d in json.loads(folders.read_text()) if Path(d).is_dir()])
     return training_config_from_dict(load_yaml(saved), str(saved))
+
+
+def catalog_folders() -> list[str]:
+    """The extra catalog folders searched now ($WORKBENCH_CATALOG, which --catalog and the
+    notebooks' catalog parameter extend), for a run's catalog.json."""
+    return [str(Path(p).resolve()) for p in os.environ.get("WORKBENCH_CATALOG", "").split(
+        os.pathsep) if p]
 
 
 def restore_weights(model: torch.nn.Module, config: TrainingConfig, run_dir: str | Path) -> None:

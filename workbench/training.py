@@ -33,9 +33,11 @@ import pytorch_lightning as pl
 import torch
 
 from .checkpoints import (
+    CATALOG_FILE,
     LastCheckpoint,
     SegmentLogger,
     begin_segment,
+    catalog_folders,
     default_run_dir,
     load_checkpoint,
     load_weights,
@@ -526,6 +528,7 @@ def _write_run_files(config: TrainingConfig, graphs: list[DomainGraph], module: 
     write_atomic(run_dir / "graphs.json", json.dumps(
         {g.name: {"graph_id": g.graph_id, "graph": g.graph_name, "data_nodes": g.tensors.n_data,
                   "hidden_nodes": g.n_hidden} for g in graphs}, indent=1))
+    write_atomic(run_dir / CATALOG_FILE, json.dumps(catalog_folders()))
 
 
 def _write_run_json(run_dir: Path, config: TrainingConfig, module: Trainer, trainer: pl.Trainer,
