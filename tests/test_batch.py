@@ -110,7 +110,7 @@ def test_missing_sbatch_is_one_line_before_anything_runs(tmp_path, capsys, monke
 
 
 def test_unknown_plan_lists_presets():
-    with pytest.raises(WorkbenchError, match="preset: demo, seed004"):
+    with pytest.raises(WorkbenchError, match="preset: byod, demo, seed004"):
         load_plan("nothing-like-this")
 
 
@@ -127,6 +127,94 @@ def test_presets_load_and_chain_graph_training_skill():
     assert [s.needs for s in skills] == [(t.id,) for t in trains]
     graphs = [e.id for e in seed.entries if e.step == "graph"]
     assert len(graphs) == 3 and all(set(graphs) <= set(t.needs) for t in trains)
+
+
+# --------------------------------------------------------------------------- plan parameters
+
+
+def params_plan(tmp_path: Path, tiny: Path, **changes) -> Path:
+    """A plan with parameters: its name, a fixed parameter, a grid value, text around one
+    and an item of a list read them."""
+    plan = {"name": "p-${plan.label}", "description": "label ${plan.label}, value ${plan.value}",
+            "params": {"label": "x", "value": 1, "items": None},
+            "steps": [{"name": "a", "notebook": str(tiny),
+                       "params": {"value": "${plan.value}", "label": "run-${plan.label}"}},
+                      {"name": "b", "notebook": str(tiny), "grid": {"value": ["${plan.value}", 9]},
+                       "params": {"label": "${plan.items.1}"}}]}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({**plan, **changes}, sort_keys=False))
+    return path
+
+
+def test_plan_parameters_fill_name_description_and_steps(tiny, tmp_path):
+    plan = load_plan(params_plan(tmp_path, tiny), {"items": ["first", "second"], "value": 4})
+    assert plan.name == "p-x" and plan.description == "label x, value 4"
+    assert plan.params == {"label": "x", "value": 4, "items": ["first", "second"]}
+    assert plan.entry("a").params == {"value": 4, "label": "run-x"}  # a number stays one
+    assert [(e.id, e.params) for e in plan.entries if e.step == "b"] == [
+        ("b-value=4", {"label": "second", "value": 4}),
+        ("b-value=9", {"label": "second", "value": 9})]
+    other = load_plan(params_plan(tmp_path, tiny), {"items": ["a", "b"], "label": "y"})
+    assert other.name == "p-y"  # another run root: runs/p-y/
+
+
+@pytest.mark.parametrize("given, changes, message", [
+    ({}, {}, "plan parameter items has no default; give it with -p items VALUE"),
+    ({"items": ["a", "b"], "lable": "z"}, {}, "unknown plan parameter(s) lable; the plan's "
+                                               "parameters: label, value, items"),
+    ({"items": ["a", "b"], "value": "abc"}, {},
+     "plan parameter value must be a whole number (declared int), got 'abc'"),
+    ({"items": ["a", 2]}, {}, "step 'b': parameter label must be a string"),
+    ({"items": ["a"]}, {}, "${plan.items.1}: no item '1' in [\"a\"]"),
+    ({"items": ["a", "b"], "label": "${a.run_dir}"}, {}, "a value may not hold ${...}"),
+    ({"items": ["a", "b"]}, {"description": "about ${plan.items}"},
+     "${plan.items} is [\"a\", \"b\"] inside other text"),
+    ({"items": ["a", "b"]}, {"name": "p-${plan.lable}"},
+     "${plan.lable} reads no plan parameter; declare lable under `params`"),
+    ({}, {"params": ["label"]}, "`params` must map plan parameter names to defaults"),
+    ({"items": ["a", "b"]}, {"steps": [{"name": "plan", "notebook": "00_catalog_tour"}]},
+     "the step name 'plan' is taken by the plan's parameters"),
+])
+def test_bad_plan_parameters_are_one_line(tiny, tmp_path, given, changes, message):
+    with pytest.raises(WorkbenchError) as err:
+        load_plan(params_plan(tmp_path, tiny, **changes), given)
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+    assert str(err.value).startswith("params.yaml: ")
+
+
+def test_batch_command_takes_plan_parameters(tiny, tmp_path, capsys):
+    """``-f FILE`` then ``-p NAME VALUE``; a parameter whose default is text keeps the text
+    as given (007, not 7); the others are YAML values."""
+    path = params_plan(tmp_path, tiny)
+    (tmp_path / "values.yaml").write_text("items: [one, two]\nvalue: 3\n")
+    code = cli.main(["batch", str(path), "-f", str(tmp_path / "values.yaml"), "-p", "value", "5",
+                     "-p", "label", "007", "--dry-run", "--runs-dir", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "value=5, label=run-007" in out and "label=two, value=5" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_byod_plan_gives_each_dataset_its_own_runs(tmp_path):
+    """The byod preset: required dataset and variables; its name (the run root) carries the
+    dataset; notebook 00 maps the first variable, 04 scores the dataset; catalog folders
+    reach every notebook, absolute."""
+    with pytest.raises(WorkbenchError, match="plan parameter dataset has no default"):
+        load_plan("byod")
+    one = load_plan("byod", {"dataset": "era5", "variables": ["t2m", "z_500"]})
+    two = load_plan("byod", {"dataset": "sst", "variables": ["sst"], "max_steps": 50})
+    assert (one.name, two.name) == ("byod-era5", "byod-sst")
+    assert [e.id for e in one.entries] == ["catalog", "graph", "sampling", "train", "skill"]
+    assert one.entry("catalog").params["variable"] == "t2m"
+    assert one.entry("catalog").params["datasets"] == ["era5"]
+    assert one.entry("train").params["variables"] == ["t2m", "z_500"]
+    assert two.entry("train").params["max_steps"] == 50
+    assert two.entry("skill").params["domains"] == ["sst"]
+    assert one.entry("skill").params["run_dir"] == "${train.run_dir}/train"
+    (tmp_path / "cat").mkdir()
+    code = cli.main(["batch", "byod", "-p", "dataset", "era5", "-p", "variables", "[t2m]",
+                     "-p", "catalog", f"[{tmp_path / 'cat'}]", "--dry-run"])
+    assert code == 0
 
 
 def test_resolve_params_reads_earlier_outputs(tmp_path, tiny):

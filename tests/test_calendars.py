@@ -20,11 +20,11 @@ import sys
 from pathlib import Path
 
 import cftime
-import netCDF4
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from corpus import DAY0_360, LAT, LON, climate_netcdf
 from helpers import write_entry
 
 from workbench import catalog, cli, forcings, sampling, times
@@ -32,36 +32,6 @@ from workbench.errors import WorkbenchError
 from workbench.statistics import compute_statistics
 
 pytestmark = pytest.mark.timeout(600)
-
-DAY0_360 = 150 * 360.0  # 2000-01-01 00:00 in days since 1850-01-01 of a 360_day calendar
-LAT, LON = np.arange(-80.0, 81.0, 20.0), np.arange(0.0, 360.0, 22.5)
-
-
-def climate_netcdf(path: Path, calendar: str, days: np.ndarray, name: str = "tas") -> np.ndarray:
-    """``tas`` at ``days`` (days since 1850-01-01 in ``calendar``) on a 9 x 16 global grid,
-    written with netCDF4 as CMOR does; returns the values written [time, lat, lon]."""
-    t = days[:, None, None]
-    lat, lon = np.deg2rad(LAT)[None, :, None], np.deg2rad(LON)[None, None, :]
-    values = (280 + 20 * np.cos(lat) + 3 * np.sin(lon - 2 * np.pi * t / 10)  # a moving wave
-              + 2 * np.cos(2 * np.pi * t) * np.cos(lat)).astype(np.float32)  # a daily cycle
-    with netCDF4.Dataset(path, "w") as nc:
-        nc.Conventions = "CF-1.7 CMIP-6.2"
-        nc.createDimension("time", None)
-        nc.createDimension("lat", LAT.size)
-        nc.createDimension("lon", LON.size)
-        time = nc.createVariable("time", "f8", ("time",))
-        time.units, time.calendar = "days since 1850-01-01", calendar
-        time.standard_name, time.axis = "time", "T"
-        time[:] = days
-        for axis, data, units in (("lat", LAT, "degrees_north"), ("lon", LON, "degrees_east")):
-            var = nc.createVariable(axis, "f8", (axis,))
-            var.units, var.standard_name = units, {"lat": "latitude", "lon": "longitude"}[axis]
-            var[:] = data
-        var = nc.createVariable(name, "f4", ("time", "lat", "lon"))
-        var.units, var.standard_name = "K", "air_temperature"
-        var[:] = values
-    return values
-
 
 def entry(folder: Path, name: str, path: Path, step: str, variables: str = "{t2m: tas}") -> None:
     write_entry(folder, name, f"""\

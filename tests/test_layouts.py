@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from corpus import TIMES, field, write_wb2
+from corpus import catalog_entry as _entry
 from helpers import write_entry
 from pyproj import CRS, Geod
 
@@ -36,52 +38,8 @@ from workbench import catalog, cli, domain_graphs, grids, tiling
 
 matplotlib.use("Agg")
 
-TIMES = pd.date_range("2021-03-01", periods=8, freq="6h").values
 SPHERE_KM2 = 4 * np.pi * grids.EARTH_RADIUS_KM**2
 pytestmark = pytest.mark.timeout(600)
-
-
-def field(lat, lon, t):
-    """The test field: a smooth function of the point (periodic in longitude) and the time."""
-    lat, lon = np.deg2rad(lat), np.deg2rad(lon)
-    return (280 + 20 * np.cos(lat) + 5 * np.sin(lon) + 3 * np.sin(2 * lat) * np.cos(lon)
-            + 0.5 * np.asarray(t)[..., None, None]).astype(np.float32)
-
-
-def _entry(folder, name, kind, path, variables, domain):
-    write_entry(folder, name, f"""\
-name: {name}
-domain: {domain}
-source: {{kind: {kind}, path: {path}}}
-variables: {variables}
-time_step: 6h
-grid: {{kind: as-written, resolution: test}}
-""")
-
-
-def write_wb2(folder, name="wb2", domain="era5"):
-    lat, lon = np.linspace(90, -90, 19), np.arange(0, 360, 10.0)
-    t2m = field(lat[:, None], lon[None, :], np.arange(len(TIMES)))
-    z = np.stack([t2m * 10, t2m * 20], axis=1)  # (time, level, lat, lon)
-    ds = xr.Dataset(
-        {"2m_temperature": (("time", "latitude", "longitude"), t2m,
-                            {"units": "K", "long_name": "2 metre temperature"}),
-         "geopotential": (("time", "level", "latitude", "longitude"), z,
-                          {"units": "m**2 s**-2", "standard_name": "geopotential"}),
-         "temperature": (("time", "level", "latitude", "longitude"), z / 50, {"units": "K"}),
-         **{name: (("time", "latitude", "longitude"), t2m / 100, {"units": "m s**-1"})
-            for name in ("10m_u_component_of_wind", "10m_v_component_of_wind")},
-         "total_precipitation_6hr": (("time", "latitude", "longitude"), t2m * 0, {"units": "m"})},
-        coords={"time": TIMES, "level": ("level", np.array([500, 850]), {"units": "hPa"}),
-                "latitude": ("latitude", lat, {"units": "degrees_north",
-                                               "standard_name": "latitude"}),
-                "longitude": ("longitude", lon, {"units": "degrees_east",
-                                                 "standard_name": "longitude"})},
-        attrs={"Conventions": "CF-1.7"})
-    ds.chunk({"time": 4}).to_zarr(folder / f"{name}.zarr", consolidated=True)
-    _entry(folder / "cat", name, "zarr", folder / f"{name}.zarr",
-           "{t2m: 2m_temperature, z_500: geopotential@500}", domain)
-    return (19, 36), "global"
 
 
 def write_wb2_lonlat(folder):

@@ -4,8 +4,12 @@ A plan (``configs/batch/NAME.yaml``) lists steps; each step names a notebook, fi
 ``params``, an optional ``grid`` (every combination becomes one entry), the steps it
 ``needs`` and, with ``foreach: STEP``, one entry per entry of that step. String parameters
 may read an earlier step's outputs: ``${train.run_dir}``, ``${train.summary.KEY}`` (a dotted
-path into its summary.json) and ``${train.params.NAME}``. Everything is checked before
-anything runs: notebooks, parameter names, needs, cycles, placeholders.
+path into its summary.json) and ``${train.params.NAME}``. A plan may declare parameters of
+its own (``params: {NAME: DEFAULT}``, given with ``workbench batch PLAN -p NAME VALUE``; a
+default of null makes one required) that its name, description and steps read as
+``${plan.NAME}`` (``${plan.NAME.0}``: an item of a list); they are put in when the plan is
+loaded, so the notebooks' types check them. Everything is checked before anything runs:
+plan parameters, notebooks, parameter names, needs, cycles, placeholders.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from pydantic import AfterValidator, Field
 
 from .config import check_keys, field_names, load_yaml, parse, typed
 from .errors import WorkbenchError
-from .parameters import check_parameters, check_type, notebook_parameters
+from .parameters import check_json, check_parameters, check_type, notebook_parameters
 from .runs import PROJECT_ROOT, resolve_notebook
 
 PLAN_DIR = PROJECT_ROOT / "configs" / "batch"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_-]+)\.(run_dir|summary|params)((?:\.[A-Za-z0-9_-]+)*)\}")
 ANY_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+PLAN_PLACEHOLDER = re.compile(r"\$\{plan\.([A-Za-z0-9_-]+)((?:\.[A-Za-z0-9_-]+)*)\}")
 
 
 def _slurm_text(pattern: str, what: str):
@@ -107,6 +112,7 @@ class Plan:
     path: Path
     steps: tuple[Step, ...]
     entries: tuple[Entry, ...]
+    params: dict = field(default_factory=dict)  # the plan parameters' values
 
     def entry(self, entry_id: str) -> Entry:
         return next(e for e in self.entries if e.id == entry_id)
@@ -290,14 +296,123 @@ def _expand(steps: Mapping[str, Step], order: list[str], where: str) -> list[Ent
     return flat
 
 
-def load_plan(name: str | Path) -> Plan:
-    """Read and check a plan; every error is one line naming the problem."""
+# --------------------------------------------------------------------------- plan parameters
+
+
+def plan_parameters(raw: Mapping, where: str) -> dict:
+    """A plan's declared parameters, name -> default (None: required)."""
+    declared = raw.get("params") or {}
+    if not isinstance(declared, Mapping):
+        raise WorkbenchError(f"{where}: `params` must map plan parameter names to defaults, "
+                             "e.g. params: {dataset: null, max_steps: 200}")
+    for key, default in declared.items():
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", key):
+            raise WorkbenchError(f"{where}: plan parameter {key!r}: names hold letters, digits, "
+                                 "'-' and '_' only")
+        check_json(default, f"{key} (default)")
+    return dict(declared)
+
+
+def _plan_values(declared: Mapping, given: Mapping, where: str) -> dict:
+    """The plan parameters' values: ``given`` over the defaults, each a JSON value of its
+    default's type (any type where the default is null); a required one missing is an error."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        known = ", ".join(declared) or "none"
+        raise WorkbenchError(f"{where}: unknown plan parameter(s) {', '.join(map(str, unknown))};"
+                             f" the plan's parameters: {known}")
+    values = {}
+    for name, default in declared.items():
+        if name not in given:
+            if default is None:
+                raise WorkbenchError(f"{where}: plan parameter {name} has no default; give it "
+                                     f"with -p {name} VALUE")
+            values[name] = default
+            continue
+        try:
+            value = check_json(given[name], name)
+            if default is not None:
+                check_type(value, name, type(default).__name__)
+        except WorkbenchError as err:
+            raise WorkbenchError(f"{where}: plan {err}") from None
+        if "${" in json.dumps(value):
+            raise WorkbenchError(f"{where}: plan parameter {name}: a value may not hold ${{...}}")
+        values[name] = value
+    return values
+
+
+def _dig_plan(value, keys: list[str], text: str):
+    """An item of a plan parameter: mapping keys and list indices (``${plan.variables.0}``)."""
+    for key in keys:
+        if isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        elif isinstance(value, Mapping) and key in value:
+            value = value[key]
+        else:
+            hint = f"; for a list write [{value}]" if isinstance(value, str) else ""
+            raise WorkbenchError(f"{text}: no item {key!r} in {json.dumps(value)}{hint}")
+    return value
+
+
+def _with_plan_values(raw, values: Mapping, where: str):
+    """``raw`` (a plan's YAML, nested) with every ``${plan.NAME}`` replaced: a string that is
+    exactly one placeholder takes the value itself (a list stays a list), one inside other
+    text takes its text (a string or a number only)."""
+    def value_of(match: re.Match):
+        text, name = match.group(0), match.group(1)
+        if name not in values:
+            raise WorkbenchError(f"{where}: {text} reads no plan parameter; declare {name} under "
+                                 f"`params` (declared: {', '.join(values) or 'none'})")
+        return _dig_plan(values[name], [k for k in match.group(2).split(".") if k],
+                         f"{where}: {text}")
+
+    def inline(match: re.Match) -> str:
+        value = value_of(match)
+        if isinstance(value, list | dict) or value is None:
+            raise WorkbenchError(f"{where}: {match.group(0)} is {json.dumps(value)} inside other "
+                                 "text; use it as a whole value or pick an item")
+        return str(value)
+
+    def walk(value):
+        if isinstance(value, str):
+            whole = PLAN_PLACEHOLDER.fullmatch(value)
+            return value_of(whole) if whole else PLAN_PLACEHOLDER.sub(inline, value)
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, Mapping):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    return walk(raw)
+
+
+def parse_plan_parameters(plan: str | Path, pairs=(), files=()) -> dict:
+    """``-f FILE`` then ``-p NAME VALUE`` for a plan: values read as YAML (JSON values only),
+    except for parameters whose default is a string, which keep the text as given."""
+    from .parameters import parse_parameters
+
+    params = parse_parameters(pairs, files)
+    raw = load_yaml(resolve_plan_path(plan))
+    declared = plan_parameters(raw if isinstance(raw, Mapping) else {}, str(plan))
+    params.update({name: text for name, text in pairs if isinstance(declared.get(name), str)})
+    return params
+
+
+def load_plan(name: str | Path, params: Mapping | None = None) -> Plan:
+    """Read and check a plan, its parameters set from ``params`` (``-p``); every error is one
+    line naming the problem."""
     path = resolve_plan_path(name)
     where = path.name
     raw = load_yaml(path)
     if not isinstance(raw, Mapping) or not isinstance(raw.get("steps"), list) or not raw["steps"]:
         raise WorkbenchError(f"{where}: a plan needs `name` and a non-empty list `steps`")
-    check_keys(raw, ["name", "description", "slurm", "steps"], where)
+    check_keys(raw, ["name", "description", "params", "slurm", "steps"], where)
+    values = _plan_values(plan_parameters(raw, where), params or {}, where)
+    raw = {**raw, **_with_plan_values({k: raw.get(k) for k in ("name", "description", "steps")},
+                                      values, where)}
+    if any(isinstance(s, Mapping) and s.get("name") == "plan" for s in raw["steps"]):
+        raise WorkbenchError(f"{where}: the step name 'plan' is taken by the plan's parameters "
+                             "(${plan.NAME}); rename the step")
     defaults = _resources(raw.get("slurm"), f"{where} (slurm)")
     steps: dict[str, Step] = {}
     for index, step_raw in enumerate(raw["steps"]):
@@ -311,7 +426,7 @@ def load_plan(name: str | Path) -> Plan:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise WorkbenchError(f"{where}: plan name {name!r} may hold letters, digits, '.-_' only")
     return Plan(name, str(raw.get("description") or ""), path, tuple(steps.values()),
-                tuple(entries))
+                tuple(entries), values)
 
 
 # --------------------------------------------------------------------------- resolving

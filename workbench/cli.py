@@ -183,6 +183,20 @@ def cmd_data_index(args) -> int:
 # --------------------------------------------------------------------------- runs
 
 
+def _catalog_parameter(params: dict) -> dict:
+    """``params`` with a ``catalog`` list checked (folders that exist, searched by this
+    process too) and made absolute (kernels run in their run dirs)."""
+    if isinstance(params.get("catalog"), list):
+        from .catalog import use_catalog
+
+        if not all(isinstance(p, str) for p in params["catalog"]):
+            raise WorkbenchError(f"parameter catalog takes folder paths, got "
+                                 f"{params['catalog']!r}; e.g. -p catalog '[/data/my-catalog]'")
+        use_catalog(params["catalog"])
+        params["catalog"] = [str(Path(p).expanduser().resolve()) for p in params["catalog"]]
+    return params
+
+
 def cmd_run(args) -> int:
     import contextlib
 
@@ -191,15 +205,7 @@ def cmd_run(args) -> int:
     from .parameters import parse_parameters
     from .runs import run_notebook
 
-    params = parse_parameters(args.param, args.param_file, args.notebook)
-    if isinstance(params.get("catalog"), list):  # checked here; absolute for the kernel,
-        from .catalog import use_catalog  # which runs in its run dir
-
-        if not all(isinstance(p, str) for p in params["catalog"]):
-            raise WorkbenchError(f"parameter catalog takes folder paths, got "
-                                 f"{params['catalog']!r}; e.g. -p catalog '[/data/my-catalog]'")
-        use_catalog(params["catalog"])
-        params["catalog"] = [str(Path(p).expanduser().resolve()) for p in params["catalog"]]
+    params = _catalog_parameter(parse_parameters(args.param, args.param_file, args.notebook))
     if args.log_output:  # cell outputs into the log as they come (batch jobs)
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     runs_dir, run_id, held = args.runs_dir, None, contextlib.nullcontext()
@@ -220,12 +226,14 @@ def cmd_run(args) -> int:
 def cmd_batch(args) -> int:
     import signal
 
-    from .batch import load_plan
+    from .batch import load_plan, parse_plan_parameters
     from .index import write_index
     from .scheduler import LocalExecutor, run_plan
     from .slurm import SlurmExecutor
 
-    plan = load_plan(args.plan)
+    pairs, files = getattr(args, "param", []), getattr(args, "param_file", [])
+    params = parse_plan_parameters(args.plan, pairs, files) if pairs or files else {}
+    plan = load_plan(args.plan, _catalog_parameter(params))
     if args.dry_run:
         for entry in plan.entries:
             needs = f" <- {', '.join(entry.needs)}" if entry.needs else ""
@@ -439,14 +447,19 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         if name == "run":
             p.add_argument("notebook", help="name (00_catalog_tour) or path of a notebook")
+        if name in ("run", "batch"):
+            what = "notebook" if name == "run" else "plan"
             p.add_argument("-p", "--param", nargs=2, action="append", default=[],
-                           metavar=("NAME", "VALUE"), help="parameter (value parsed as YAML)")
-            p.add_argument("-f", "--param-file", action="append", default=[], metavar="YAML")
+                           metavar=("NAME", "VALUE"),
+                           help=f"{what} parameter (value parsed as YAML)")
+            p.add_argument("-f", "--param-file", action="append", default=[], metavar="YAML",
+                           help=f"{what} parameters NAME: VALUE")
+        if name == "run":
             p.add_argument("--run-dir", help="run into this folder (default runs/<run_id>)")
             p.add_argument("--no-index", action="store_true", help="do not rewrite the index")
             p.add_argument("--log-output", action="store_true", help="cell outputs to stdout")
         if name == "batch":
-            p.add_argument("plan", help="configs/batch/NAME.yaml or a preset (demo, seed004)")
+            p.add_argument("plan", help="configs/batch/NAME.yaml or a preset (byod, demo, seed004)")
             p.add_argument("--executor", choices=["local", "slurm"], default="local")
             p.add_argument("--retry", action="store_true", help="run failed entries again")
             p.add_argument("--dry-run", action="store_true", help="list the entries, run none")

@@ -31,7 +31,7 @@ import xarray as xr
 from .errors import WorkbenchError
 from .grids import grid_attrs, grid_from_points
 from .integrity import ReadGuard, dask_kwargs, guard_dataset
-from .times import CALENDARS, check_axis, parse_step, step_text
+from .times import CALENDARS, check_axis, iso_list, parse_step, step_text
 
 LAT_NAMES = ("latitude", "lat", "latitudes", "nav_lat")
 LON_NAMES = ("longitude", "lon", "longitudes", "nav_lon")
@@ -243,7 +243,11 @@ def _with_grid(ds: xr.Dataset, grid) -> xr.Dataset:
 
 
 def read_anemoi(location: str, variables: Mapping[str, str], dataset: str) -> xr.Dataset:
-    """anemoi-datasets zarr (``data[time, variable, ensemble, grid]``) -> canonical layout."""
+    """anemoi-datasets zarr (``data[time, variable, ensemble, grid]``) -> canonical layout.
+
+    The dates its ``missing_dates`` attribute lists (fields absent or garbage in ``data``)
+    read as NaN and are listed in the ``missing_dates`` attr (ISO text): sampling draws no
+    window that holds one and statistics leave them out, as anemoi-training does."""
     import zarr
 
     if not is_remote(location) and not Path(location).exists():
@@ -286,6 +290,9 @@ def read_anemoi(location: str, variables: Mapping[str, str], dataset: str) -> xr
 
     array = da.from_array(data, chunks=data.chunks,
                           **dask_kwargs(ReadGuard(dataset, str(location)), "data", data.chunks))
+    gone = _anemoi_missing(root.attrs, dates, dataset)
+    if gone.any():  # whatever the store holds there is not data
+        array = da.where(gone[:, None, None, None], np.float32(np.nan), array)
     constant = set(root.attrs.get("constant_fields", []))
     out = {}
     missing = []
@@ -295,8 +302,8 @@ def read_anemoi(location: str, variables: Mapping[str, str], dataset: str) -> xr
             missing.append(source_name)
             continue
         block = array[:, names.index(source_name)]  # (time, ensemble, grid)
-        if source_name in constant:
-            out[canonical] = xr.DataArray(block[0, 0], dims=("grid",))
+        if source_name in constant:  # from a date that is not missing
+            out[canonical] = xr.DataArray(block[int(np.argmin(gone)), 0], dims=("grid",))
         elif block.shape[1] == 1:
             out[canonical] = xr.DataArray(block[:, 0], dims=("time", "grid"))
         else:
@@ -310,7 +317,31 @@ def read_anemoi(location: str, variables: Mapping[str, str], dataset: str) -> xr
     shape = shape if shape is not None and len(shape) == 2 and int(np.prod(shape)) == lat.size \
         else None
     result = xr.Dataset(out).astype(np.float32).assign_coords(time=dates)
+    if gone.any():
+        result.attrs["missing_dates"] = iso_list(dates[gone])
     return _with_grid(result, grid_from_points(dataset, lat, lon, shape))
+
+
+def _anemoi_missing(attrs: Mapping, dates: np.ndarray, dataset: str) -> np.ndarray:
+    """bool per date: listed in the store's ``missing_dates`` (dates it does not hold are
+    ignored, as anemoi-datasets does)."""
+    listed = attrs.get("missing_dates") or []
+    try:
+        listed = np.array([np.datetime64(str(d)) for d in listed], dtype="datetime64[ns]")
+    except ValueError:
+        raise WorkbenchError(f"dataset {dataset!r}: missing_dates {list(attrs['missing_dates'])[:3]}"
+                             " are not ISO dates (2020-01-02T06:00:00); fix the store's "
+                             "attribute") from None
+    return np.isin(dates, listed)
+
+
+def missing_steps(ds: xr.Dataset) -> np.ndarray:
+    """Sorted indices of ``ds``'s times that its ``missing_dates`` attr lists (anemoi
+    stores; :func:`read_anemoi`), empty for every other dataset."""
+    listed = ds.attrs.get("missing_dates") or []
+    if not listed or "time" not in ds.dims:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.isin(iso_list(ds["time"].values), list(listed)))
 
 
 def _anemoi_variable_names(attrs: Mapping, count: int, dataset: str) -> list[str]:

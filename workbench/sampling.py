@@ -35,6 +35,7 @@ from . import catalog
 from .errors import WorkbenchError
 from .forcings import COMPUTED_FORCINGS, computed_forcing
 from .imputation import GroupImputer, check_valid
+from .readers import missing_steps
 from .sampling_config import (  # noqa: F401 - notebooks and tests read them as sampling.*
     SPLITS,
     DomainConfig,
@@ -84,6 +85,7 @@ class DomainData:
         self.native_times = ds["time"].values
         self.offset, self.stride = _subsampling(self.native_times, self.step)
         self.times = self.native_times[self.offset::self.stride]  # at the common step
+        self.missing = self._sampled(missing_steps(ds))  # no window holds one (anemoi's)
         self.n_grid = int(ds.sizes["grid"])
         self.latitude, self.longitude = ds["latitude"].values, ds["longitude"].values
         self.ds = ds[needed]
@@ -147,17 +149,22 @@ class DomainData:
         return int(inside[0]), int(inside[-1])
 
     def samples(self, split: str) -> np.ndarray:
-        """First time index of every sample window inside ``split``."""
+        """First time index of every sample window inside ``split`` that holds no missing
+        date (:func:`workbench.readers.missing_steps`)."""
         if split not in self.splits:
             raise WorkbenchError(f"domain {self.name!r} has no {split!r} split")
         lo, hi = self.splits[split]
         t = np.arange(lo, hi - self.window + 2)
         if split == "train" and self.index_t is not None:
-            keep = self.index_t[(self.index_t >= lo) & (self.index_t <= hi - self.window + 1)]
-            if keep.size == 0:
+            t = self.index_t[(self.index_t >= lo) & (self.index_t <= hi - self.window + 1)]
+            if t.size == 0:
                 raise WorkbenchError(f"domain {self.name!r}: index {self.domain.index} has no "
                                      "row inside the train split")
-            return keep
+        later = np.append(self.missing, np.iinfo(np.int64).max)  # first missing step >= t:
+        t = t[later[np.searchsorted(self.missing, t)] >= t + self.window]  # past the window
+        if t.size == 0:
+            raise WorkbenchError(f"domain {self.name!r}: every window of split {split} holds a "
+                                 "missing date (the store's missing_dates); widen the split")
         return t
 
     def read_forcings(self, t0: int, n: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from pydantic import Field
 from .cachelock import create_once
 from .config import typed
 from .errors import WorkbenchError
-from .times import iso, parse_date
+from .times import iso, iso_list, parse_date
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,9 @@ def compute_statistics(
     ds: xr.Dataset, variables: Sequence[str] | None = None,
     start: str | None = None, end: str | None = None,
 ) -> dict[str, VariableStats]:
-    """Statistics of ``variables`` over ``start..end`` (NaN ignored), one dask pass."""
+    """Statistics of ``variables`` over ``start..end`` (NaN ignored), one dask pass. The
+    dates the dataset's ``missing_dates`` attr lists (anemoi stores) count as NaN, so they
+    are left out, and so is every one-step difference that touches one."""
     import dask
 
     variables = list(variables or ds.data_vars)
@@ -78,9 +80,14 @@ def compute_statistics(
     window = ds[variables].sel(time=slice(lo, hi)) if "time" in ds.dims else ds[variables]
     if "time" in window.dims and window.sizes["time"] == 0:
         raise WorkbenchError(f"statistics: no time step between {lo} and {hi}; check the split dates")
+    listed = ds.attrs.get("missing_dates") or []
+    kept = None if not listed or "time" not in window.dims else xr.DataArray(
+        ~np.isin(iso_list(window["time"].values), list(listed)), dims="time")
     lazy = {}
     for name in variables:
         var = window[name]
+        if kept is not None and "time" in var.dims:
+            var = var.where(kept)
         lazy[name] = [var.mean(), var.std(), var.min(), var.max()]
         if "time" in var.dims and var.sizes["time"] > 1:
             lazy[name].append(var.diff("time").std())
