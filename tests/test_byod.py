@@ -289,37 +289,55 @@ def _workbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=1500)
 
 
+def readme_example() -> tuple[str, list[str]]:
+    """The README's bring-your-own-data catalog entry (YAML) and first command (its words)."""
+    import shlex
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Bring your own data", 1)[1].split("\n## ", 1)[0]
+    entry = section.split("```yaml\n", 1)[1].split("```")[0]
+    command = next(line for line in section.split("```bash\n", 1)[1].splitlines()
+                   if line.startswith("workbench batch byod"))
+    return entry, shlex.split(command)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_byod_plan_runs_notebooks_00_to_04_on_a_wb2_store(tmp_path):
-    """``workbench batch byod -p catalog '[DIR]' -p dataset wb2 -p variables '[t2m, z_500]'``:
-    every notebook ends ok in runs/byod-wb2/; notebook 01 inspected the very graph notebook
-    03 trained with (one graph config, one cached graph); finite losses; notebook 04 scored
-    the run on wb2 with finite skill."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-    write_wb2(folder, "wb2", "era5", BYOD_TIMES)
-    done = _workbench("batch", "byod", "-p", "catalog", "[data/cat]", "-p", "dataset", "wb2",
-                      "-p", "variables", "[t2m, z_500]", "-p", "max_steps", "60",
-                      "--runs-dir", "runs", "--reports-dir", "reports", "--no-progress",
-                      cwd=tmp_path)
+def test_readme_byod_example_runs_notebooks_00_to_04(tmp_path):
+    """The README's example, its paths pointed at a WeatherBench 2-like store:
+    ``workbench batch byod -p catalog '[DIR]' -p dataset era5-1p5 -p variables '[t2m, z_500]'``
+    (60 training steps): every notebook ends ok in runs/byod-era5-1p5/; notebook 01 inspected
+    the very graph notebook 03 trained with (one graph config, one cached graph); finite
+    losses; notebook 04 scored the run on the dataset with finite skill."""
+    write_wb2(tmp_path, "wb2", "era5", BYOD_TIMES)
+    entry, command = readme_example()
+    path_line = next(line for line in entry.splitlines() if "path:" in line)
+    store = path_line.split("path: ")[1].split(",")[0]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "era5-1p5.yaml").write_text(entry.replace(store, str(tmp_path /
+                                                                             "wb2.zarr")))
+    args = [a.replace("/data/my-catalog", str(tmp_path / "mine")) for a in command[1:]]
+    assert args[:2] == ["batch", "byod"] and "era5-1p5" in args and "[t2m, z_500]" in args
+    done = _workbench(*args, "-p", "max_steps", "60", "--runs-dir", "runs", "--reports-dir",
+                      "reports", "--no-progress", cwd=tmp_path)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    root = tmp_path / "runs" / "byod-wb2"
+    root = tmp_path / "runs" / "byod-era5-1p5"
     summaries = {step: json.loads((root / step / "summary.json").read_text())
                  for step in ("catalog", "graph", "sampling", "train", "skill")}
-    assert summaries["catalog"]["datasets"]["wb2"]["grid_points"] == 19 * 36
+    assert summaries["catalog"]["datasets"]["era5-1p5"]["grid_points"] == 19 * 36
     graph_id = summaries["graph"]["key_figures"]["graph_id"]
-    trained = json.loads((root / "train" / "train" / "graphs.json").read_text())
-    assert trained["wb2"]["graph_id"] == graph_id and trained["wb2"]["data_nodes"] == 684
+    trained = json.loads((root / "train" / "train" / "graphs.json").read_text())["era5-1p5"]
+    assert trained["graph_id"] == graph_id and trained["data_nodes"] == 19 * 36
     cache = Path(os.environ["WORKBENCH_CACHE"])
-    assert len(list((cache / "byod").glob("graph-wb2-*.yaml"))) == 1
+    assert len(list((cache / "byod").glob("graph-era5-1p5-*.yaml"))) == 1
     assert summaries["sampling"]["key_figures"]["samples"] > 0
     losses = pd.read_csv(root / "train" / "train" / "metrics.csv")["train/loss"].dropna()
     assert len(losses) == 60 and np.isfinite(losses).all()
     figures = summaries["skill"]["key_figures"]
-    assert np.isfinite(figures["skill_vs_persistence_wb2_6h"])
-    assert summaries["skill"]["run"]["trained_on"] == ["wb2"]
+    assert np.isfinite(figures["skill_vs_persistence_era5-1p5_6h"])
+    assert summaries["skill"]["run"]["trained_on"] == ["era5-1p5"]
     assert all((root / step / "report.html").is_file() for step in summaries)
-    print(f"\nbyod plan on wb2: losses {losses.iloc[0]:.4f} -> {losses.iloc[-1]:.4f}; "
-          f"skill vs persistence 6 h {figures['skill_vs_persistence_wb2_6h']:.3f}, 24 h "
-          f"{figures['skill_vs_persistence_wb2_24h']:.3f}")
+    print(f"\nbyod plan on era5-1p5 (WB2-like): losses {losses.iloc[0]:.4f} -> "
+          f"{losses.iloc[-1]:.4f}; skill vs persistence 6 h "
+          f"{figures['skill_vs_persistence_era5-1p5_6h']:.3f}, 24 h "
+          f"{figures['skill_vs_persistence_era5-1p5_24h']:.3f}")
