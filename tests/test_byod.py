@@ -237,6 +237,33 @@ def test_one_file_per_config_whoever_asks(corpus, tmp_path):
     assert config.max_steps == 200 and config.val_rollout == byod.LEAD_STEPS
 
 
+def test_notebook_02_calls_on_the_anemoi_point_list(corpus):
+    """Notebook 02's pipeline (workbench.byod's) and maps on the octahedral anemoi store:
+    28 whole-domain windows, the 3 missing dates dropped as missing (their fields are NaN),
+    the rest in one bin (the global mean of a moving wave does not change); the tile map
+    draws its points (no grid shape, no outline). On wb2, whose mean rises steadily, 4
+    quantile bins of 7 windows each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from workbench import pipeline, plotting, sampling
+
+    state = pipeline.load_pipeline(byod.pipeline_config("an", ["t2m"])).run()
+    index = pipeline.index_summary(state)
+    assert (index["tiles_total"], index["dropped_missing"]) == (28, len(ANEMOI_MISSING))
+    assert index["samples"] == sum(index["per_bin_after"]) == 28 - len(ANEMOI_MISSING)
+    wb2 = pipeline.index_summary(pipeline.load_pipeline(byod.pipeline_config("wb2")).run())
+    assert wb2["per_bin_before"] == wb2["per_bin_after"] == [7, 7, 7, 7]
+    ax = plotting.tile_map(state.ds, state.samples)
+    assert "1 tile locations" in ax.get_title()
+    plt.close("all")
+    module = sampling.MultiDomainDataModule(byod.sampling_config("an", ["t2m"]))
+    table = sampling.domain_table(module)
+    assert table.loc["an", "grid_points"] == 544 and table.loc["an", "test_samples"] > 0
+
+
 # --------------------------------------------------------------------------- the corpus
 
 

@@ -516,14 +516,14 @@ def tile_map(ds: xr.Dataset, tiles, column: str | None = None, ax=None, cmap: st
     """Tiles (rows with j0, i0, ny, nx, as a tiling or sampling index) on the domain's map,
     each tile location outlined and coloured by its number of rows (``column`` None) or by the
     mean of ``column`` (e.g. ``"bin"``); values written in the tiles when there are at most
-    ``label_limit`` locations. Overlapping tiles add up their counts. Returns the GeoAxes."""
+    ``label_limit`` locations. Overlapping tiles add up their counts. A point list (no
+    ``grid_shape``) has whole-domain tiles only: its points coloured, no outline. Returns the
+    GeoAxes."""
     import cartopy.crs as ccrs
 
     from .grids import continuous_longitude
 
-    shape = ds.attrs.get("grid_shape")
-    if shape is None:
-        raise ValueError("tile_map needs a structured grid (grid_shape attribute)")
+    shape = ds.attrs.get("grid_shape") or (1, ds.sizes["grid"])
     ny, nx = (int(s) for s in shape)
     table = tiles.assign(**{c: tiles[c] if c in tiles else default for c, default in
                             (("j0", 0), ("i0", 0), ("ny", ny), ("nx", nx))})
@@ -544,6 +544,8 @@ def tile_map(ds: xr.Dataset, tiles, column: str | None = None, ax=None, cmap: st
                       attrs=ds.attrs)
     ax = map_field(grid, name, ax=ax, cmap=cmap, title=title or f"{ds.attrs.get('domain', '')}: "
                    f"{len(counts)} tile locations, {name}")
+    if "grid_shape" not in ds.attrs:
+        return ax
     projected = ds.attrs.get("grid_kind") != "regular_latlon" and "grid_x" in ds.attrs
     if projected:
         crs, x, y = cartopy_crs(ds), np.asarray(ds.attrs["grid_x"]), np.asarray(ds.attrs["grid_y"])
