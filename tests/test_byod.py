@@ -248,7 +248,7 @@ def test_notebook_02_calls_on_the_anemoi_point_list(corpus):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from workbench import pipeline, plotting, sampling
+    from workbench import pipeline, plotting, sampling, sampling_report
 
     state = pipeline.load_pipeline(byod.pipeline_config("an", ["t2m"])).run()
     index = pipeline.index_summary(state)
@@ -260,7 +260,7 @@ def test_notebook_02_calls_on_the_anemoi_point_list(corpus):
     assert "1 tile locations" in ax.get_title()
     plt.close("all")
     module = sampling.MultiDomainDataModule(byod.sampling_config("an", ["t2m"]))
-    table = sampling.domain_table(module)
+    table = sampling_report.domain_table(module)
     assert table.loc["an", "grid_points"] == 544 and table.loc["an", "test_samples"] > 0
 
 

@@ -570,7 +570,7 @@ def tile_map(ds: xr.Dataset, tiles, column: str | None = None, ax=None, cmap: st
 
 
 def sample_map(samples: Sequence[dict], index: int, variable: str, ax=None):
-    """One normalised input field of ``samples[index]`` (as ``sampling.take_samples`` returns
+    """One normalised input field of ``samples[index]`` (as ``sampling_report.take_samples`` returns
     them) on its domain's map. Returns the GeoAxes."""
     sample = samples[index]
     values = np.asarray(sample["x"])[list(sample["variables"]).index(variable)]
