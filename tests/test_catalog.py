@@ -294,3 +294,23 @@ def test_statistics_follow_a_rewritten_user_store(tmp_path):
     (ds * 3).to_zarr(tmp_path / "user.zarr", mode="w", consolidated=False)
     rewritten = load_or_compute(catalog.open_dataset(entry), "mine", ["t2m"], cache=cache)
     assert rewritten["t2m"].mean == pytest.approx(3.0)
+
+
+
+def test_variables_come_in_catalog_order_whatever_the_store_lists(tmp_path, capsys):
+    """A store read without consolidated metadata lists its arrays in directory order (here
+    t2m, orog, tp); the dataset, and so `data stats --json`, keeps the catalog's order (two
+    concurrent `data stats` once printed the same numbers in two orders)."""
+    folder = tmp_path / "cat"
+    write_entry(folder, "tiny", SMALL_WORLD.format(
+        name="tiny", domain="global", grid="regular_latlon", grid_param="resolution_deg: 30",
+    ).replace("[t2m, tp, orog]", "[tp, orog, t2m]"))
+    cache = tmp_path / "cache"
+    opened = catalog.open_dataset(catalog.get_entry("tiny", [folder]), cache=cache)
+    assert list(opened.data_vars) == ["tp", "orog", "t2m"]
+    for _ in range(2):  # computed, then read back from the cache
+        assert cli.main(["data", "stats", "tiny", "--json", "--catalog", str(folder),
+                         "--cache", str(cache)]) == 0
+        printed = json.loads(capsys.readouterr().out)["variables"]
+        assert list(printed) == ["tp", "orog", "t2m"]
+        assert printed["orog"]["diff_std"] is None and printed["t2m"]["mean"] > 200

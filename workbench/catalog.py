@@ -428,9 +428,19 @@ def open_dataset(
         ds = readers.canonicalize_gridded(raw, entry.variables, entry.name, src.level_dim)
     ds = readers.check_canonical(ds, entry.name, entry.time_step,
                                  str(entry.file or "its catalog entry"))
+    ds = _in_catalog_order(ds, entry)
     ds.attrs.update({"domain": entry.domain, "dataset": entry.name,
                      "source_id": source_fingerprint(entry, catalog, cache)})
     return ds
+
+
+def _in_catalog_order(ds: xr.Dataset, entry: CatalogEntry) -> xr.Dataset:
+    """``ds`` with its variables in the catalog entry's order, any others after them sorted:
+    a store read without consolidated metadata lists them in directory order, which differs
+    between filesystems and between a store being written and the same store written."""
+    listed = [v for v in entry.variables if v in ds.data_vars]
+    order = listed + sorted(v for v in ds.data_vars if v not in listed)
+    return ds if list(ds.data_vars) == order else ds[order]
 
 
 def source_fingerprint(entry: CatalogEntry, catalog: Sequence[str | Path] | None = None,
