@@ -168,6 +168,25 @@ def cmd_data_stats(args) -> int:
     return 0
 
 
+def cmd_data_export(args) -> int:
+    from dataclasses import asdict
+
+    from .export import export_dataset
+
+    done = export_dataset(args.name, args.format, args.out, start=args.start, end=args.end,
+                          statistics_start=args.statistics_start,
+                          statistics_end=args.statistics_end, force=args.force, cache=args.cache)
+    if args.json:
+        _print_json(asdict(done))
+        return 0
+    print(f"{done.path}: {done.dataset} as {done.format}, {done.times} times {done.start} .. "
+          f"{done.end} x {len(done.variables)} variables x {done.grid_points} points, "
+          f"{len(done.missing_dates)} missing dates"
+          + (f"; statistics {done.statistics[0]} .. {done.statistics[1]}"
+             if done.statistics else ""))
+    return 0
+
+
 def cmd_data_index(args) -> int:
     from .pipeline import index_summary, load_pipeline
 
@@ -433,6 +452,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _catalog_option(p)
     p.set_defaults(func=cmd_data_index)
+    p = data.add_parser("export", help="write a dataset in anemoi-datasets' layout or as CF "
+                                       "netCDF/zarr")
+    p.add_argument("name")
+    p.add_argument("--format", required=True, help="anemoi, netcdf or zarr")
+    p.add_argument("--out", required=True, help="the file or store to write (anemoi: NAME.zarr)")
+    p.add_argument("--start", help="first date exported (default: the data's)")
+    p.add_argument("--end", help="last date exported (default: the data's)")
+    p.add_argument("--statistics-start", help="anemoi: first date of the statistics (training) "
+                                              "period (default: --start)")
+    p.add_argument("--statistics-end", help="anemoi: last date of the statistics period "
+                                            "(default: --end)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p.set_defaults(func=cmd_data_export)
     p = data.add_parser("prepare", help="generate embedded datasets into the cache")
     p.add_argument("names", nargs="*", help="datasets (default: global conus europe)")
     _common(p)

@@ -1,0 +1,193 @@
+"""Datasets out (``workbench data export``): anemoi-datasets' layout, opened by the real
+``anemoi.datasets.open_dataset`` in the peer venv (``make peer``: .venv-anemoi, one
+subprocess a test for every store it checks), and CF netCDF / zarr read back through the
+workbench's own readers and plain xarray.
+
+Each check compares against the workbench's dataset and an independent numpy computation
+(statistics with NaN left out, one-step tendencies, hand-listed missing dates).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from corpus import BYOD_TIMES, write_anemoi
+from missing_files import write_latlon
+
+from workbench import catalog, cli
+
+ANEMOI_PYTHON = Path(__file__).resolve().parent.parent / ".venv-anemoi" / "bin" / "python"
+
+# Run in the peer venv: open each store given with anemoi-datasets, save what it reads.
+READ = r"""
+import json, sys
+import numpy as np
+from anemoi.datasets import open_dataset
+from anemoi.datasets.usage.gridded.missing import MissingDateError
+for path in sys.argv[1:]:
+    ds = open_dataset(path)
+    missing = sorted(int(i) for i in ds.missing)
+    data = np.full(ds.shape, np.nan, dtype=np.float32)
+    for i in range(len(ds)):
+        if i not in ds.missing:
+            data[i] = ds[i]
+    refused = []
+    for i in missing:
+        try:
+            ds[i]
+        except MissingDateError:
+            refused.append(i)
+    tendencies = ds.statistics_tendencies()
+    np.savez(path + ".npz", data=data, dates=ds.dates.astype("datetime64[s]").astype("int64"),
+             latitudes=ds.latitudes, longitudes=ds.longitudes,
+             **{k: v for k, v in ds.statistics.items()},
+             **{"tendency_" + k: v for k, v in tendencies.items()})
+    with open(path + ".json", "w") as f:
+        json.dump({"variables": list(ds.variables), "missing": missing, "refused": refused,
+                   "frequency": str(ds.frequency), "field_shape": list(ds.field_shape),
+                   "resolution": str(ds.resolution), "dtype": str(ds.dtype),
+                   "constant_fields": list(ds.constant_fields),
+                   "name_to_index": ds.name_to_index,
+                   "units": {k: v.get("units") for k, v in ds.variables_metadata.items()}}, f)
+"""
+
+
+def read_with_anemoi(*paths: Path) -> list[tuple[dict, dict]]:
+    """What anemoi-datasets reads from each store: (arrays, facts)."""
+    if not ANEMOI_PYTHON.exists():
+        pytest.skip("anemoi-datasets is not installed in .venv-anemoi (make peer)")
+    done = subprocess.run([str(ANEMOI_PYTHON), "-c", READ, *map(str, paths)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = []
+    for path in paths:
+        with np.load(f"{path}.npz") as arrays:
+            out.append((dict(arrays), json.loads(Path(f"{path}.json").read_text())))
+    return out
+
+
+def export(*argv: str) -> dict:
+    """``workbench data export ... --json``, in-process; its JSON report."""
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert cli.main(["data", "export", *argv, "--json"]) == 0
+    return json.loads(buffer.getvalue())
+
+
+def expected_values(ds: xr.Dataset, variables: list[str]) -> np.ndarray:
+    """[time, variable, grid] float32 of a canonical dataset, statics repeated in time."""
+    out = np.empty((ds.sizes["time"], len(variables), ds.sizes["grid"]), np.float32)
+    for k, name in enumerate(variables):
+        values = ds[name].transpose(..., "grid").values
+        out[:, k] = values if values.ndim == 2 else values[None, :]
+    return out
+
+
+def check_statistics(arrays: dict, values: np.ndarray, frequency: str) -> None:
+    """anemoi's statistics and one-step tendency statistics against numpy's, NaN left out
+    (``values``: [time, variable, grid] of the statistics period, NaN at missing dates)."""
+    def moments(x):  # x [time, variable, grid] float64
+        return {"mean": np.nanmean(x, axis=(0, 2)), "stdev": np.nanstd(x, axis=(0, 2)),
+                "minimum": np.nanmin(x, axis=(0, 2)), "maximum": np.nanmax(x, axis=(0, 2))}
+
+    x = values.astype(np.float64)
+    for key, value in moments(x).items():
+        np.testing.assert_allclose(arrays[key], value, rtol=1e-6, atol=1e-6, err_msg=key)
+    tendency = moments(x[1:] - x[:-1])  # NaN wherever either date is missing
+    for key, value in tendency.items():
+        np.testing.assert_allclose(arrays[f"tendency_{key}"], value, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"tendency {key} ({frequency})")
+
+
+def test_anemoi_export_of_generated_and_cutout_datasets(tmp_path):
+    """global (regular lat-lon), conus (Lambert) and the stretched cutout, a few dates each:
+    anemoi-datasets reads the same values, dates, points (the cutout's order, as its graphs
+    use), variables, statics as constant fields, and statistics over the period asked."""
+    period = ["--start", "2020-01-01T00", "--end", "2020-01-02T00"]
+    done = export("global", "--format", "anemoi", "--out", str(tmp_path / "global.zarr"),
+                  *period, "--statistics-start", "2020-01-01T06", "--statistics-end",
+                  "2020-01-01T18")
+    assert done["times"] == 5 and done["statistics"] == ["2020-01-01T06:00:00",
+                                                         "2020-01-01T18:00:00"]
+    short = ["--start", "2020-01-01T00", "--end", "2020-01-01T12"]
+    export("conus", "--format", "anemoi", "--out", str(tmp_path / "conus.zarr"), *short)
+    export("stretched", "--format", "anemoi", "--out", str(tmp_path / "stretched.zarr"),
+           *short)
+    read = read_with_anemoi(*(tmp_path / f"{n}.zarr" for n in ("global", "conus", "stretched")))
+
+    for (arrays, facts), name, count in zip(read, ("global", "conus", "stretched"), (5, 3, 3),
+                                            strict=True):
+        entry = catalog.get_entry(name)
+        ds = catalog.open_dataset(entry).isel(time=slice(0, count))
+        variables = list(entry.variables)
+        assert facts["variables"] == variables, name
+        assert facts["name_to_index"] == {v: i for i, v in enumerate(variables)}
+        assert facts["frequency"] == "6:00:00" and facts["dtype"] == "float32"
+        assert facts["missing"] == []
+        assert facts["constant_fields"] == ["lsm", "orog"]  # the statics, constant in time
+        assert facts["units"]["t2m"] == ds["t2m"].attrs["units"] == "K"
+        times = pd.date_range("2020-01-01", periods=count, freq="6h").values
+        np.testing.assert_array_equal(arrays["dates"], times.astype("datetime64[s]").astype(int))
+        assert arrays["data"].shape == (count, len(variables), 1, ds.sizes["grid"])
+        np.testing.assert_array_equal(arrays["data"][:, :, 0], expected_values(ds, variables))
+        np.testing.assert_array_equal(arrays["latitudes"], ds["latitude"].values)
+        np.testing.assert_array_equal(arrays["longitudes"], ds["longitude"].values)
+        if name == "global":  # statistics over 06 .. 18 only
+            check_statistics(arrays, arrays["data"][1:4, :, 0], facts["frequency"])
+            assert facts["field_shape"] == [73, 144] and facts["resolution"] == "2.5"
+        else:
+            check_statistics(arrays, arrays["data"][:, :, 0], facts["frequency"])
+    # the cutout's points in the order the workbench's graphs on `stretched` take them
+    grid = catalog.entry_grid(catalog.get_entry("stretched"))
+    np.testing.assert_array_equal(read[2][0]["latitudes"], grid.latitude)
+    np.testing.assert_array_equal(read[2][0]["longitudes"], grid.longitude)
+    conus = catalog.entry_grid(catalog.get_entry("conus"))
+    assert read[1][1]["field_shape"] == list(conus.shape)
+
+
+def test_anemoi_export_of_user_datasets_with_missing_dates_and_nan(tmp_path):
+    """An anemoi store with 3 missing dates (garbage in them) and a netCDF extract whose SST
+    is NaN over land: missing dates stay missing (anemoi refuses to read them), NaN stays
+    NaN, and the statistics leave both out (counts by hand)."""
+    times = BYOD_TIMES[:10]
+    valid = write_anemoi(tmp_path, "an", times, [2, 3, 7])
+    write_latlon(tmp_path, "shelf")
+    cat = str(tmp_path / "cat")
+    done = export("an", "--format", "anemoi", "--out", str(tmp_path / "an-out.zarr"),
+                  "--catalog", cat)
+    assert done["missing_dates"] == [str(times[i].astype("datetime64[s]")) for i in (2, 3, 7)]
+    done = export("shelf", "--format", "anemoi", "--out", str(tmp_path / "shelf-out.zarr"),
+                  "--catalog", cat)
+    assert done["missing_dates"] == []
+    (an, an_facts), (shelf, shelf_facts) = read_with_anemoi(tmp_path / "an-out.zarr",
+                                                            tmp_path / "shelf-out.zarr")
+
+    assert an_facts["missing"] == an_facts["refused"] == [2, 3, 7]
+    assert an_facts["variables"] == ["t2m", "z_500"]
+    expected = np.stack([valid["t2m"], valid["z_500"]], axis=1).astype(np.float32)
+    np.testing.assert_array_equal(an["data"][:, :, 0], expected)  # NaN at 2, 3, 7 both sides
+    np.testing.assert_array_equal(an["dates"], times.astype("datetime64[s]").astype(int))
+    check_statistics(an, expected, an_facts["frequency"])
+    # by hand: 7 valid dates of 10; tendencies only between valid neighbours (0-1, 4-5, 5-6, 8-9)
+    t2m = expected[:, 0].astype(np.float64)
+    assert np.isclose(an["mean"][0], t2m[[0, 1, 4, 5, 6, 8, 9]].mean())
+    pairs = np.stack([t2m[b] - t2m[a] for a, b in ((0, 1), (4, 5), (5, 6), (8, 9))])
+    assert np.isclose(an["tendency_mean"][0], pairs.mean())
+
+    ds = catalog.open_dataset("shelf", catalog=[cat])
+    variables = ["sst", "rr", "depth"]
+    assert shelf_facts["variables"] == variables and shelf_facts["constant_fields"] == ["depth"]
+    values = expected_values(ds, variables)
+    assert np.isnan(values[:, 0]).any()  # land
+    np.testing.assert_array_equal(shelf["data"][:, :, 0], values)
+    check_statistics(shelf, values, shelf_facts["frequency"])
+    assert shelf_facts["field_shape"] == [18, 22]
