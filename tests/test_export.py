@@ -21,6 +21,8 @@ from corpus import BYOD_TIMES, write_anemoi
 from missing_files import write_latlon
 
 from workbench import catalog, cli
+from workbench.errors import WorkbenchError
+from workbench.export import export_dataset
 
 ANEMOI_PYTHON = Path(__file__).resolve().parent.parent / ".venv-anemoi" / "bin" / "python"
 
@@ -191,3 +193,105 @@ def test_anemoi_export_of_user_datasets_with_missing_dates_and_nan(tmp_path):
     np.testing.assert_array_equal(shelf["data"][:, :, 0], values)
     check_statistics(shelf, values, shelf_facts["frequency"])
     assert shelf_facts["field_shape"] == [18, 22]
+
+
+# --------------------------------------------------------------------------- CF files
+
+
+def read_back(folder: Path, name: str, path: Path, kind: str, variables: list[str],
+              step: str = "6h") -> xr.Dataset:
+    """An exported CF file read by the workbench through a catalog entry of its own."""
+    from corpus import catalog_entry
+
+    catalog_entry(folder / "back", name, kind, path, "[" + ", ".join(variables) + "]", "test",
+                  step)
+    return catalog.open_dataset(name, catalog=[folder / "back"]).load()
+
+
+def check_round_trip(source: xr.Dataset, back: xr.Dataset, variables: list[str]) -> None:
+    """The same values (NaN where NaN), points and times."""
+    np.testing.assert_array_equal(back["time"].values, source["time"].values)
+    np.testing.assert_allclose(back["latitude"].values, source["latitude"].values, atol=1e-9)
+    np.testing.assert_allclose(back["longitude"].values % 360, source["longitude"].values % 360,
+                               atol=1e-9)
+    for name in variables:
+        np.testing.assert_array_equal(back[name].transpose(..., "grid").values,
+                                      source[name].transpose(..., "grid").values, err_msg=name)
+
+
+def test_cf_exports_of_each_grid_kind_read_back(tmp_path):
+    """global as netCDF (latitude, longitude), conus as zarr ((y, x), 2-D latitude/longitude,
+    a Lambert grid_mapping), the stretched cutout as netCDF (a ``values`` dim), and a user
+    extract with NaN over land: plain xarray decodes units, standard names and a standard
+    time axis; the workbench reads each back to the same values, points and times."""
+    short = ["--start", "2020-01-01T00", "--end", "2020-01-01T12"]
+    some = ["t2m", "z_500", "orog"]
+    for name, suffix in (("global", "nc"), ("conus", "zarr"), ("stretched", "nc")):
+        fmt = "netcdf" if suffix == "nc" else "zarr"
+        out = tmp_path / f"{name}.{suffix}"
+        export(name, "--format", fmt, "--out", str(out), *short)
+        plain = xr.open_dataset(out, decode_cf=True, engine="netcdf4" if suffix == "nc"
+                                else "zarr")
+        assert plain.attrs["Conventions"] == "CF-1.8"
+        assert plain["time"].encoding["calendar"] in ("standard", "proleptic_gregorian")
+        np.testing.assert_array_equal(plain["time"].values,
+                                      pd.date_range("2020-01-01", periods=3, freq="6h").values)
+        t2m, z = plain["t2m"], plain["z_500"]
+        assert (t2m.attrs["units"], t2m.attrs["standard_name"]) == ("K", "air_temperature")
+        assert z.attrs["standard_name"] == "geopotential" and z.attrs["long_name"]
+        assert plain["latitude"].attrs["units"] == "degrees_north"
+        source = catalog.open_dataset(name).isel(time=slice(0, 3)).load()
+        grid = catalog.entry_grid(catalog.get_entry(name))
+        if name == "global":
+            assert t2m.dims == ("time", "latitude", "longitude") and t2m.shape == (3, 73, 144)
+            assert plain["latitude"].values[0] == 90 and plain["longitude"].values[1] == 2.5
+        elif name == "conus":
+            assert t2m.dims == ("time", "y", "x") and t2m.shape[1:] == tuple(grid.shape)
+            assert plain["latitude"].dims == ("y", "x")
+            assert plain["x"].attrs["standard_name"] == "projection_x_coordinate"
+            crs = plain[t2m.attrs["grid_mapping"]].attrs
+            assert crs["grid_mapping_name"] == "lambert_conformal_conic"
+            np.testing.assert_array_equal(plain["latitude"].values.ravel(), grid.latitude)
+        else:
+            assert t2m.dims == ("time", "values") and t2m.shape == (3, grid.size)
+        np.testing.assert_array_equal(t2m.values.reshape(3, -1), source["t2m"].values)
+        back = read_back(tmp_path, f"{name}-back", out, fmt, some)
+        check_round_trip(source, back, some)
+
+    write_latlon(tmp_path, "shelf")
+    cat = str(tmp_path / "cat")
+    export("shelf", "--format", "zarr", "--out", str(tmp_path / "shelf.zarr"), "--catalog", cat)
+    source = catalog.open_dataset("shelf", catalog=[cat]).load()
+    back = read_back(tmp_path, "shelf-back", tmp_path / "shelf.zarr", "zarr",
+                     ["sst", "rr", "depth"])
+    assert np.isnan(back["sst"].values).any()
+    check_round_trip(source, back, ["sst", "rr", "depth"])
+
+
+def test_cf_export_keeps_a_360_day_calendar(tmp_path):
+    """A climate model's 360_day data as netCDF and zarr: xarray decodes 360_day cftime
+    dates (2000-02-30 exists), the workbench reads the same times and values back, and the
+    anemoi layout, whose dates are numpy datetime64, refuses it in one line."""
+    import cftime
+    from corpus import DAY0_360, catalog_entry, climate_netcdf
+
+    climate_netcdf(tmp_path / "clim.nc", "360_day", DAY0_360 + 59 + np.arange(6) / 4)
+    catalog_entry(tmp_path / "cat", "clim", "netcdf", tmp_path / "clim.nc", "{t2m: tas}",
+                  "global")
+    cat = str(tmp_path / "cat")
+    source = catalog.open_dataset("clim", catalog=[cat]).load()
+    for fmt, out in (("netcdf", tmp_path / "c.nc"), ("zarr", tmp_path / "c.zarr")):
+        export("clim", "--format", fmt, "--out", str(out), "--catalog", cat,
+               "--start", "2000-02-30T00", "--end", "2000-03-01T06")
+        plain = xr.open_dataset(out, decode_cf=True,
+                                engine="netcdf4" if fmt == "netcdf" else "zarr")
+        assert plain["time"].encoding["calendar"] == "360_day"
+        assert list(plain["time"].values) == [
+            cftime.Datetime360Day(2000, 2, 30, h) for h in (0, 6, 12, 18)] + [
+            cftime.Datetime360Day(2000, 3, 1, h) for h in (0, 6)]
+        assert plain["t2m"].dims == ("time", "latitude", "longitude")
+        back = read_back(tmp_path, f"clim-{fmt}", out, fmt, ["t2m"])
+        check_round_trip(source, back, ["t2m"])
+    with pytest.raises(WorkbenchError, match="360_day calendar.*--format netcdf"):
+        export_dataset("clim", "anemoi", tmp_path / "c-an.zarr", catalog_dirs=[cat])
+    assert not (tmp_path / "c-an.zarr").exists()
