@@ -295,3 +295,34 @@ def test_cf_export_keeps_a_360_day_calendar(tmp_path):
     with pytest.raises(WorkbenchError, match="360_day calendar.*--format netcdf"):
         export_dataset("clim", "anemoi", tmp_path / "c-an.zarr", catalog_dirs=[cat])
     assert not (tmp_path / "c-an.zarr").exists()
+
+
+def test_existing_out_is_kept_until_a_complete_export_replaces_it(tmp_path):
+    """Without --force an existing --out is refused; an export that fails after writing its
+    data (SST NaN over the whole statistics period) leaves the old store as it was and no
+    temporary files; with --force a complete export replaces it."""
+    import zarr
+    from missing_files import SST_NAN_IN_TRAIN, text_zarr_case
+
+    for name, text in text_zarr_case(SST_NAN_IN_TRAIN).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    cat, out = [tmp_path / "cat"], tmp_path / "sea.zarr"
+    (out / "old").mkdir(parents=True)
+    with pytest.raises(WorkbenchError, match="exists; add --force"):
+        export_dataset("sea", "anemoi", out, catalog_dirs=cat)
+    with pytest.raises(WorkbenchError, match="sst is NaN at every point between"):
+        export_dataset("sea", "anemoi", out, force=True, catalog_dirs=cat,
+                       statistics_end="2020-01-04T18:00")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat", "g.yaml", "sea.zarr",
+                                                          "sst.zarr", "t.yaml"]
+    assert [p.name for p in out.iterdir()] == ["old"]
+    done = export_dataset("sea", "anemoi", out, force=True, catalog_dirs=cat)
+    root = zarr.open_group(str(out), mode="r")
+    data = root["data"][:, 0, 0]  # 14 times x 12 points: NaN for 8 times, then K = 270 + b/10
+    assert data.shape == (14, 12) and np.isnan(data[:8]).all()
+    expected = 270 + np.frombuffer(b"ABCDEFGHIJKL", np.uint8) / 10
+    np.testing.assert_allclose(data[8:], np.tile(expected, (6, 1)), rtol=1e-6)
+    assert root["count"][0] == 6 * 12 and np.isclose(root["mean"][0], expected.mean())
+    assert done.statistics == ("2020-01-03T00:00:00", "2020-01-06T06:00:00")
+    assert root.attrs["allow_nans"] is True and not (out / "old").exists()

@@ -201,12 +201,13 @@ def select_period(ds: xr.Dataset, start: str | None, end: str | None, dataset: s
     lo = parse_date(start, times, f"{what} period {opt}start") if start else times[0]
     hi = parse_date(end, times, f"{what} period {opt}end") if end else times[-1]
     span = f"{iso(times[0])} .. {iso(times[-1])}"
+    data = "the exported period" if what == "statistics" else "the data"
+    if not (times[0] <= lo <= times[-1] and times[0] <= hi <= times[-1]):
+        raise WorkbenchError(f"{what} period {iso(lo)} .. {iso(hi)} is outside {data} of "
+                             f"{dataset!r} ({span}); give {opt}start/{opt}end within it")
     if lo > hi:
         raise WorkbenchError(f"{what} period: {opt}start {iso(lo)} is after {opt}end {iso(hi)}; "
                              "swap them")
-    if lo < times[0] or hi > times[-1]:
-        raise WorkbenchError(f"{what} period {iso(lo)} .. {iso(hi)} is outside the data of "
-                             f"{dataset!r} ({span}); give {opt}start/{opt}end within it")
     keep = np.flatnonzero((times >= lo) & (times <= hi))
     if keep.size == 0:
         raise WorkbenchError(f"{what} period {iso(lo)} .. {iso(hi)} holds no time of "
@@ -467,7 +468,7 @@ def export_dataset(name: str, fmt: str, out: str | Path, *, start: str | None = 
     out = Path(out)
     if fmt == "anemoi" and out.suffix != ".zarr":
         raise WorkbenchError(f"--out {out}: anemoi-datasets opens stores whose name ends in "
-                             ".zarr; name it e.g. {out.with_suffix('.zarr').name}")
+                             f".zarr; name it e.g. {out.with_suffix('.zarr').name}")
     if out.exists() and not force:
         raise WorkbenchError(f"--out {out} exists; add --force to replace it or choose another "
                              "path")
