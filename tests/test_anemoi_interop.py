@@ -6,6 +6,7 @@ GraphCreator in a subprocess; without that venv the test is skipped with the rea
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -65,3 +66,36 @@ def test_anemoi_graphs_pt_loads_and_inspects(tmp_path):
     mine[np.isclose(np.abs(mine[:, 0]), 90), 1] = 0  # longitude is arbitrary at the poles
     theirs[np.isclose(np.abs(theirs[:, 0]), 90), 1] = 0
     assert {tuple(p) for p in theirs} == {tuple(p) for p in mine}
+
+
+def _table_rows(text: str, first: str) -> list[list[str]]:
+    """The rows of a rich table printed by anemoi-graphs whose first cell is ``first``."""
+    rows = [[cell.strip() for cell in line.split("│")] for line in text.splitlines() if "│" in line]
+    return [row for row in rows if row[0] == first]
+
+
+def test_anemoi_graphs_inspect_reads_a_workbench_graph(tmp_path):
+    """`anemoi-graphs inspect` (the CLI in the peer venv) runs on the demo graph and reports
+    our node and edge counts and hanging (isolated) nodes; every attribute is 2-D."""
+    if not ANEMOI_PYTHON.exists():
+        pytest.skip("anemoi-graphs is not installed in .venv-anemoi (make peer)")
+    graph = graphs.build_graph("demo")
+    path = graphs.save_graph(graph, tmp_path / "demo.pt")
+    done = subprocess.run([str(ANEMOI_PYTHON.with_name("anemoi-graphs")), "inspect", str(path),
+                           str(tmp_path / "inspect"), "--no-show_attribute_distributions"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "400"})
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    out = done.stdout + done.stderr
+    for node in ("data", "hidden"):
+        (row,) = _table_rows(out, node)[:1]
+        assert int(row[1]) == graph[node].num_nodes
+    report = inspection.inspect_graph(graph)
+    for src, dst in (("data", "hidden"), ("hidden", "hidden"), ("hidden", "data")):
+        (row,) = [r for r in _table_rows(out, src) if len(r) > 4 and r[1] == dst]
+        edges = report["edge_sets"][f"{src}->{dst}"]
+        assert int(row[2]) == edges["edges"] == graph[src, "to", dst].edge_index.shape[1]
+        assert int(row[3]) == edges["hanging_sources"]["total"]
+        assert int(row[4]) == edges["hanging_targets"]["total"]
+        assert "edge_length(1D)" in row[-1] and "edge_dirs(2D)" in row[-1]
+    assert (tmp_path / "inspect" / "graph.html").is_file()

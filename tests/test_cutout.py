@@ -47,7 +47,8 @@ def test_cutout_dataset_is_the_parts_values_at_the_graph_indices(built):
     ds = catalog.open_dataset("stretched")
     parts = (catalog.open_dataset("conus"), catalog.open_dataset("global"))
     data = built["nbd"]["data"]
-    which, index = data.dataset_index.numpy(), data.grid_index.numpy()
+    which = graphs.node_values(data, "dataset_index")
+    index = graphs.node_values(data, "grid_index")
     assert ds.sizes["grid"] == which.size == 18570
     assert ds.attrs["grid_kind"] == "cutout" and "grid_shape" not in ds.attrs
     assert ds.attrs["domain"] == "stretched"
@@ -132,8 +133,10 @@ def test_each_graph_has_its_cutout_datasets_points(built):
         np.testing.assert_allclose(lat, ds["latitude"].values, atol=1e-5)
         np.testing.assert_allclose(np.cos(np.deg2rad(lon - ds["longitude"].values)), 1.0,
                                    atol=1e-9)
-        np.testing.assert_array_equal(graph["data"].cutout_mask.numpy(), ds["cutout_mask"].values)
-        np.testing.assert_allclose(graph["data"].area_weight.numpy(), ds["area_weight"].values,
+        np.testing.assert_array_equal(graphs.node_values(graph["data"], "cutout_mask"),
+                                      ds["cutout_mask"].values)
+        np.testing.assert_allclose(graphs.node_values(graph["data"], "area_weight"),
+                                   ds["area_weight"].values,
                                    rtol=1e-6)
     with pytest.raises(WorkbenchError, match="17506 data nodes"):
         domain_graphs.check_graph_matches(built["tnbd"], catalog.entry_grid(
@@ -148,7 +151,7 @@ def test_mmgt_leaves_conus_nodes_hanging_and_nbd_tnbd_do_not(built):
         # independently: CONUS data nodes that are no source of any encoder edge
         sources = graph[graphs.EDGE_SETS["encoder"]].edge_index[0].numpy()
         out_degree = np.bincount(sources, minlength=graph["data"].num_nodes)
-        mask = graph["data"].cutout_mask.numpy()
+        mask = graphs.node_values(graph["data"], "cutout_mask")
         assert lam == int((out_degree[mask] == 0).sum())
         hanging_lam[name] = lam
     assert hanging_lam["mmgt"] > 1000

@@ -130,11 +130,19 @@ def test_built_graph_layout_and_pt_round_trip(tmp_path):
     graph = graphs.build_graph(CONFIG, GRIDS.get)
     assert set(graph.node_types) == {"data", "hidden"}
     assert set(graph.edge_types) == set(graphs.EDGE_SETS.values())
-    for key in graphs.EDGE_SETS.values():
+    for key in graphs.EDGE_SETS.values():  # anemoi-graphs' shapes: [E, d]
         store = graph[key]
-        assert store.edge_attr.shape == (store.edge_index.shape[1], 3)
+        n = store.edge_index.shape[1]
+        assert store.edge_attr.shape == (n, 3) and store.edge_dirs.shape == (n, 2)
+        assert store.edge_length.shape == store.edge_length_km.shape == (n, 1)
         assert store.edge_length.max() == pytest.approx(1.0)
-        torch.testing.assert_close(store.edge_attr[:, 0], store.edge_length_km)
+        torch.testing.assert_close(store.edge_attr[:, :1], store.edge_length_km)
+    for node in ("data", "hidden"):  # anemoi-graphs' shapes: [N, 1] per node attribute
+        store = graph[node]
+        assert store.x.shape == (store.num_nodes, 2)
+        for name in store.node_attrs():
+            assert name == "x" or store[name].shape == (store.num_nodes, 1), name
+    assert graph["data"].cutout_mask.dtype == torch.bool
     x = graph["data"].x.numpy()
     assert np.abs(x[:, 0]).max() <= np.pi / 2 and graph["data"].x.dtype == torch.float32
     enc = graph[graphs.EDGE_SETS["encoder"]].edge_index
@@ -214,3 +222,27 @@ def test_coarsened_hidden_nodes_and_flat_processor():
     flat_edges = graphs.build_graph(flat, GRIDS.get)[graphs.EDGE_SETS["processor"]].edge_index
     multi_edges = graphs.build_graph(CONFIG, GRIDS.get)[graphs.EDGE_SETS["processor"]].edge_index
     assert 0 < flat_edges.shape[1] < multi_edges.shape[1]
+
+
+def test_graph_saved_with_1d_attributes_loads_2d(tmp_path):
+    """A graph cached by an older workbench (format 1: 1-D node attributes, edge_length_km
+    [E]) loads into anemoi's 2-D layout and feeds the model and inspection as a new one."""
+    from workbench.model import graph_tensors
+
+    graph = graphs.build_graph(CONFIG, GRIDS.get)
+    old = graphs.build_graph(CONFIG, GRIDS.get)
+    for store in old.node_stores:
+        for name in store.node_attrs():
+            if name != "x":
+                store[name] = store[name].reshape(-1)
+    for store in old.edge_stores:
+        store.edge_length_km = store.edge_length_km.reshape(-1)
+    graphs.save_graph(old, tmp_path / "old.pt")
+    back = graphs.load_graph(tmp_path / "old.pt")
+    assert back["data"].area_weight.shape == (back["data"].num_nodes, 1)
+    assert back["data"].cutout_mask.dtype == torch.bool
+    for key in graphs.EDGE_SETS.values():
+        assert back[key].edge_length_km.shape == (back[key].edge_index.shape[1], 1)
+    ours, theirs = graph_tensors(graph), graph_tensors(back)
+    torch.testing.assert_close(theirs.encoder[1], ours.encoder[1])
+    assert inspection.inspect_graph(back) == inspection.inspect_graph(graph)

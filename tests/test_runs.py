@@ -95,7 +95,7 @@ def test_graph_inspection_run_and_report(tmp_path):
             cfg = dataclasses.replace(inspection.with_trim(config, trim),
                                       encoder=graphs.EdgeConfig(kind="knn", k=kk))
             graph = graphs.build_graph(cfg)
-            lam = graph["data"].cutout_mask.numpy().astype(bool)
+            lam = graphs.node_values(graph["data"], "cutout_mask").astype(bool)
             hanging = inspection.hanging_mask(graph, "encoder", "sources")
             assert bool((hanging & lam).any()) == expect_hanging, (trim, kk)
     built = inspection.inspect_graph(graphs.build_graph(config))

@@ -16,7 +16,15 @@ import torch
 from . import cachelock, catalog, grids
 from .config import resolve_config
 from .errors import WorkbenchError
-from .graphs import EDGE_SETS, build_graph, load_config, load_graph, node_latlon, save_graph
+from .graphs import (
+    EDGE_SETS,
+    GRAPH_FORMAT,
+    build_graph,
+    load_config,
+    load_graph,
+    node_latlon,
+    save_graph,
+)
 from .model import GraphTensors, graph_tensors
 
 
@@ -47,8 +55,8 @@ def graph_for(spec: str | None, domain: str, cache: str | Path | None):
     path = resolve_config(spec, "graphs")
     config = load_config(path)
     entries = [catalog.get_entry(d.name).summary() for d in config.data.datasets]
-    key = hashlib.sha1(path.read_bytes() + json.dumps(entries, sort_keys=True).encode()
-                       ).hexdigest()[:10]
+    key = hashlib.sha1(path.read_bytes() + json.dumps([entries, GRAPH_FORMAT], sort_keys=True)
+                       .encode()).hexdigest()[:10]
     cached = catalog.cache_dir(cache) / "graphs" / f"{path.stem}-{key}.pt"
     cachelock.create_once(cached, lambda tmp: save_graph(build_graph(config), tmp),
                           f"graph {path.stem!r}", damage=_graph_file_damage)
@@ -90,10 +98,10 @@ def domain_graph(spec: str | None, domain: str, dataset: str, boundary_cells: in
 
     dec = graph[EDGE_SETS["decoder"]]
     nearest = torch.full((grid.size,), -1, dtype=torch.long)
-    order = torch.argsort(dec.edge_length_km, descending=True)  # shortest written last
+    order = torch.argsort(dec.edge_length_km.reshape(-1), descending=True)  # shortest last
     nearest[dec.edge_index[1, order]] = dec.edge_index[0, order]
-    area = graph["data"].area_weight.float() if "area_weight" in graph["data"] else torch.ones(
-        grid.size)
+    area = graph["data"].area_weight.float().reshape(-1) if "area_weight" in graph["data"] \
+        else torch.ones(grid.size)
     return DomainGraph(domain, str(graph.graph_id), str(getattr(graph, "name", spec)),
                        graph_tensors(graph), area, boundary, nearest,
                        int(graph["hidden"].num_nodes))

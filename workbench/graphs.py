@@ -3,13 +3,20 @@
 The layout is anemoi-graphs' so graphs move both ways: node sets ``data`` and ``hidden``
 with ``x`` = (lat, lon) in radians; edge sets ``("data","to","hidden")`` (encoder),
 ``("hidden","to","hidden")`` (processor), ``("hidden","to","data")`` (decoder) whose
-``edge_index[0]`` is the source. Edge attributes: ``edge_length`` (unit-max, as anemoi),
-``edge_dirs`` (direction in the target's east/north frame), ``edge_length_km`` and
-``edge_attr`` = [length_km, east, north] (physical, so weights serve every resolution).
+``edge_index[0]`` is the source. Attributes are 2-D as anemoi-graphs stores them (a node
+attribute ``[N, 1]``, an edge attribute ``[E, d]``), so ``anemoi-graphs inspect`` and
+anemoi-training read a saved graph: nodes ``area_weight`` (km^2), ``cutout_mask`` (bool),
+``boundary_mask``, ``dataset_index``, ``grid_index``, ``lam_edge_cells``; edges
+``edge_length`` (``[E, 1]``, unit-max), ``edge_dirs`` (``[E, 2]``, unit direction to the source
+in the target's east/north frame), ``edge_length_km`` (``[E, 1]``) and ``edge_attr`` =
+[length_km, east, north] (physical, so weights serve every resolution). Graphs saved with
+1-D attributes (format 1) load into the same 2-D layout.
 
 Edge builders follow anemoi-graphs: ``knn`` gives every target its k nearest sources
 (sources can hang), ``reversed_knn`` gives every source its k nearest targets (targets can
-hang), ``cutoff`` joins every source within a radius of each target.
+hang), ``cutoff`` joins every source within a radius of each target (a chord radius: a
+distance in km, or anemoi's ``cutoff_factor`` times the largest nearest-neighbour chord of the
+targets).
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ EDGE_SETS = {
     "decoder": ("hidden", "to", "data"),
 }
 EDGE_KINDS = ("knn", "reversed_knn", "cutoff", "multiscale", "flat")
+#: layout of saved graphs: 1 = 1-D node attributes; 2 = anemoi-graphs' 2-D attributes and
+#: cutoff_factor as a factor of the chord (part of the graph cache key)
+GRAPH_FORMAT = 2
 HIDDEN_KINDS = ("icosahedral", "stretched", "coarsened")
 
 
@@ -227,27 +237,55 @@ def reversed_knn_edges(src_xyz: np.ndarray, dst_xyz: np.ndarray, k: int) -> np.n
     return np.stack([np.repeat(np.arange(len(src_xyz)), k), idx.ravel()])
 
 
-def max_nn_spacing_km(xyz: np.ndarray) -> float:
-    """The largest distance from a node to its nearest neighbour (anemoi's reference distance)."""
+def max_nn_chord(xyz: np.ndarray) -> float:
+    """The largest chord from a node to its nearest neighbour (anemoi's reference distance)."""
     dist, _ = cKDTree(xyz).query(xyz, k=2)
-    return float(grids.chord_to_km(dist[:, 1].max()))
+    return float(dist[:, 1].max())
+
+
+def max_nn_spacing_km(xyz: np.ndarray) -> float:
+    """The largest great-circle distance (km) from a node to its nearest neighbour."""
+    return float(grids.chord_to_km(max_nn_chord(xyz)))
+
+
+def cutoff_edges_chord(src_xyz: np.ndarray, dst_xyz: np.ndarray, chord: float,
+                       max_neighbours: int | None = None) -> np.ndarray:
+    """Every source within ``chord`` (unit sphere) of each target, row 0 the source; with
+    ``max_neighbours``, only a target's nearest that many (anemoi's max_num_neighbours)."""
+    if not chord > 0:
+        raise WorkbenchError(f"cutoff radius must be > 0, got a chord of {chord}")
+    pairs = cKDTree(dst_xyz).query_ball_tree(cKDTree(src_xyz), r=float(chord))
+    counts = np.fromiter((len(p) for p in pairs), int, len(pairs))
+    src = np.fromiter((s for p in pairs for s in p), int, counts.sum())
+    dst = np.repeat(np.arange(len(dst_xyz)), counts)
+    if max_neighbours is not None and counts.size and counts.max() > max_neighbours:
+        dist = np.linalg.norm(src_xyz[src] - dst_xyz[dst], axis=1)
+        order = np.lexsort((dist, dst))
+        rank = np.arange(order.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        keep = np.zeros(order.size, bool)
+        keep[order[rank < max_neighbours]] = True
+        src, dst = src[keep], dst[keep]
+    return np.stack([src, dst])
 
 
 def cutoff_edges(src_xyz: np.ndarray, dst_xyz: np.ndarray, radius_km: float) -> np.ndarray:
     """Every source within ``radius_km`` of each target (great-circle), row 0 the source."""
     if radius_km <= 0:
         raise WorkbenchError(f"cutoff radius must be > 0 km, got {radius_km}")
-    pairs = cKDTree(dst_xyz).query_ball_tree(cKDTree(src_xyz), r=float(grids.km_to_chord(radius_km)))
-    counts = np.fromiter((len(p) for p in pairs), int, len(pairs))
-    src = np.fromiter((s for p in pairs for s in p), int, counts.sum())
-    return np.stack([src, np.repeat(np.arange(len(dst_xyz)), counts)])
+    return cutoff_edges_chord(src_xyz, dst_xyz, float(grids.km_to_chord(radius_km)))
+
+
+def cutoff_chord(edge: EdgeConfig, dst_xyz: np.ndarray) -> float:
+    """The cutoff radius of an edge config as a chord: from km, or as anemoi-graphs does,
+    ``cutoff_factor`` times the targets' largest nearest-neighbour chord."""
+    if edge.radius_km is not None:
+        return float(grids.km_to_chord(edge.radius_km))
+    return float(edge.cutoff_factor) * max_nn_chord(dst_xyz)
 
 
 def cutoff_radius_km(edge: EdgeConfig, dst_xyz: np.ndarray) -> float:
-    """The cutoff radius of an edge config: in km, or a factor of the targets' spacing."""
-    if edge.radius_km is not None:
-        return float(edge.radius_km)
-    return float(edge.cutoff_factor) * max_nn_spacing_km(dst_xyz)
+    """The cutoff radius of an edge config in km (great circle)."""
+    return float(grids.chord_to_km(cutoff_chord(edge, dst_xyz)))
 
 
 def build_edges(edge: EdgeConfig, src_xyz: np.ndarray, dst_xyz: np.ndarray,
@@ -258,7 +296,7 @@ def build_edges(edge: EdgeConfig, src_xyz: np.ndarray, dst_xyz: np.ndarray,
     if edge.kind == "reversed_knn":
         return reversed_knn_edges(src_xyz, dst_xyz, edge.k)
     if edge.kind == "cutoff":
-        return cutoff_edges(src_xyz, dst_xyz, cutoff_radius_km(edge, dst_xyz))
+        return cutoff_edges_chord(src_xyz, dst_xyz, cutoff_chord(edge, dst_xyz))
     if mesh is None:
         raise WorkbenchError(f"{edge.kind} edges exist only on the hidden mesh (processor)")
     if edge.kind == "flat":
@@ -290,15 +328,23 @@ def _node_x(lat: np.ndarray, lon: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.deg2rad(np.stack([lat, lon], axis=1)).astype(np.float32))
 
 
-def _set_edges(graph, key, edge_index: np.ndarray, src_xyz, dst_xyz) -> None:
+def _column(value: np.ndarray) -> torch.Tensor:
+    """A node or edge attribute as anemoi stores it: 2-D, ``[N, 1]`` for one value a node
+    (floats as float32)."""
+    value = np.ascontiguousarray(value)
+    dtype = np.float32 if value.dtype.kind == "f" else value.dtype
+    return torch.from_numpy(value.astype(dtype).reshape(len(value), -1))
+
+
+def set_edges(graph, key, edge_index: np.ndarray, src_xyz, dst_xyz) -> None:
+    """An edge set with the workbench's edge attributes (see the module docstring)."""
     length, direction = edge_geometry(src_xyz, dst_xyz, edge_index)
     store = graph[key]
     store.edge_index = torch.from_numpy(edge_index.astype(np.int64))
-    store.edge_length_km = torch.from_numpy(length.astype(np.float32))
-    store.edge_length = torch.from_numpy((length / max(length.max(), 1e-12))[:, None].astype(np.float32))
-    store.edge_dirs = torch.from_numpy(direction.astype(np.float32))
-    store.edge_attr = torch.from_numpy(
-        np.concatenate([length[:, None], direction], axis=1).astype(np.float32))
+    store.edge_length_km = _column(length)
+    store.edge_length = _column(length / max(length.max(initial=0.0), 1e-12))
+    store.edge_dirs = _column(direction)
+    store.edge_attr = _column(np.concatenate([length[:, None], direction], axis=1))
 
 
 def nodes_graph(data: DataNodes, mesh: meshes.Mesh):
@@ -309,12 +355,10 @@ def nodes_graph(data: DataNodes, mesh: meshes.Mesh):
     graph["data"].x = _node_x(data.latitude, data.longitude)
     for name in ("area_weight", "cutout_mask", "boundary_mask", "dataset_index", "grid_index",
                  "lam_edge_cells"):
-        value = getattr(data, name)
-        dtype = np.float32 if value.dtype.kind == "f" else value.dtype
-        graph["data"][name] = torch.from_numpy(np.ascontiguousarray(value).astype(dtype))
+        graph["data"][name] = _column(getattr(data, name))
     graph["hidden"].x = _node_x(mesh.latitude, mesh.longitude)
-    graph["hidden"].area_weight = torch.from_numpy(
-        grids.area_weights(grids.Grid("hidden", mesh.latitude, mesh.longitude)).astype(np.float32))
+    graph["hidden"].area_weight = _column(
+        grids.area_weights(grids.Grid("hidden", mesh.latitude, mesh.longitude)))
     graph.lam_spacing_km = float(data.lam_spacing_km or 0.0)
     return graph
 
@@ -323,11 +367,11 @@ def assemble(data: DataNodes, mesh: meshes.Mesh, config: GraphConfig):
     """The HeteroData of a built graph (nodes, three edge sets, attributes, id)."""
     graph = nodes_graph(data, mesh)
     data_xyz, hid_xyz = data.xyz, mesh.xyz
-    _set_edges(graph, EDGE_SETS["encoder"],
+    set_edges(graph, EDGE_SETS["encoder"],
                build_edges(config.encoder, data_xyz, hid_xyz), data_xyz, hid_xyz)
-    _set_edges(graph, EDGE_SETS["processor"],
+    set_edges(graph, EDGE_SETS["processor"],
                build_edges(config.processor, hid_xyz, hid_xyz, mesh), hid_xyz, hid_xyz)
-    _set_edges(graph, EDGE_SETS["decoder"],
+    set_edges(graph, EDGE_SETS["decoder"],
                build_edges(config.decoder, hid_xyz, data_xyz), hid_xyz, data_xyz)
     graph.name = config.name
     graph.datasets = [d.name for d in config.data.datasets]
@@ -345,10 +389,10 @@ def _config_dict(config: GraphConfig) -> dict:
 def graph_id(graph) -> str:
     """A short content hash of the graph's nodes and edges (stable across saves)."""
     digest = hashlib.sha1()
-    for node in ("data", "hidden"):
+    for node in graph.node_types:
         digest.update(graph[node].x.numpy().tobytes())
-    for key in EDGE_SETS.values():
-        digest.update(graph[key].edge_index.numpy().tobytes())
+    for key in graph.edge_types:
+        digest.update(graph[key].edge_index.to(torch.int64).numpy().tobytes())
     return digest.hexdigest()[:12]
 
 
@@ -365,7 +409,10 @@ def build_graph(config: GraphConfig | str | Path, grid_of=dataset_grid):
 
 
 def save_graph(graph, path: str | Path) -> Path:
-    """torch.save the HeteroData atomically (a temporary file, then a rename)."""
+    """torch.save the HeteroData atomically (a temporary file, then a rename). PyG's attribute
+    cache (``node_attrs()`` fills it with enums ``weights_only`` refuses) is dropped first."""
+    for store in graph.stores:
+        store.__dict__.pop("_cached_attr", None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -403,7 +450,34 @@ def load_graph(path: str | Path):
     if not isinstance(graph, HeteroData) or "data" not in graph.node_types:
         raise WorkbenchError(f"{path} holds a {type(graph).__name__}, not a HeteroData graph "
                              "with 'data' nodes")
+    return anemoi_layout(graph)
+
+
+def anemoi_layout(graph):
+    """The graph with every 1-D node or edge attribute made 2-D (``[N]`` -> ``[N, 1]``), as
+    anemoi-graphs stores them: graphs saved in format 1 read like new ones."""
+    for store in graph.node_stores:
+        n = store.num_nodes
+        for name, value in list(store.items()):
+            if name != "x" and isinstance(value, torch.Tensor) and value.dim() == 1 \
+                    and value.numel() == n:
+                store[name] = value.reshape(-1, 1)
+    for store in graph.edge_stores:
+        for name, value in list(store.items()):
+            if name != "edge_index" and isinstance(value, torch.Tensor) and value.dim() == 1:
+                store[name] = value.reshape(-1, 1)
     return graph
+
+
+def node_values(store, name: str) -> np.ndarray | None:
+    """A node or edge attribute as a flat numpy array (``[N, 1]`` or ``[N]``), None if absent."""
+    if name not in store:
+        return None
+    value = store[name]
+    value = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if value.ndim == 2 and value.shape[1] == 1:
+        return value[:, 0]
+    return value
 
 
 def node_latlon(graph, node: str) -> tuple[np.ndarray, np.ndarray]:

@@ -46,8 +46,10 @@ def node_regions(graph, node: str, settings: RegionSettings = RegionSettings()) 
     """Region label of every node of a node set (see module docstring)."""
     lat, lon = graphs.node_latlon(graph, node)
     labels = np.full(lat.size, "global", dtype=object)
-    data = graph["data"]
-    cutout = data.cutout_mask.numpy().astype(bool) if "cutout_mask" in data else None
+    data = graph["data"] if "data" in graph.node_types else {}  # a recipe may name it otherwise
+    cutout = graphs.node_values(data, "cutout_mask")
+    cutout = cutout.astype(bool) if cutout is not None else None
+    edge_cells = graphs.node_values(data, "lam_edge_cells")
     if cutout is not None and cutout.any():
         dlat, dlon = graphs.node_latlon(graph, "data")
         lam_xyz = grids.unit_xyz(dlat[cutout], dlon[cutout])
@@ -56,17 +58,15 @@ def node_regions(graph, node: str, settings: RegionSettings = RegionSettings()) 
                                              max(settings.near_km, 2 * spacing) + 1.0)
         labels[dist_km <= settings.near_km] = "near_lam"
         if node == "data":
-            edge_cells = data.lam_edge_cells.numpy() if "lam_edge_cells" in data else None
             lam_label = np.full(cutout.sum(), "lam_interior", dtype=object)
             if edge_cells is not None:
                 lam_label[edge_cells[cutout] < settings.band_cells] = "lam_boundary"
             labels[cutout] = lam_label
         else:
             inside = dist_km <= (spacing or np.median(dist_km[np.isfinite(dist_km)]))
-            edge_cells = data.lam_edge_cells.numpy()[cutout] if "lam_edge_cells" in data else None
             near_edge = np.zeros(lat.size, bool)
             if edge_cells is not None:
-                near_edge[inside] = edge_cells[nearest[inside]] < settings.band_cells
+                near_edge[inside] = edge_cells[cutout][nearest[inside]] < settings.band_cells
             labels[inside & near_edge] = "lam_boundary"
             labels[inside & ~near_edge] = "lam_interior"
     labels[np.abs(lat) > POLE_LATITUDE] = "poles"
@@ -105,8 +105,7 @@ def inspect_graph(graph, settings: RegionSettings = RegionSettings()) -> dict:
         n_src, n_dst = graph[src].num_nodes, graph[dst].num_nodes
         out_degree = np.bincount(index[0], minlength=n_src)
         in_degree = np.bincount(index[1], minlength=n_dst)
-        length = (store.edge_length_km.numpy() if "edge_length_km" in store
-                  else inspect_lengths(graph, src, dst, index))
+        length = edge_lengths_km(graph, (src, "to", dst))
         report["edge_sets"][f"{src}->{dst}"] = {
             "edges": int(index.shape[1]),
             "source_nodes": int(n_src),
@@ -291,10 +290,19 @@ def edge_arrays(graph) -> dict:
         index = store.edge_index.numpy()
         out[f"{src}->{dst}"] = {
             "in_degree": np.bincount(index[1], minlength=graph[dst].num_nodes),
-            "length_km": store.edge_length_km.numpy() if "edge_length_km" in store else
-            np.asarray(inspect_lengths(graph, src, dst, index)),
+            "length_km": edge_lengths_km(graph, (src, "to", dst)),
         }
     return out
+
+
+def edge_lengths_km(graph, key: tuple[str, str, str]) -> np.ndarray:
+    """Every edge's great-circle length in km: the graph's ``edge_length_km`` (1-D or
+    ``[E, 1]``), else computed from the node coordinates (an anemoi-graphs file)."""
+    length = graphs.node_values(graph[key], "edge_length_km")
+    if length is not None:
+        return length
+    src, _, dst = key
+    return np.asarray(inspect_lengths(graph, src, dst, graph[key].edge_index.numpy()))
 
 
 def inspect_lengths(graph, src: str, dst: str, index: np.ndarray) -> np.ndarray:
@@ -321,11 +329,12 @@ def report_table(report: Mapping) -> pd.DataFrame:
 
 def lam_extent(graph, pad_deg: float = 5.0) -> tuple[float, float, float, float] | None:
     """(lon0, lon1, lat0, lat1) around the graph's LAM data nodes, for zoomed maps."""
-    data = graph["data"]
-    if "cutout_mask" not in data or not bool(data.cutout_mask.any()):
+    mask = graphs.node_values(graph["data"], "cutout_mask") \
+        if "data" in graph.node_types else None
+    if mask is None or not mask.any():
         return None
     lat, lon = graphs.node_latlon(graph, "data")
-    mask = data.cutout_mask.numpy().astype(bool)
+    mask = mask.astype(bool)
     return (float(lon[mask].min() - pad_deg), float(lon[mask].max() + pad_deg),
             float(lat[mask].min() - pad_deg), float(lat[mask].max() + pad_deg))
 
