@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from workbench import catalog, evaluation, evaluation_inputs, grids, training
+from workbench import catalog, evaluation, evaluation_inputs, forecast_files, grids, training
 from workbench.errors import WorkbenchError
 from workbench.sampling import MultiDomainDataset
 from workbench.statistics import VariableStats
@@ -81,7 +81,7 @@ def skill_noise_bound(fc: xr.Dataset, truth: xr.Dataset, name: str) -> np.ndarra
 def test_unseen_domain_scores_against_persistence_and_climatology(frozen_run):
     path = evaluation.evaluate(frozen_run, "europe", "test", steps=2, progress=False)
     assert path == frozen_run / "forecasts" / "europe-test.zarr"
-    fc = xr.open_zarr(path).load()
+    fc = forecast_files.read_forecast(path)  # a CF file on (y, x), back on grid
     assert fc.attrs["domain"] == "europe" and "europe" not in fc.attrs["trained_on"]
     assert fc.attrs["normalisation"] == "training"
     assert "global, conus" in fc.attrs["normalisation_note"]
@@ -169,7 +169,7 @@ def test_own_normalisation_is_written_apart_and_says_so(frozen_run):
     path = evaluation.evaluate(frozen_run, "europe", "test", steps=1, progress=False,
                                normalise="own")
     assert path == frozen_run / "forecasts" / "europe-test-own.zarr"
-    fc = xr.open_zarr(path)
+    fc = forecast_files.read_forecast(path)
     assert fc.attrs["normalisation"] == "own" and "europe's own" in fc.attrs["normalisation_note"]
 
 

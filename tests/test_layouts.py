@@ -34,7 +34,7 @@ from corpus import catalog_entry as _entry
 from helpers import write_entry
 from pyproj import CRS, Geod
 
-from workbench import catalog, cli, domain_graphs, grids, tiling
+from workbench import catalog, cli, domain_graphs, forecast_files, grids, tiling
 
 matplotlib.use("Agg")
 
@@ -402,7 +402,7 @@ def test_user_dataset_trains_and_evaluates_through_catalog_flag(tmp_path):
     table = pd.DataFrame(json.loads(scored.stdout)["scores"])
     model = table[(table.forecast == "model") & (table.metric == "rmse")]
     assert len(model) >= 2 and np.isfinite(model.value).all()
-    forecast = xr.open_zarr(tmp_path / "r" / "forecasts" / "mine-test.zarr")
+    forecast = forecast_files.read_forecast(tmp_path / "r" / "forecasts" / "mine-test.zarr")
     assert forecast.sizes["init_time"] == 12 - 3 + 1 and forecast.sizes["grid"] == 21 * 31
     # a LAM on a lat-lon grid: its outer 2 rows/columns come from the truth at every lead
     truth = catalog.open_dataset("mine", catalog=[folder])

@@ -314,22 +314,36 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    import xarray as xr
-
+    from . import forecast_files as ff
     from .evaluation import evaluate, interior, run_config, scores, scoring_note, truth_for
 
-    path = evaluate(args.run_dir, args.domain, args.split, args.steps, args.members, args.graph,
-                    cache=args.cache, progress=not args.json, normalise=args.normalise)
-    forecast = xr.open_zarr(path)
-    train = run_config(args.run_dir).sampling["splits"]["train"]
-    table = scores(forecast, truth_for(forecast, args.cache), tuple(train))
+    if args.forecast:  # forecasts made elsewhere, scored against --truth
+        if args.run_dir or args.domain or not args.truth:
+            raise WorkbenchError("evaluate --forecast FILE scores a file against --truth "
+                                 "DATASET: give --truth, and no run dir or --domain")
+        forecast, truth = ff.external_forecast(args.forecast, args.truth,
+                                               ff.parse_variables(args.variables), args.cache)
+        train = ff.climatology_period(truth, args.train_period, strict=True)
+        path, domain = ", ".join(args.forecast), args.truth
+    else:
+        if not args.run_dir or not args.domain:
+            raise WorkbenchError("evaluate: give RUN_DIR --domain D (a run's forecasts) or "
+                                 "--forecast FILE --truth DATASET (a file made elsewhere)")
+        path = evaluate(args.run_dir, args.domain, args.split, args.steps, args.members,
+                        args.graph, cache=args.cache, progress=not args.json,
+                        normalise=args.normalise, fmt=args.format)
+        forecast, domain = ff.read_forecast(path), args.domain
+        truth = truth_for(forecast, args.cache)
+        train = args.train_period or run_config(args.run_dir).sampling["splits"]["train"]
+    table = scores(forecast, truth, tuple(train))
     note = scoring_note(forecast)
     if args.json:
-        _print_json({"forecasts": str(path), "domain": args.domain, "scoring": note,
-                     "scores": table.to_dict("records")})
+        _print_json({"forecasts": str(path), "domain": domain, "train_period": list(train),
+                     "scoring": note, "scores": table.to_dict("records")})
         return 0
-    print(f"forecasts: {path}\nscored: {note['note']}\nnormalised with "
-          f"{note['normalisation_note']}")
+    print(f"forecasts: {path}\nscored: {note['note']}\nclimatology from {train[0]} to "
+          f"{train[1]}" + (f"\nnormalised with {note['normalisation_note']}"
+                           if note["normalisation_note"] else ""))
     rows = interior(table)  # the forced ring's rows are in --json
     rmse = rows[rows.metric == "rmse"].pivot_table(
         index=["variable", "lead_hours"], columns="forecast", values="value")
@@ -548,8 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="roll a trained run out on a domain and score it")
-    p.add_argument("run_dir", help="a training run dir (runs/train-...)")
-    p.add_argument("--domain", required=True, help="a domain of the run or a catalog dataset")
+    p.add_argument("run_dir", nargs="?", help="a training run dir (runs/train-...)")
+    p.add_argument("--domain", help="a domain of the run or a catalog dataset")
     p.add_argument("--split", default="test", help="train, val or test (default test)")
     p.add_argument("--steps", type=_whole(1), help="lead steps (default: the run's val_rollout)")
     p.add_argument("--members", type=_whole(1), default=1, help="ensemble members (noise models)")
@@ -557,6 +571,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalise", choices=["training", "own"], default="training",
                    help="an unseen domain's statistics: the training domains' (default) or "
                         "its own")
+    p.add_argument("--format", choices=["zarr", "netcdf"], default="zarr",
+                   help="the forecast file written under RUN_DIR/forecasts (CF, default zarr)")
+    p.add_argument("--forecast", nargs="+", metavar="FILE",
+                   help="score forecast files made elsewhere (netCDF/zarr: the workbench's, "
+                        "a gridded CF or anemoi-inference's output) against --truth")
+    p.add_argument("--truth", help="with --forecast: the catalog dataset that is the truth")
+    p.add_argument("--variables", nargs="+", metavar="FILE_NAME=NAME",
+                   help="with --forecast: the truth's name of a file's variable (2t=t2m)")
+    p.add_argument("--train-period", nargs=2, metavar=("START", "END"),
+                   help="the climatology baseline's period (default: the run's train split; "
+                        "with --forecast the truth's first 70 %%)")
     p.add_argument("--json", action="store_true", help="print the score table as JSON")
     _common(p)
     p.set_defaults(func=cmd_evaluate)

@@ -4,8 +4,10 @@
 split (the domain may be one the model never trained on: its graph comes from
 ``configs/graphs/demo-<domain>.yaml`` or ``graph=``) and returns physical-unit forecasts as
 ``xr.Dataset`` (init_time, lead_time, [member], grid); ``evaluate`` writes them to
-``<run_dir>/forecasts/<domain>-<split>.zarr`` atomically. ``scores`` compares them with the
-truth, persistence and a climatology of the training period (``skill``'s WB2 metrics).
+``<run_dir>/forecasts/<domain>-<split>.zarr`` atomically, a CF file on the grid's own dims
+(:mod:`workbench.forecast_files`, which also reads forecasts made elsewhere). ``scores``
+compares them with the truth, persistence and a climatology of the training period
+(``skill``'s WB2 metrics).
 
 Honest scores: the points training forces from the truth (a LAM's outer ``boundary_cells``
 ring, the forecast's ``forced`` coord, taken from the very mask the rollout forces) are left
@@ -16,8 +18,6 @@ unseen domain is normalised with the training domains' statistics unless asked o
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -153,26 +153,27 @@ def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int |
 
 
 def forecast_path(run_dir: str | Path, domain: str, split: str,
-                  normalise: str = "training") -> Path:
-    """``<run_dir>/forecasts/<domain>-<split>.zarr`` (``...-own.zarr`` normalised ``own``)."""
-    suffix = "-own" if normalise == "own" else ""
-    return Path(run_dir) / "forecasts" / f"{domain}-{split}{suffix}.zarr"
+                  normalise: str = "training", fmt: str = "zarr") -> Path:
+    """``<run_dir>/forecasts/<domain>-<split>.zarr`` (``...-own.zarr`` normalised ``own``,
+    ``.nc`` for ``fmt`` netcdf)."""
+    suffix = ".nc" if fmt == "netcdf" else ".zarr"
+    name = f"{domain}-{split}{'-own' if normalise == 'own' else ''}{suffix}"
+    return Path(run_dir) / "forecasts" / name
 
 
 def evaluate(run_dir: str | Path, domain: str, split: str = "test", steps: int | None = None,
              members: int = 1, graph: str | None = None, cache: str | Path | None = None,
-             progress: bool = True, normalise: str = "training") -> Path:
-    """:func:`forecast` written to :func:`forecast_path` atomically."""
+             progress: bool = True, normalise: str = "training", fmt: str = "zarr") -> Path:
+    """:func:`forecast` written to :func:`forecast_path` atomically as a CF file (zarr or
+    netCDF: :func:`workbench.forecast_files.write_forecast`, units from the truth);
+    :func:`workbench.forecast_files.read_forecast` reads it back."""
+    from .forecast_files import file_format, write_forecast
+
+    target = forecast_path(run_dir, domain, split, normalise, file_format("", fmt))
     ds = forecast(run_dir, domain, split, steps, members, graph, cache=cache, progress=progress,
                   normalise=normalise)
-    target = forecast_path(run_dir, domain, split, normalise)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    ds.to_zarr(tmp, mode="w")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    return target
+    truth = catalog.open_dataset(ds.attrs["dataset"], cache=cache)
+    return write_forecast(ds, target, fmt, {n: dict(truth[n].attrs) for n in ds.data_vars})
 
 
 # --------------------------------------------------------------------------- scores
