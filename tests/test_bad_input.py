@@ -478,6 +478,56 @@ CASES = [
 ]
 
 
+
+def forecast_case(name: str = "sst", latitude: str = "BCD", units: str = "hours since 2020-01-03",
+                  hours: str = "06<BHNTZ`flrx~") -> dict[str, str]:
+    """A forecast made elsewhere, ``f.zarr``, for truth ``sea`` (:func:`text_zarr_case`): the
+    text zarr with ``time`` the valid times ``hours`` (a byte an hour count) in ``units``
+    since its initial time, as anemoi-inference writes them, its variable named ``name``, its
+    latitudes ``latitude``."""
+    files = {k.replace("f.zarr/sst/", f"f.zarr/{name}/"): v
+             for k, v in text_zarr("f.zarr", None).items()}
+    files["f.zarr/latitude/0"] = latitude
+    files["f.zarr/time/0"] = hours
+    attrs = json.loads(files["f.zarr/time/.zattrs"])
+    files["f.zarr/time/.zattrs"] = json.dumps({**attrs, "units": units})
+    for array, shape in (("time", [len(hours)]), (name, [len(hours), 3, 4])):
+        meta = json.loads(files[f"f.zarr/{array}/.zarray"])
+        files[f"f.zarr/{array}/.zarray"] = json.dumps({**meta, "shape": shape, "chunks": shape})
+    return {**text_zarr_case(SST_NAN_IN_TRAIN), **files}
+
+
+FORECAST = ["evaluate", "--forecast", "{d}/f.zarr", "--truth", "sea", "--catalog", "{d}/cat"]
+CASES += [
+    Case("evaluate-forecast-variables", FORECAST,
+         ["forecast", "f.zarr", "none of its variables (t2m) is one of truth 'sea'", "(sst)",
+          "--variables FILE_NAME=NAME"], forecast_case(name="t2m")),
+    Case("evaluate-forecast-grid", FORECAST,
+         ["f.zarr", "its points are not truth 'sea'", "no forecast point within 0.1 km",
+          "regrid the forecast onto the truth's grid"], forecast_case(latitude="CDE")),
+    Case("evaluate-forecast-times", FORECAST,
+         ["f.zarr", "initial time 2019-12-31T00:00:00 is not a time of truth 'sea'",
+          "2020-01-03T00:00:00 to 2020-01-06T06:00:00", "covers the forecast"],
+         forecast_case(units="hours since 2019-12-31")),
+    Case("evaluate-forecast-valid-times", FORECAST,
+         ["valid time 2020-01-06T12:00:00 is not a time of truth 'sea'"], forecast_case()),
+    Case("evaluate-forecast-missing", ["evaluate", "--forecast", "{d}/f.nc", "--truth", "global"],
+         ["forecast file", "f.nc does not exist"]),
+    Case("evaluate-forecast-unreadable", ["evaluate", "--forecast", "{d}/f.nc", "--truth",
+                                          "global"],
+         ["cannot read forecast file", "f.nc", "give a netCDF file or a zarr store"],
+         {"f.nc": "mine\n"}),
+    Case("evaluate-forecast-no-truth", ["evaluate", "--forecast", "{d}/f.nc"],
+         ["evaluate --forecast FILE scores a file against --truth DATASET"]),
+    Case("evaluate-forecast-variables-item", FORECAST + ["--variables", "2t"],
+         ["--variables '2t'", "FILE_NAME=NAME"], forecast_case()),
+    Case("evaluate-forecast-train-period", FORECAST[:-2] + ["--catalog", "{d}/cat",
+                                                            "--train-period", "2019-01-01",
+                                                            "2019-02-01"],
+         ["--train-period 2019-01-01 2019-02-01 is not a period of truth 'sea'"],
+         forecast_case(hours="06")),
+]
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line(case: Case, tmp_path, monkeypatch, capsys):
     for name, text in case.files.items():
