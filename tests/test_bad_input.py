@@ -54,6 +54,15 @@ PLAN = "name: p\nsteps:\n  - name: graph\n    notebook: 01_graph_inspection\n"
 PAYLOAD = base64.b64encode(b'"+str(__import__("os").system("touch MARK"))+"').decode()
 
 
+RECIPE = """nodes:
+  data: {node_builder: {_target_: anemoi.graphs.nodes.TriNodes, resolution: 2}}
+  hidden: {node_builder: {_target_: anemoi.graphs.nodes.TriNodes, resolution: 1}}
+edges:
+  - source_name: data
+    target_name: hidden
+    edge_builders: [{_target_: anemoi.graphs.edges.KNNEdges, num_nearest_neighbours: 3}]
+"""
+
 @dataclass
 class Case:
     id: str
@@ -526,6 +535,25 @@ CASES += [
                                                             "2019-02-01"],
          ["--train-period 2019-01-01 2019-02-01 is not a period of truth 'sea'"],
          forecast_case(hours="06")),
+    # ---------------------------------------------------------------- anemoi-graphs recipes
+    Case("graph-recipe-hexnodes", ["graph", "build", "{d}/r.yaml", "--out", "{d}/r.pt"],
+         ["nodes.data.node_builder: HexNodes need the h3 library",
+          "supported node builders: NPZFileNodes"],
+         {"r.yaml": RECIPE.replace("TriNodes, resolution: 2", "HexNodes, resolution: 2")},
+         ["r.pt"]),
+    Case("graph-recipe-option", ["graph", "inspect", "{d}/r.yaml"],
+         ["edges[0].edge_builders[0]: KNNEdges option 'k' is not supported",
+          "num_nearest_neighbours"],
+         {"r.yaml": RECIPE.replace("num_nearest_neighbours: 3", "k: 3")}),
+    Case("graph-recipe-unknown-nodes", ["graph", "sweep", "{d}/r.yaml"],
+         ["edges[0]: node set 'mesh' is not defined under nodes (data, hidden)"],
+         {"r.yaml": RECIPE.replace("target_name: hidden", "target_name: mesh")}),
+    Case("graph-recipe-trim", ["graph", "sweep", "{d}/r.yaml", "--trim", "3"],
+         ["--trim applies to workbench graph configs, not to an anemoi-graphs recipe"],
+         {"r.yaml": RECIPE}),
+    Case("graph-export-recipe-coarsened", ["graph", "export-recipe", "demo-conus", "--out",
+                                           "{d}/r.yaml"],
+         ["hidden.kind coarsened has no anemoi-graphs node builder"], {}, ["r.yaml", "r.npz"]),
 ]
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

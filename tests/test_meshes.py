@@ -210,7 +210,7 @@ def test_stretched_mesh_refines_only_near_the_lam(conus_xyz):
     # density: the LAM (~8e6 km^2 of ~5.1e8) holds the finer nodes, none elsewhere
     fine = mesh.xyz[mesh.node_level > global_level]
     assert fine.shape[0] > 5 * 642 * 8e6 / 5.1e8
-    assert np.all(meshes._within(fine, conus_xyz, margin + 1e-6))
+    assert np.all(meshes.within_km(fine, conus_xyz, margin + 1e-6))
 
 
 def test_stretched_edges_are_level_edges_among_kept_nodes(conus_xyz):

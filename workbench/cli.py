@@ -383,13 +383,19 @@ def cmd_setup(args) -> int:
 
 
 def cmd_graph_build(args) -> int:
-    from .graphs import build_graph, save_graph
+    from .graphs import save_graph
     from .inspection import inspect_graph
+    from .recipes import build_any
 
-    graph = build_graph(args.config)
+    graph = build_any(args.config)  # a workbench graph config or an anemoi-graphs recipe
     path = save_graph(graph, args.out)
     report = inspect_graph(graph)
-    encoder = report["edge_sets"]["data->hidden"]
+    encoder = report["edge_sets"].get("data->hidden")
+    if set(report["nodes"]) != {"data", "hidden"} or encoder is None:
+        nodes = ", ".join(f"{name} {n}" for name, n in report["nodes"].items())
+        edges = ", ".join(f"{name} {e['edges']}" for name, e in report["edge_sets"].items())
+        print(f"{path}: graph {graph.graph_id} ({graph.name}), nodes {nodes}; edges {edges}")
+        return 0
     print(f"{path}: graph {graph.graph_id} ({graph.name}), data {report['nodes']['data']}, "
           f"hidden {report['nodes']['hidden']} nodes; hanging encoder sources "
           f"{encoder['hanging_sources']['total']}")
@@ -397,10 +403,11 @@ def cmd_graph_build(args) -> int:
 
 
 def cmd_graph_inspect(args) -> int:
-    from .graphs import load_graph
     from .inspection import RegionSettings, inspect_graph
+    from .recipes import load_or_build
 
-    report = inspect_graph(load_graph(args.graph), RegionSettings(args.band_cells, args.near_km))
+    report = inspect_graph(load_or_build(args.graph),
+                           RegionSettings(args.band_cells, args.near_km))
     if args.json:
         _print_json(report)
         return 0
@@ -420,11 +427,19 @@ def cmd_graph_inspect(args) -> int:
 def cmd_graph_sweep(args) -> int:
     from .graphs import load_config
     from .inspection import RegionSettings, parse_k_range, sweep, sweep_table
+    from .recipes import read_recipe, sweep_recipe
 
     trims = args.trim or [0]
-    result = sweep(load_config(args.config), parse_k_range(args.k), trims, args.edges,
-                   args.region, RegionSettings(args.band_cells, args.near_km),
-                   progress=not args.json)
+    if read_recipe(args.config) is not None:  # an anemoi-graphs recipe: no LAM trimming
+        if trims != [0]:
+            raise WorkbenchError("--trim applies to workbench graph configs, not to an "
+                                 "anemoi-graphs recipe (its data nodes are given)")
+        result = sweep_recipe(args.config, parse_k_range(args.k), args.edges, args.region,
+                              RegionSettings(args.band_cells, args.near_km))
+    else:
+        result = sweep(load_config(args.config), parse_k_range(args.k), trims, args.edges,
+                       args.region, RegionSettings(args.band_cells, args.near_km),
+                       progress=not args.json)
     if args.json:
         _print_json(result)
         return 0
@@ -433,6 +448,15 @@ def cmd_graph_sweep(args) -> int:
     for trim, k in result["min_k_without_hanging"].items():
         found = k if k is not None else f"none up to {table['k'].max()}"
         print(f"trim {trim}: smallest k without hanging {result['side']} in {args.region}: {found}")
+    return 0
+
+
+def cmd_graph_export_recipe(args) -> int:
+    from .recipe_export import export_recipe
+
+    path = export_recipe(args.config, args.out)
+    print(f"{path}: anemoi-graphs recipe, data nodes in {path.with_suffix('.npz')}; build it with "
+          f"`anemoi-graphs create {path.name} GRAPH.pt` in {path.parent}")
     return 0
 
 
@@ -523,23 +547,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     graph = sub.add_parser("graph", help="build and inspect graphs").add_subparsers(
         dest="graph", required=True)
-    p = graph.add_parser("build", help="build a graph from a config (or preset) into a .pt")
-    p.add_argument("config", help="configs/graphs/NAME.yaml or a preset name (demo, mmgt, ...)")
+    p = graph.add_parser("build", help="build a graph from a config, preset or anemoi-graphs "
+                                       "recipe into a .pt")
+    p.add_argument("config", help="configs/graphs/NAME.yaml, a preset name (demo, mmgt, ...) "
+                                  "or an anemoi-graphs recipe YAML")
     p.add_argument("--out", required=True)
     _catalog_option(p)
     p.set_defaults(func=cmd_graph_build)
+    p = graph.add_parser("export-recipe", help="write a graph config as an anemoi-graphs recipe")
+    p.add_argument("config", help="configs/graphs/NAME.yaml or a preset name (demo, mmgt, ...)")
+    p.add_argument("--out", required=True, help="RECIPE.yaml (data nodes: RECIPE.npz beside it)")
+    _catalog_option(p)
+    p.set_defaults(func=cmd_graph_export_recipe)
     for name, func, text in [("inspect", cmd_graph_inspect, "hanging nodes, degrees, lengths"),
                              ("sweep", cmd_graph_sweep, "hanging counts for a range of k")]:
         p = graph.add_parser(name, help=text)
         if name == "inspect":
-            p.add_argument("graph", help="a graph .pt (workbench's or anemoi-graphs')")
+            p.add_argument("graph", help="a graph .pt (workbench's or anemoi-graphs'), an "
+                                         "anemoi-graphs recipe YAML, a graph config or preset")
         else:
             p.add_argument("config")
             p.add_argument("--k", default="1:32", help="START:STOP[:STEP] or a comma list")
             p.add_argument("--trim", type=_whole_list, metavar="N[,N...]",
                            help="LAM cells trimmed per side, comma list (e.g. 0,5,10,15)")
             p.add_argument("--region", default="lam", help="lam, all, or one region")
-            p.add_argument("--edges", default="encoder", help="encoder or decoder")
+            p.add_argument("--edges", default="encoder", help="encoder, decoder (a recipe: "
+                                                               "also SRC->DST)")
         p.add_argument("--band-cells", type=_whole(0), default=10, help="LAM boundary band width")
         p.add_argument("--near-km", type=_distance, default=500.0, help="'near_lam' distance")
         p.add_argument("--json", action="store_true")

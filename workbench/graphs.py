@@ -328,7 +328,7 @@ def _node_x(lat: np.ndarray, lon: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.deg2rad(np.stack([lat, lon], axis=1)).astype(np.float32))
 
 
-def _column(value: np.ndarray) -> torch.Tensor:
+def as_column(value: np.ndarray) -> torch.Tensor:
     """A node or edge attribute as anemoi stores it: 2-D, ``[N, 1]`` for one value a node
     (floats as float32)."""
     value = np.ascontiguousarray(value)
@@ -341,10 +341,10 @@ def set_edges(graph, key, edge_index: np.ndarray, src_xyz, dst_xyz) -> None:
     length, direction = edge_geometry(src_xyz, dst_xyz, edge_index)
     store = graph[key]
     store.edge_index = torch.from_numpy(edge_index.astype(np.int64))
-    store.edge_length_km = _column(length)
-    store.edge_length = _column(length / max(length.max(initial=0.0), 1e-12))
-    store.edge_dirs = _column(direction)
-    store.edge_attr = _column(np.concatenate([length[:, None], direction], axis=1))
+    store.edge_length_km = as_column(length)
+    store.edge_length = as_column(length / max(length.max(initial=0.0), 1e-12))
+    store.edge_dirs = as_column(direction)
+    store.edge_attr = as_column(np.concatenate([length[:, None], direction], axis=1))
 
 
 def nodes_graph(data: DataNodes, mesh: meshes.Mesh):
@@ -355,9 +355,9 @@ def nodes_graph(data: DataNodes, mesh: meshes.Mesh):
     graph["data"].x = _node_x(data.latitude, data.longitude)
     for name in ("area_weight", "cutout_mask", "boundary_mask", "dataset_index", "grid_index",
                  "lam_edge_cells"):
-        graph["data"][name] = _column(getattr(data, name))
+        graph["data"][name] = as_column(getattr(data, name))
     graph["hidden"].x = _node_x(mesh.latitude, mesh.longitude)
-    graph["hidden"].area_weight = _column(
+    graph["hidden"].area_weight = as_column(
         grids.area_weights(grids.Grid("hidden", mesh.latitude, mesh.longitude)))
     graph.lam_spacing_km = float(data.lam_spacing_km or 0.0)
     return graph

@@ -8,7 +8,9 @@ level ``r + 1`` and a vertex's index tells the level it first appears on. From t
   every level (long edges for fast propagation, short ones for detail);
 - :func:`trimesh_edges`: only the finest level's edges (weather-model-graphs' "flat");
 - :func:`stretched_mesh`: anemoi-graphs' stretched icosahedron, the global mesh refined
-  further only near a limited area.
+  further only near a limited area;
+- :func:`limited_area_mesh`: anemoi-graphs' LimitedAreaTriNodes, the refined mesh only near
+  a limited area; :func:`hop_edges`: MultiScaleEdges with ``x_hops`` on any of these.
 
 Hidden nodes can also come from a data grid (:func:`coarsened_grid_nodes`) joined by
 :func:`mesh_edges_knn`. Everything is numpy: unit-sphere xyz (n, 3) float64 and directed
@@ -221,12 +223,62 @@ def stretched_mesh(
     keep = node_level <= global_level
     candidates = np.flatnonzero(~keep)
     if candidates.size:
-        keep[candidates] = _within(vertices[candidates], lam_xyz, margin_radius_km)
+        keep[candidates] = within_km(vertices[candidates], lam_xyz, margin_radius_km)
     mesh = _multiscale(levels, range(lam_level + 1))
     return _subset(mesh, keep)
 
 
-def _within(points: np.ndarray, targets: np.ndarray, radius_km: float) -> np.ndarray:
+def limited_area_mesh(level: int, lam_xyz: np.ndarray, margin_radius_km: float) -> Mesh:
+    """anemoi-graphs' LimitedAreaTriNodes: the level-``level`` vertices within
+    ``margin_radius_km`` of a point of ``lam_xyz``, with every level's triangle edges among
+    them (both directions). Nodes keep their nested order."""
+    _check_level(level, "level")
+    lam_xyz = np.asarray(lam_xyz, dtype=np.float64)
+    if lam_xyz.ndim != 2 or lam_xyz.shape[1] != 3 or lam_xyz.shape[0] == 0:
+        raise WorkbenchError(
+            f"lam_xyz must be a non-empty (n, 3) array of unit vectors, got shape {lam_xyz.shape}"
+        )
+    levels = icosahedral_levels(level)
+    keep = within_km(levels[-1][0], lam_xyz, margin_radius_km)
+    if not keep.any():
+        raise WorkbenchError(f"no level-{level} mesh node lies within {margin_radius_km} km of "
+                             "the reference nodes: widen margin_radius_km")
+    return _subset(_multiscale(levels, range(level + 1)), keep)
+
+
+def hop_edges(mesh: Mesh, levels, x_hops: int = 1) -> np.ndarray:
+    """anemoi-graphs' MultiScaleEdges on a mesh: for each level in ``levels``, every pair of
+    nodes at most ``x_hops`` steps apart along that level's triangle edges (both directions,
+    no self loops), the union over the levels, deduplicated. ``x_hops=1`` gives the mesh's own
+    edges of those levels."""
+    if int(x_hops) != x_hops or x_hops < 1:
+        raise WorkbenchError(f"x_hops must be an integer >= 1, got {x_hops!r}")
+    from scipy.sparse import coo_matrix
+
+    n = mesh.size
+    parts = []
+    for level in sorted(set(int(v) for v in levels)):
+        edges = mesh.edges[:, mesh.edge_level == level]
+        if x_hops == 1 or edges.size == 0:
+            parts.append(edges)
+            continue
+        step = coo_matrix((np.ones(edges.shape[1], np.int32), (edges[0], edges[1])),
+                          shape=(n, n)).tocsr()
+        reach = frontier = step
+        for _ in range(int(x_hops) - 1):
+            frontier = (frontier @ step).astype(bool).astype(np.int32)
+            reach = (reach + frontier).astype(bool).astype(np.int32)
+        reach = reach.tocoo()
+        off = reach.row != reach.col
+        parts.append(np.stack([reach.row[off], reach.col[off]]).astype(np.int64))
+    if not parts:
+        return np.zeros((2, 0), np.int64)
+    edges = np.concatenate(parts, axis=1)
+    keys = np.unique(edges[0] * n + edges[1])
+    return np.stack(np.divmod(keys, n)).astype(np.int64)
+
+
+def within_km(points: np.ndarray, targets: np.ndarray, radius_km: float) -> np.ndarray:
     """True for each point within ``radius_km`` (great circle) of any target point."""
     chord = float(km_to_chord(radius_km))
     distance, _ = cKDTree(targets).query(points, k=1, distance_upper_bound=chord * (1 + 1e-12))
