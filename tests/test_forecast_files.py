@@ -107,30 +107,35 @@ def test_global_latlon_forecast_on_latitude_longitude(tmp_path):
 
 
 def anemoi_inference_netcdf(path: Path, init, hours: list[int], fields: dict[str, np.ndarray],
-                            latitude: np.ndarray, longitude: np.ndarray) -> None:
+                            latitude: np.ndarray, longitude: np.ndarray,
+                            epoch: bool = False) -> None:
     """A file as anemoi-inference's ``NetCDFOutput`` writes one (netCDF4, not the
     workbench's writer): dims ``time`` and ``values``; ``time`` int seconds since the initial
     time (gregorian); float32 ``latitude``/``longitude`` on values; one (time, values)
-    float32 variable a field, named as in the checkpoint, float32 max as fill and missing
-    value; the initial state (lead 0) written first."""
+    float32 variable a field, named as in the checkpoint; the initial state (lead 0) written
+    first. ``epoch``: as later versions, ``time`` float seconds since 1970 (unlimited),
+    float64 coordinates, NaN as fill and missing value."""
     nc = netCDF4.Dataset(path, "w", format="NETCDF4")
     nc.createDimension("values", latitude.size)
-    nc.createDimension("time", len(hours))
-    time = nc.createVariable("time", "i4", ("time",))
-    time.units = f"seconds since {pd.Timestamp(init)}"
-    time.long_name, time.calendar = "time", "gregorian"
+    nc.createDimension("time", None if epoch else len(hours))
+    time = nc.createVariable("time", "f8" if epoch else "i4", ("time",))
+    start = pd.Timestamp("1970-01-01") if epoch else pd.Timestamp(init)
+    time.units = f"seconds since {start}"
+    if not epoch:
+        time.long_name, time.calendar = "time", "gregorian"
     for name, values, units in (("latitude", latitude, "degrees_north"),
                                 ("longitude", longitude, "degrees_east")):
-        var = nc.createVariable(name, "f4", ("values",))
+        var = nc.createVariable(name, "f8" if epoch else "f4", ("values",))
         var.units, var.long_name = units, name
         var[:] = values
-    missing = np.finfo(np.float32).max
     for name, values in fields.items():
         var = nc.createVariable(name, "f4", ("time", "values"), chunksizes=(1, latitude.size),
-                                fill_value=missing)
-        var.missing_value = missing
+                                fill_value=np.nan if epoch else None)
+        if epoch:
+            var.missing_value = np.float32(np.nan)
         var[:] = values
-    time[:] = [h * 3600 for h in hours]
+    offset = (pd.Timestamp(init) - start).total_seconds()
+    time[:] = [offset + h * 3600 for h in hours]
     nc.close()
 
 
@@ -143,8 +148,8 @@ def _evaluate_json(capsys, *argv: str) -> dict:
 
 @pytest.mark.timeout(300)
 def test_anemoi_inference_output_scored_against_the_truth(tmp_path, capsys):
-    """anemoi-inference netCDF files (two initial times, points shuffled, longitudes
-    0..360, anemoi's ``2t``): 2t = truth + 0.1 K has RMSE 0.1; z_500 = the initial state at
+    """anemoi-inference netCDF files (two initial times, one in each time layout, points
+    shuffled, longitudes 0..360, anemoi's ``2t``): 2t = truth + 0.1 K has RMSE 0.1; z_500 = the initial state at
     every lead is persistence (skill 0, RMSE persistence's); every score equals scoring the
     same values in the canonical layout the normal way."""
     truth = catalog.open_dataset("global")
@@ -159,7 +164,7 @@ def test_anemoi_inference_output_scored_against_the_truth(tmp_path, capsys):
         anemoi_inference_netcdf(tmp_path / f"an{k}.nc", init, hours,
                                 {"2t": t2m[:, perm], "z_500": z500[:, perm], "msl": z500[:, perm]},
                                 truth["latitude"].values[perm], truth["longitude"].values[perm]
-                                % 360)
+                                % 360, epoch=k == 1)
         canonical.append((t2m[1:], z500[1:]))
     got = _evaluate_json(capsys, "--forecast", str(tmp_path / "an1.nc"), str(tmp_path / "an0.nc"),
                          "--truth", "global")

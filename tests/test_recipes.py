@@ -197,3 +197,20 @@ def test_unsupported_builder_is_one_line(tmp_path):
                                                            "weight": 3}))]}
     with pytest.raises(WorkbenchError, match="KNNEdges option 'weight' is not supported"):
         recipes.build_recipe(recipe)
+
+
+def test_hop_edges_and_limited_area_mesh_by_hand():
+    """On the icosahedron (level 0) a vertex has 5 neighbours, 10 vertices within 2 hops (all
+    but its antipode) and 11 within 3; a level-1 limited area around one vertex, with a margin
+    just past the level-1 spacing (3,526 km), is the vertex and its 5 midpoints, joined by 5
+    spokes and 5 rim edges (level 1, both directions) and no level-0 edge."""
+    mesh = meshes.multimesh(0)
+    assert meshes.hop_edges(mesh, [0], 1).shape[1] == 12 * 5
+    assert meshes.hop_edges(mesh, [0], 2).shape[1] == 12 * 10
+    assert meshes.hop_edges(mesh, [0], 3).shape[1] == 12 * 11
+    vertex = meshes.icosahedron()[0][:1]
+    small = meshes.limited_area_mesh(1, vertex, 3600.0)
+    assert small.size == 6 and small.num_edges == 2 * 10
+    assert set(small.edge_level.tolist()) == {1}
+    with pytest.raises(WorkbenchError, match="widen margin_radius_km"):
+        meshes.limited_area_mesh(1, grids.unit_xyz(np.array([0.0]), np.array([1.0])) * -1, 1.0)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from test_forecast_files import anemoi_inference_netcdf
 from test_runs import assert_renders_offline, run_via_cli
 
 from workbench import catalog, evaluation, grids, plotting_skill, training
@@ -466,11 +467,33 @@ def test_skill_maps_notebook_run_and_report(tmp_path):
     raw.update(max_steps=30, val_every=1000, val_batches=2, checkpoint_every=1000)
     run = training.fit(training.training_config_from_dict(raw), run_dir=tmp_path / "train",
                        progress=False)
-    run_dir, summary = run_via_cli(tmp_path, "04_skill_maps", "run_dir", str(run))
+    # a forecast made elsewhere, as anemoi-inference writes it: t2m = truth + 0.1 K (anemoi's
+    # 2t), z_500 = the initial state at every lead (persistence)
+    global_truth = catalog.open_dataset("global")
+    init = np.datetime64("2020-03-20T00:00")
+    hours = [0, 6, 12, 18, 24]
+    valid = [init + np.timedelta64(h, "h") for h in hours]
+    anemoi_inference_netcdf(
+        tmp_path / "anemoi.nc", init, hours,
+        {"2t": global_truth["t2m"].sel(time=valid).values + np.float32(0.1),
+         "z_500": np.repeat(global_truth["z_500"].sel(time=init).values[None], 5, axis=0)},
+        global_truth["latitude"].values, global_truth["longitude"].values)
+    run_dir, summary = run_via_cli(tmp_path, "04_skill_maps", "run_dir", str(run),
+                                   "forecast_files", json.dumps([str(tmp_path / "anemoi.nc")]),
+                                   "forecast_truth", "global")
     assert json.loads((run_dir / "run.json").read_text())["status"] == "ok"
     assert list(summary)[0] == "key_figures"
     assert {d: v["unseen"] for d, v in summary["domains"].items()} == {
-        "global": False, "conus": False, "europe": True}
+        "global": False, "conus": False, "europe": True, "external-global": False}
+    assert summary["domains"]["external-global"]["forecast_files"] == str(tmp_path / "anemoi.nc")
+    external = pd.DataFrame(summary["scores"]).query("domain == 'external-global'")
+    model = external[external.forecast == "model"]
+    assert sorted(model.lead_hours.unique()) == [6.0, 12.0, 18.0, 24.0]
+    np.testing.assert_allclose(model.query("metric == 'rmse' and variable == 't2m'").value, 0.1,
+                               atol=2e-5)
+    assert (model.query("metric == 'skill_vs_persistence' and variable == 'z_500'").value
+            == 0).all()
+    assert set(external.region) == {"interior"}  # no forced ring in a file made elsewhere
     figures = summary["key_figures"]
     assert figures["unseen_domains"] == "europe"
     for domain in ("global", "conus", "europe"):
@@ -478,7 +501,7 @@ def test_skill_maps_notebook_run_and_report(tmp_path):
             for lead in (6, 24):
                 assert np.isfinite(figures[f"skill_vs_{ref}_{domain}_{lead}h"])
         assert isinstance(figures[f"beats_persistence_{domain}_z_500"], bool)
-    scores = pd.DataFrame(summary["scores"])
+    scores = pd.DataFrame(summary["scores"]).query("domain != 'external-global'")
     assert set(scores[scores.region == "forced_ring"].domain) == {"conus", "europe"}
     scores = scores[scores.region == "interior"]
     rmse = scores[scores.metric == "rmse"].set_index(["domain", "forecast", "variable",
@@ -514,7 +537,7 @@ def test_skill_maps_notebook_run_and_report(tmp_path):
     for row in mine.itertuples():
         assert rmse[("europe", "model", row.variable, row.lead_hours)] == pytest.approx(
             row.value, rel=1e-5)
-    # lead curves 3, scorecards 2, skill maps 3, boundary curves 2; the interactive map
+    # lead curves 4, scorecards 2, skill maps 4, boundary curves 2; the interactive map
     html = run_dir / "report.html"
     assert html.stat().st_size < 15e6
-    assert_renders_offline(html, bokeh_plots=1, images=10)
+    assert_renders_offline(html, bokeh_plots=1, images=12)

@@ -1,5 +1,6 @@
 """Checkpoints and run-dir state: run ids and dirs, atomic writes, weights_only loading,
-the ``last.ckpt`` callback, a resumed run's loop and sampler position, and its metrics.
+the ``last.ckpt`` callback, what a checkpoint carries to forecast on its own (its artifact),
+a resumed run's loop and sampler position, and its metrics.
 
 A run dir trains in segments, one per ``fit`` call (a resume starts a new one): each writes
 its rows to ``metrics/from-step<N>.csv`` (N: the step it starts from) and ``metrics.csv`` is
@@ -9,6 +10,7 @@ their merge, every segment's rows before the step the next one resumed from.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,11 +24,13 @@ import torch
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
-from .config import load_yaml
+from . import __version__, catalog
+from .config import load_yaml, resolve_config
 from .errors import WorkbenchError
 from .finetune import add_lora
 from .sampling import MultiDomainDataModule
-from .training_config import TrainingConfig, config_dict, training_config_from_dict
+from .times import calendar_name, iso, step_text
+from .training_config import TrainingConfig, config_dict, model_config, training_config_from_dict
 
 RUN_DIR_ENV = "WORKBENCH_TRAIN_RUN_DIR"  # the run dir a DDP process Lightning starts inherits
 SEGMENTS = "metrics"  # run_dir/metrics/from-step<N>.csv: the rows of each fit call
@@ -145,13 +149,112 @@ def catalog_folders() -> list[str]:
         os.pathsep) if p]
 
 
-def restore_weights(model: torch.nn.Module, config: TrainingConfig, run_dir: str | Path) -> None:
-    """Put a run's last checkpoint into a freshly built model (LoRA adapters added first)."""
+def restore_weights(model: torch.nn.Module, config: TrainingConfig, run_dir: str | Path,
+                    state: Mapping | None = None) -> None:
+    """Put a run's last checkpoint (or the loaded checkpoint ``state``) into a freshly built
+    model (LoRA adapters added first)."""
     if config.finetune.lora:
         add_lora(model, config.finetune.lora_rank, config.finetune.lora_alpha,
                  config.finetune.lora_include)
-    ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
-    load_weights(model, model_state(load_checkpoint(ckpt)["state_dict"]), str(ckpt))
+    ckpt = Path(run_dir) / "checkpoints" / "last.ckpt" if Path(run_dir).is_dir() else Path(run_dir)
+    state = load_checkpoint(ckpt) if state is None else state
+    load_weights(model, model_state(state["state_dict"]), str(ckpt))
+
+
+# --------------------------------------------------------------------------- artifact
+
+ARTIFACT_FORMAT = 1  # bump when what a checkpoint carries changes
+
+
+def describe_run(module) -> dict | None:
+    """What a checkpoint carries so that it forecasts on its own: ``checkpoint["workbench"]
+    ["artifact"]``, plain values only (``torch.load(weights_only=True)`` reads it). None when
+    ``module`` (a :class:`workbench.training.Trainer`) is not being fit with a DataModule.
+
+    Keys: ``format``, ``workbench_version``, ``run`` (the run dir's name), ``task``,
+    ``variables``, ``forcings``, ``statics``, ``input_steps``, ``time_step`` (the common step),
+    ``imputer``, ``fixed_scaling``, ``model`` (the model config, channel counts included),
+    ``catalog_folders`` and ``domains``: per domain its ``dataset``, ``catalog_entry`` (the
+    entry's summary: where the data is), ``n_grid``, ``grid_shape``, ``calendar``,
+    ``computed_forcings``, ``graph`` (:func:`graph_record`), ``statistics`` (per variable,
+    what its normalisers were built from), ``normalisers`` (per group, ``Normaliser.state``),
+    ``train_period`` and ``train_values`` (grid points x train time steps: the weight of its
+    statistics when pooled for an unseen domain)."""
+    datamodule = getattr(module.trainer, "datamodule", None)
+    if datamodule is None or not getattr(datamodule, "domains", None):
+        return None
+    sampling, graphs = module.sampling, {g.name: g for g in module.graphs}
+    domains = {}
+    for data in datamodule.domains:
+        lo, hi = data.splits.get("train", (0, -1))
+        shape = data.ds.attrs.get("grid_shape")
+        domains[data.name] = {
+            "dataset": data.domain.dataset,
+            "catalog_entry": catalog.get_entry(data.domain.dataset).summary(),
+            "n_grid": int(data.n_grid),
+            "grid_shape": None if shape is None else [int(n) for n in shape],
+            "calendar": calendar_name(data.times),
+            "computed_forcings": list(data.computed),
+            "graph": graph_record(data.domain.graph, graphs[data.name]),
+            "statistics": {k: dataclasses.asdict(v) for k, v in data.stats.items()},
+            "normalisers": {group: n.state() for group, n in data.normalisers.items()},
+            "train_period": [iso(data.times[lo]), iso(data.times[hi])] if hi >= lo else None,
+            "train_values": int(data.n_grid * (hi - lo + 1)),
+        }
+    return {
+        "format": ARTIFACT_FORMAT, "workbench_version": __version__,
+        "run": Path(module.trainer.default_root_dir).name, "task": module.config.task,
+        "variables": list(sampling.variables), "forcings": list(sampling.forcings),
+        "statics": list(sampling.statics), "input_steps": int(sampling.input_steps),
+        "time_step": step_text(datamodule.domains[0].step),
+        "imputer": _plain(dataclasses.asdict(sampling.imputer)),
+        "fixed_scaling": {k: dataclasses.asdict(v) for k, v in sampling.fixed_scaling.items()},
+        "model": _plain(dataclasses.asdict(model_config(module.config, sampling))),
+        "catalog_folders": catalog_folders(), "domains": domains}
+
+
+def _plain(value):
+    """Tuples as lists: the JSON types a weights_only load reads back."""
+    return json.loads(json.dumps(value, default=list))
+
+
+def graph_record(spec: str | None, graph) -> dict:
+    """A domain's graph as a checkpoint records it: the spec it was trained with, its name,
+    id (the content hash of its nodes and edges) and sizes, and either the graph config's
+    YAML text (``config_yaml``, rebuilt from it) or the .pt file's sha256 (``file_sha256``)."""
+    record = {"spec": str(spec), "name": graph.graph_name, "graph_id": graph.graph_id,
+              "data_nodes": int(graph.tensors.n_data), "hidden_nodes": int(graph.n_hidden),
+              "config_yaml": None, "file_sha256": None}
+    if str(spec).endswith(".pt"):
+        record["file_sha256"] = file_sha256(spec)
+    else:
+        record["config_yaml"] = resolve_config(spec, "graphs").read_bytes().decode("utf-8")
+    return record
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_artifact(state, where: str) -> dict | None:
+    """The artifact (:func:`describe_run`) of a loaded checkpoint; None for a checkpoint from
+    before artifacts (its run dir supplies the rest). One line for a file that is no
+    workbench checkpoint, or one a newer workbench wrote."""
+    info = state.get("workbench") if isinstance(state, Mapping) else None
+    if not isinstance(info, Mapping) or "config" not in info or "state_dict" not in state:
+        raise WorkbenchError(f"{where} is not a workbench checkpoint (it holds no weights and "
+                             "training config): name a checkpoint `workbench train` wrote, or "
+                             "its run dir")
+    artifact = info.get("artifact")
+    if artifact is not None and artifact.get("format", 0) > ARTIFACT_FORMAT:
+        raise WorkbenchError(f"{where} was written by workbench {artifact.get('workbench_version')}"
+                             f" (checkpoint format {artifact.get('format')}, this workbench reads "
+                             f"up to {ARTIFACT_FORMAT}): upgrade the workbench")
+    return artifact
 
 
 # --------------------------------------------------------------------------- resume

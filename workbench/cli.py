@@ -351,6 +351,15 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_forecast(args) -> int:
+    from .forecasting import forecast_file
+
+    path = forecast_file(args.checkpoint, args.domain, args.start, args.steps, args.out,
+                         args.members, args.graph, args.cache, args.normalise)
+    print(path)
+    return 0
+
+
 def cmd_params(args) -> int:
     from .parameters import notebook_parameters
 
@@ -595,7 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="roll a trained run out on a domain and score it")
-    p.add_argument("run_dir", nargs="?", help="a training run dir (runs/train-...)")
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR|CKPT",
+                   help="a training run dir (runs/train-...) or a checkpoint file")
     p.add_argument("--domain", help="a domain of the run or a catalog dataset")
     p.add_argument("--split", default="test", help="train, val or test (default test)")
     p.add_argument("--steps", type=_whole(1), help="lead steps (default: the run's val_rollout)")
@@ -618,6 +628,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the score table as JSON")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("forecast", help="one forecast from a checkpoint into a .zarr or .nc")
+    p.add_argument("checkpoint", help="a checkpoint file (it needs no run dir) or a run dir")
+    p.add_argument("--domain", required=True, help="a domain of the run or a catalog dataset")
+    p.add_argument("--start", required=True, help="the initial time (the last input step)")
+    p.add_argument("--steps", type=_whole(1), required=True, help="lead steps")
+    p.add_argument("--out", required=True, help="the forecast file: F.zarr or F.nc")
+    p.add_argument("--members", type=_whole(1), default=1, help="ensemble members (noise models)")
+    p.add_argument("--graph", help="the graph (.pt, YAML, preset): checked against the "
+                                   "checkpoint's; needed for an unseen domain without a preset")
+    p.add_argument("--normalise", choices=["training", "own"], default="training",
+                   help="an unseen domain's statistics: the training domains' or its own")
+    _common(p)
+    p.set_defaults(func=cmd_forecast)
 
     p = sub.add_parser("params", help="a notebook's parameters, types and defaults")
     p.add_argument("notebook")

@@ -27,66 +27,26 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from . import catalog, skill
-from .checkpoints import read_run_config, restore_weights
-from .config import resolve_config
-from .domain_graphs import domain_graph
 from .errors import WorkbenchError
 from .evaluation_inputs import (
     REGIONS,
-    check_normalise,
     check_scored,
-    evaluation_data,
     forced_points,
     interior,
     scored_points,
     scored_regions,
     scoring_note,
 )
-from .sampling import DomainData, MultiDomainDataset
-from .sampling_config import DomainConfig, common_step
+from .restore import domain_config, forecast_inputs, run_config  # noqa: F401 - evaluation.*
+from .sampling import MultiDomainDataset
 from .times import step_text
-from .training import Trainer
-from .training_config import sampling_config
-
-
-def run_config(run_dir: str | Path):
-    """A run's config, once the run has a checkpoint to roll out."""
-    config = read_run_config(run_dir)
-    if not (Path(run_dir) / "checkpoints" / "last.ckpt").is_file():
-        raise WorkbenchError(f"{run_dir} has no checkpoints/last.ckpt: the run has not saved "
-                             "a checkpoint yet (train longer or resume it)")
-    return config
-
-
-def domain_config(config, domain: str, graph: str | None = None) -> DomainConfig:
-    """The run's own domain config, or one for a catalog dataset it never trained on."""
-    for d in config.sampling["domains"]:
-        if d["name"] == domain:
-            return DomainConfig(name=domain, dataset=d["dataset"], graph=graph or d.get("graph"))
-    entry = catalog.get_entry(domain)  # an unknown name is a one-line catalog error
-    if graph is None:
-        try:
-            resolve_config(f"demo-{domain}", "graphs")
-        except WorkbenchError:
-            raise WorkbenchError(f"domain {domain!r} is not one of this run's domains and has "
-                                 f"no configs/graphs/demo-{domain}.yaml: pass --graph") from None
-        graph = f"demo-{domain}"
-    return DomainConfig(name=domain, dataset=entry.name, graph=graph)
-
-
-def _module_for(config, run_dir: Path, domain: DomainConfig, data: DomainData,
-                cache) -> Trainer:
-    graph = domain_graph(domain.graph, domain.name, domain.dataset, config.boundary_cells, cache)
-    module = Trainer(config, [graph], list(data.variables), [data.normalisers["variables"]])
-    restore_weights(module.model, config, run_dir)
-    return module.eval()
 
 
 @torch.no_grad()
 def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int | None = None,
              members: int = 1, graph: str | None = None, batch_size: int = 4,
              cache: str | Path | None = None, progress: bool = True,
-             normalise: str = "training") -> xr.Dataset:
+             normalise: str = "training", start: str | None = None) -> xr.Dataset:
     """Forecasts from every initial time of ``split``: physical units, dims (init_time,
     lead_time, [member], grid). LAM boundary nodes come from the truth at every step: the
     ``forced`` coord (bool, grid) marks them, from the mask the rollout forces.
@@ -94,33 +54,24 @@ def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int |
     ``normalise`` (an unseen domain only; a training domain is normalised as in training):
     ``training``, the training domains' pooled statistics, or ``own``, the domain's own
     (:func:`workbench.evaluation_inputs.evaluation_data`). Attrs ``normalisation`` and
-    ``normalisation_note`` say which; ``boundary_cells`` gives the forced ring's width."""
-    import dataclasses
+    ``normalisation_note`` say which; ``boundary_cells`` gives the forced ring's width.
 
+    ``run_dir``: a run dir or a checkpoint file; a self-describing checkpoint needs nothing
+    else, its normalisers and graphs included (:func:`workbench.restore.forecast_inputs`).
+    ``start``: one forecast, from the window whose last input step is that time, instead of
+    every window of ``split``."""
     for name, value in (("steps", steps), ("members", members), ("batch_size", batch_size)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
             raise WorkbenchError(f"evaluate: {name} must be a whole number >= 1, got {value!r}")
-    check_normalise(normalise)
-    run_dir = Path(run_dir)
-    config = run_config(run_dir)
-    if config.task != "forecast":
-        raise WorkbenchError(f"run {run_dir.name} trained the {config.task!r} task; only "
-                             "forecast runs roll out")
-    if members > 1 and not config.model.get("noise_channels"):
-        raise WorkbenchError("members > 1 needs a model trained with noise_channels > 0")
-    steps = steps or config.val_rollout
-    dom = domain_config(config, domain, graph)
-    training = sampling_config(config)  # its step, for any domain the run is rolled out on
-    training = dataclasses.replace(training, time_step=step_text(common_step(training)))
-    data, normalisation = evaluation_data(dataclasses.replace(training, rollout=steps),
-                                          training, dom, normalise, cache)
-    module = _module_for(config, run_dir, dom, data, cache)
+    inputs = forecast_inputs(run_dir, domain, split, steps, members, graph, normalise, cache,
+                             start)
+    config, data, module, steps = inputs.restored.config, inputs.data, inputs.module, inputs.steps
     boundary = module.graphs[0].boundary  # what rollout_forecast overwrites from the truth
     forced = np.zeros(data.n_grid, bool) if boundary is None else boundary.numpy().astype(bool)
     dataset = MultiDomainDataset([data])
-    starts = data.samples(split)  # one-line error when the split is shorter than the window
-    n_in = training.input_steps
+    starts = inputs.starts  # one-line error when the split is shorter than the window
+    n_in = data.input_steps
     outputs = []
     chunks = range(0, len(starts), batch_size)
     for i in tqdm(chunks, desc=f"forecast {domain}", disable=not progress):
@@ -141,11 +92,12 @@ def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int |
     ds = xr.Dataset(variables, coords=coords)
     if members > 1:
         ds = ds.transpose("init_time", "lead_time", "member", "grid")
-    ds.attrs.update({"domain": domain, "dataset": dom.dataset, "split": split,
-                     "run": run_dir.name, "graph_id": module.graphs[0].graph_id,
+    ds.attrs.update({"domain": domain, "dataset": inputs.domain.dataset,
+                     "split": split if start is None else "none",
+                     "run": inputs.restored.name, "graph_id": module.graphs[0].graph_id,
                      "trained_on": ", ".join(d["name"] for d in config.sampling["domains"]),
                      "boundary_cells": int(config.boundary_cells),
-                     "time_step": step_text(data.step), **normalisation})
+                     "time_step": step_text(data.step), **inputs.normalisation})
     for key in ("grid_shape", "crs", "grid_kind", "lam_spacing_km"):
         if key in data.ds.attrs:
             ds.attrs[key] = data.ds.attrs[key]
@@ -155,10 +107,14 @@ def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int |
 def forecast_path(run_dir: str | Path, domain: str, split: str,
                   normalise: str = "training", fmt: str = "zarr") -> Path:
     """``<run_dir>/forecasts/<domain>-<split>.zarr`` (``...-own.zarr`` normalised ``own``,
-    ``.nc`` for ``fmt`` netcdf)."""
+    ``.nc`` for ``fmt`` netcdf); for a checkpoint file
+    ``<its folder>/forecasts/<its stem>-<domain>-<split>.zarr``."""
     suffix = ".nc" if fmt == "netcdf" else ".zarr"
     name = f"{domain}-{split}{'-own' if normalise == 'own' else ''}{suffix}"
-    return Path(run_dir) / "forecasts" / name
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        return run_dir.parent / "forecasts" / f"{run_dir.stem}-{name}"
+    return run_dir / "forecasts" / name
 
 
 def evaluate(run_dir: str | Path, domain: str, split: str = "test", steps: int | None = None,
@@ -537,9 +493,11 @@ def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
     lead time (``skill_vs_persistence_<domain>_<h>h``), whether the model beats persistence
     (skill > 0) at every lead for each ``headline`` variable
     (``beats_persistence_<domain>_<variable>``); then the domains the run never trained on
-    (``unseen_domains``, comma-separated). Also: ``run`` (path, trained_on), ``scored_points``
-    (what the scores cover), ``domains`` (unseen flag, variables, lead hours and, with
-    ``forecasts`` (each domain's :func:`forecast`), ``scoring``: :func:`scoring_note`, the
+    (``unseen_domains``, comma-separated; forecasts of files made elsewhere, attr ``split``
+    ``external``, are not unseen: their ``domains`` entry names the ``forecast_files``).
+    Also: ``run`` (path, trained_on), ``scored_points`` (what the scores cover), ``domains``
+    (unseen flag, variables, lead hours and, with ``forecasts`` (each domain's
+    :func:`forecast`), ``scoring``: :func:`scoring_note`, the
     points scored and the normalisation), ``scores`` (every row of every table, with its
     domain and region: model and each baseline, per variable and lead) and, when given,
     ``boundary`` (:func:`boundary_skill` rows per LAM domain). Non-finite numbers are written
@@ -563,7 +521,9 @@ def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
             if name in card.index:
                 key_figures[f"beats_persistence_{domain}_{name}"] = bool(
                     (card.loc[name] > 0).all())
-    unseen = [d for d in tables if d not in trained_on]
+    external = {d: fc.attrs.get("forecast_files") for d, fc in (forecasts or {}).items()
+                if fc.attrs.get("split") == "external"}  # files made elsewhere: not the run's
+    unseen = [d for d in tables if d not in trained_on and d not in external]
     key_figures["unseen_domains"] = ", ".join(unseen)
     records = []
     for domain, table in tables.items():
@@ -575,7 +535,8 @@ def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
         "scored_points": ("key figures and scores of region interior: every point but those "
                           "forced from the truth (a LAM's boundary ring, skill 1 by "
                           "construction), which are scored apart as region forced_ring"),
-        "domains": {d: {"unseen": d not in trained_on,
+        "domains": {d: {"unseen": d in unseen, **({"forecast_files": external[d]}
+                                                  if d in external else {}),
                         "variables": list(dict.fromkeys(t["variable"])),
                         "lead_hours": [float(h) for h in sorted(t["lead_hours"].unique())]}
                     for d, t in tables.items()},

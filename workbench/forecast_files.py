@@ -14,13 +14,14 @@ layouts of the same content: the canonical one itself; CF files with an initial-
 lead-time dim (a ``forecast_reference_time``/``init_time`` coordinate, or WeatherBench 2's
 ``time`` with ``prediction_timedelta``); one forecast per file with a dim of valid times, as
 anemoi-inference's netCDF output writes it (a ``values`` dim, ``latitude``/``longitude``,
-``time`` in seconds since the initial time (<= 0.11) or since 1970 with a scalar
-``forecast_reference_time`` and a ``forecast_period`` (newer); its initial state, lead 0,
-is dropped). :func:`external_forecast` then names its variables as the truth's (a mapping,
-the truth's catalog entry, anemoi's short names ``2t``/``10u``/``10v``: :data:`ANEMOI_NAMES`), puts its points in
-the truth's order and checks its times, so the workbench's scores, maps and boundary bands
-take it as they take a run's forecast. An external forecast has no forced ring unless the
-file carries a ``forced`` coordinate.
+``time`` in seconds since the initial time; or since 1970, then the initial time is a scalar
+``forecast_reference_time`` where the file has one, else its first time, the initial state
+anemoi-inference writes first); its initial state (lead 0) is dropped.
+:func:`external_forecast` then names its variables as the truth's (a mapping, the truth's
+catalog entry, anemoi's short names ``2t``/``10u``/``10v``: :data:`ANEMOI_NAMES`), puts its
+points in the truth's order and checks its times, so the workbench's scores, maps and
+boundary bands take it as they take a run's forecast. An external forecast has no forced
+ring unless the file carries a ``forced`` coordinate.
 """
 
 from __future__ import annotations
@@ -235,6 +236,8 @@ def _time_axes(raw: xr.Dataset, where: str) -> xr.Dataset:
         ds = ds.assign_coords({LEAD: _as_lead(ds[LEAD].values)})
     elif valid is not None and valid in raw.dims and raw[valid].ndim == 1:
         t0 = raw[init].values if init is not None else _reference_time(raw[valid])
+        if init is None and t0 is not None and iso(t0).startswith("1970-01-01T00:00:00"):
+            t0 = raw[valid].values[0]  # an absolute time axis: it starts at the initial state
         if t0 is None or np.ndim(t0) > 0 and np.size(t0) != 1:
             raise WorkbenchError(f"{where}: no initial time for its valid times {valid!r}: give "
                                  "a scalar forecast_reference_time or time units 'seconds since "
@@ -464,3 +467,24 @@ def parse_variables(items: Sequence[str] | None) -> dict[str, str]:
             raise WorkbenchError(f"--variables {item!r}: write FILE_NAME=NAME (e.g. 2t=t2m)")
         out[source.strip()] = name.strip()
     return out
+
+
+def notebook_forecast(files: Sequence[str | Path], truth: str,
+                      train_period: Sequence[str] | None = None,
+                      variables: Mapping[str, str] | None = None,
+                      cache: str | Path | None = None, needs: Sequence[str] = ()
+                      ) -> tuple[str, xr.Dataset, xr.Dataset, tuple[str, str]]:
+    """Notebook 04's ``forecast_files``: ``(name, forecast, truth, climatology period)`` of
+    :func:`external_forecast`, named ``external-<truth>``, its climatology over the run's
+    ``train_period`` where the truth covers it (:func:`climatology_period`); one line unless
+    it forecasts every variable of ``needs`` (the notebook's maps and bands)."""
+    if not truth:
+        raise WorkbenchError("forecast_files needs forecast_truth: the catalog dataset the "
+                             "files forecast (e.g. global)")
+    fc, truth_ds = external_forecast(files, truth, variables, cache)
+    lacking = [name for name in needs if name not in fc.data_vars]
+    if lacking:
+        raise WorkbenchError(f"forecast_files {fc.attrs['forecast_files']} lack "
+                             f"{', '.join(lacking)} of `variables`: give variables they have "
+                             f"({', '.join(map(str, fc.data_vars))})")
+    return f"external-{truth}", fc, truth_ds, climatology_period(truth_ds, train_period)

@@ -6,7 +6,8 @@ LightningModule, then trains into ``runs/<run_id>/``:
 
 - ``config.yaml`` / ``config.json``: the resolved training config (sampling included);
 - ``graphs.json``: the graph id, name and size used for every domain;
-- ``checkpoints/last.ckpt`` (and one every ``checkpoint_every`` steps): weights_only-safe;
+- ``checkpoints/last.ckpt`` (and one every ``checkpoint_every`` steps): weights_only-safe,
+  self-describing (variables, normalisers, graphs: :func:`checkpoints.describe_run`);
 - ``metrics.csv``: per-domain training losses, validation losses per lead step for the
   model and for persistence (the merge of ``metrics/from-step<N>.csv``, one per fit call);
 - ``run.json``: status, steps, parameter count, samples/s and the final validation table.
@@ -39,6 +40,7 @@ from .checkpoints import (
     begin_segment,
     catalog_folders,
     default_run_dir,
+    describe_run,
     load_checkpoint,
     load_weights,
     merge_metrics,
@@ -108,6 +110,7 @@ class Trainer(pl.LightningModule):
         self._val_sums: torch.Tensor | None = None
         self._t_batch = None
         self.samples_per_s: list[float] = []
+        self.artifact: dict | None = None  # what checkpoints carry to forecast on their own
 
     # graphs and steps ------------------------------------------------------------------
 
@@ -355,18 +358,19 @@ class Trainer(pl.LightningModule):
                 "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.artifact is None:  # described once a run (checkpoints.describe_run)
+            self.artifact = describe_run(self)
         checkpoint["workbench"] = {
             "config": config_dict(self.config),
             "graphs": {g.name: g.graph_id for g in self.graphs},
             "replay": self.replay.state_dict() if self.replay is not None else None,
+            "artifact": self.artifact,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("workbench") or {}
         if self.replay is not None and state.get("replay") is not None:
             self.replay.load_state_dict(state["replay"])
-
-
 
 
 def _mask(batch: dict, key: str, like: torch.Tensor) -> torch.Tensor:
