@@ -415,7 +415,8 @@ def build_parts(recipe: Mapping, base: Path = Path(".")) -> tuple[dict[str, Node
 
 
 def assemble(nodes: dict[str, Nodes], edges: dict, name: str):
-    """A HeteroData in anemoi's layout with the workbench's edge attributes."""
+    """A HeteroData in anemoi's layout: the recipe's node attributes, the workbench's edge
+    attributes (the recipe's edge ``attributes`` are not computed)."""
     from torch_geometric.data import HeteroData
 
     graph = HeteroData()
@@ -423,9 +424,6 @@ def assemble(nodes: dict[str, Nodes], edges: dict, name: str):
         graph[node.name].x = graphs.as_column(np.deg2rad(np.stack([node.lat, node.lon], 1)))
         for attr, value in node.attrs.items():
             graph[node.name][attr] = graphs.as_column(value)
-        if "area_weight" not in node.attrs and node.size:
-            graph[node.name].area_weight = graphs.as_column(
-                grids.area_weights(grids.Grid(node.name, node.lat, node.lon)))
     for key, index in edges.items():
         graphs.set_edges(graph, key, index, nodes[key[0]].xyz, nodes[key[2]].xyz)
     graph.name = name
