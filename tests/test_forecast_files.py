@@ -190,3 +190,27 @@ def test_anemoi_inference_output_scored_against_the_truth(tmp_path, capsys):
     got = _evaluate_json(capsys, "--forecast", str(tmp_path / "an0.nc"), "--truth", "global",
                          "--variables", "2t=t2m", "--train-period", *TRAIN)
     assert got["train_period"] == list(TRAIN) and len(got["scores"]) > 0
+
+
+def test_weatherbench2_layout_scored_against_the_truth(tmp_path):
+    """WeatherBench 2's forecast layout (``time`` the initial times, ``prediction_timedelta``,
+    latitudes ascending, its own variable name): truth + 0.1 K scores RMSE 0.1 through a
+    --variables mapping."""
+    truth = catalog.open_dataset("global")
+    init = truth["time"].values[[250, 251]]
+    lead = pd.to_timedelta([6, 12], unit="h").to_numpy()
+    valid = (init[:, None] + lead[None]).ravel()
+    t2m = truth["t2m"].sel(time=valid).values.reshape(2, 2, 73, 144) + np.float32(0.1)
+    lat = truth["latitude"].values.reshape(73, 144)[:, 0]
+    lon = truth["longitude"].values.reshape(73, 144)[0]
+    xr.Dataset({"2m_temperature": (("time", "prediction_timedelta", "latitude", "longitude"),
+                                   t2m[:, :, ::-1])},
+               coords={"time": init, "prediction_timedelta": lead, "latitude": lat[::-1],
+                       "longitude": lon}).to_zarr(tmp_path / "wb2.zarr", consolidated=False)
+    fc, scored_truth = ff.external_forecast(tmp_path / "wb2.zarr", "global",
+                                            ff.parse_variables(["2m_temperature=t2m"]))
+    assert list(fc.data_vars) == ["t2m"] and fc.attrs["split"] == "external"
+    table = evaluation.scores(fc, scored_truth, ff.climatology_period(scored_truth))
+    rmse = table.query("forecast == 'model' and metric == 'rmse'")["value"]
+    np.testing.assert_allclose(rmse, 0.1, atol=2e-5)
+    assert len(rmse) == 2
