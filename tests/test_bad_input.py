@@ -89,6 +89,9 @@ def time_store(days: str, calendar: str = "standard", step: str = "1D") -> dict[
                                "grid: {kind: test, resolution: x}\n")}
 
 
+FORECAST_CKPT = ["forecast", "{d}/m.ckpt", "--domain", "conus", "--start", "2020-03-20",
+                 "--steps", "2", "--out", "{d}/f.zarr"]
+
 CASES = [
     # ---------------------------------------------------------------- catalog
     Case("catalog-unknown-key", ["data", "show", "bad", "--catalog", "{d}/cat"],
@@ -554,6 +557,22 @@ CASES += [
     Case("graph-export-recipe-coarsened", ["graph", "export-recipe", "demo-conus", "--out",
                                            "{d}/r.yaml"],
          ["hidden.kind coarsened has no anemoi-graphs node builder"], {}, ["r.yaml", "r.npz"]),
+    # ---------------------------------------------------------------- forecast from a checkpoint
+    Case("forecast-not-a-checkpoint", FORECAST_CKPT,
+         ["m.ckpt is not a checkpoint (not the zip archive torch.save writes)", "run dir"],
+         {"m.ckpt": "weights\n"}, ["f.zarr"]),
+    Case("evaluate-ckpt-not-a-checkpoint", ["evaluate", "{d}/m.ckpt", "--domain", "conus"],
+         ["m.ckpt is not a checkpoint"], {"m.ckpt": "weights\n"}, ["forecasts"]),
+    Case("forecast-ckpt-missing", FORECAST_CKPT, ["checkpoint", "m.ckpt does not exist"], {},
+         ["f.zarr"]),
+    Case("forecast-steps-zero", FORECAST_CKPT[:-4] + ["--steps", "0", "--out", "{d}/f.zarr"],
+         ["--steps", "whole number >= 1"], {"m.ckpt": "weights\n"}, ["f.zarr"]),
+    Case("forecast-start-not-a-date", FORECAST_CKPT[:-6] + ["--start", "soon", "--steps", "2",
+                                                            "--out", "{d}/f.zarr"],
+         ["forecast --start 'soon' is not a date"], {"m.ckpt": "weights\n"}, ["f.zarr"]),
+    Case("forecast-out-suffix", FORECAST_CKPT[:-1] + ["{d}/f.grib"],
+         ["forecast --out", "f.grib: name a .zarr or .nc file"], {"m.ckpt": "weights\n"},
+         ["f.grib"]),
 ]
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

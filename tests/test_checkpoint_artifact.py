@@ -21,8 +21,9 @@ import xarray as xr
 from test_training import tiny
 
 import workbench
-from workbench import catalog, checkpoints, cli, evaluation, restore, training
+from workbench import catalog, checkpoints, cli, evaluation, graphs, restore, training
 from workbench.config import resolve_config
+from workbench.errors import WorkbenchError
 from workbench.forecast_files import read_forecast
 
 STEPS = 2
@@ -190,6 +191,49 @@ def test_graph_mismatch_is_one_line_naming_both_ids(run, tmp_path, monkeypatch, 
     for word in ["domain 'conus'", "other-k.yaml", want_id, "--graph"]:
         assert word in err, (word, err)
     assert not (tmp_path / "alone" / "forecasts").exists()
+    base = ["forecast", str(ckpt), "--domain", "conus", "--steps", "2", "--cache",
+            str(tmp_path / "cache")]
+    for extra, words in [
+        (["--start", "2019-06-01", "--out", "a.zarr"],
+         ["--start 2019-06-01 is not a time of domain 'conus'", "2020-01-01T00:00:00 .. "]),
+        (["--start", "2020-03-31T12:00", "--out", "b.nc"],
+         ["--start 2020-03-31T12:00 + 2 steps of 6h ends after the data", "fewer --steps"]),
+    ]:
+        code = cli.main(base + extra)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
+        for word in words:
+            assert word in err, (word, err)
+        assert not (tmp_path / extra[-1]).exists()
+
+
+def test_graph_file_is_read_and_checked(run, tmp_path):
+    """A run trained on a graph .pt records the file's path and sha256: the file is read
+    again, and a file changed since (another graph) is one line."""
+    pt = tmp_path / "conus.pt"
+    graphs.save_graph(graphs.build_graph("demo-conus"), pt)
+    ckpt = alone(run, tmp_path / "alone")
+    state = torch.load(ckpt, weights_only=True, map_location="cpu")
+    record = state["workbench"]["artifact"]["domains"]["conus"]["graph"]
+    record.update(spec=str(pt), file=str(pt), config_yaml=None,
+                  file_sha256=checkpoints.file_sha256(pt))
+    by_file = tmp_path / "by-file.ckpt"
+    torch.save(state, by_file)
+    start = "2020-03-17T06:00"
+    want = evaluation.forecast(ckpt, "conus", steps=1, progress=False, start=start)
+    got = evaluation.forecast(by_file, "conus", steps=1, progress=False, start=start)
+    assert got.attrs["graph_id"] == record["graph_id"]
+    np.testing.assert_array_equal(got["z_500"].values, want["z_500"].values)
+    other = tmp_path / "other-k.yaml"
+    other.write_text(resolve_config("demo-conus", "graphs").read_text().replace(
+        "decoder: {kind: knn, k: 3}", "decoder: {kind: knn, k: 4}"))
+    graphs.save_graph(graphs.build_graph(str(other)), pt)
+    with pytest.raises(WorkbenchError, match=f"has id .* with id {record['graph_id']}") as err:
+        evaluation.forecast(by_file, "conus", steps=1, progress=False, start=start)
+    assert "sha256" in str(err.value) and "\n" not in str(err.value)
+    pt.unlink()
+    with pytest.raises(WorkbenchError, match="conus.pt .* which is not there: pass that file"):
+        evaluation.forecast(by_file, "conus", steps=1, progress=False, start=start)
 
 
 def test_old_checkpoint_evaluates_with_its_run_dir(old_run, reference, tmp_path):
@@ -203,6 +247,6 @@ def test_old_checkpoint_evaluates_with_its_run_dir(old_run, reference, tmp_path)
     np.testing.assert_array_equal(by_file["t2m"].values,
                                   reference["t2m"].sel(init_time=[init]).values)
     lone = alone(old_run, tmp_path / "lone")
-    with pytest.raises(workbench.errors.WorkbenchError,
+    with pytest.raises(WorkbenchError,
                        match="from before self-describing checkpoints.*run dir"):
         evaluation.forecast(lone, "conus", progress=False)

@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import time
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -98,6 +99,10 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # noqa: BLE001 - unpickling refusals and corruption alike
+        if not zipfile.is_zipfile(path):
+            raise WorkbenchError(f"{path} is not a checkpoint (not the zip archive torch.save "
+                                 "writes): name a .ckpt `workbench train` wrote, or its run "
+                                 "dir") from None
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise WorkbenchError(f"{path} is not a checkpoint this workbench loads safely "
                              f"({first[:160]})") from None
@@ -221,11 +226,13 @@ def _plain(value):
 def graph_record(spec: str | None, graph) -> dict:
     """A domain's graph as a checkpoint records it: the spec it was trained with, its name,
     id (the content hash of its nodes and edges) and sizes, and either the graph config's
-    YAML text (``config_yaml``, rebuilt from it) or the .pt file's sha256 (``file_sha256``)."""
+    YAML text (``config_yaml``, rebuilt from it) or the .pt file's absolute path and sha256
+    (``file``, ``file_sha256``)."""
     record = {"spec": str(spec), "name": graph.graph_name, "graph_id": graph.graph_id,
               "data_nodes": int(graph.tensors.n_data), "hidden_nodes": int(graph.n_hidden),
-              "config_yaml": None, "file_sha256": None}
+              "config_yaml": None, "file": None, "file_sha256": None}
     if str(spec).endswith(".pt"):
+        record["file"] = str(Path(spec).resolve())
         record["file_sha256"] = file_sha256(spec)
     else:
         record["config_yaml"] = resolve_config(spec, "graphs").read_bytes().decode("utf-8")

@@ -131,9 +131,10 @@ def domain_config(config, domain: str, graph: str | None = None) -> DomainConfig
 def restored_graph(restored: Restored, domain: DomainConfig, given: str | None,
                    cache=None) -> DomainGraph:
     """A domain's graph: ``given`` (--graph), else for a domain the checkpoint records the
-    graph it was trained on, rebuilt from the recorded config (or the recorded .pt, when it is
-    still there with the same hash); checked against the recorded graph id (one line naming
-    both ids when it differs). Other domains: their graph as :func:`domain_config` says."""
+    graph it was trained on, rebuilt from the recorded config (or read from the recorded .pt);
+    checked against the recorded graph id, the hash of its nodes and edges (one line naming
+    both ids, and a .pt's file hashes, when it differs). Other domains: their graph as
+    :func:`domain_config` says."""
     recorded = ((restored.artifact or {}).get("domains", {}).get(domain.name) or {}).get("graph")
     cells = restored.config.boundary_cells
     if recorded is None or given is not None:
@@ -144,13 +145,16 @@ def restored_graph(restored: Restored, domain: DomainConfig, given: str | None,
             path.write_bytes(recorded["config_yaml"].encode("utf-8"))
             graph = domain_graph(str(path), domain.name, domain.dataset, cells, cache)
     else:
-        path = Path(recorded["spec"])
-        if not path.is_file() or file_sha256(path) != recorded["file_sha256"]:
+        path = Path(recorded.get("file") or recorded["spec"])
+        if not path.is_file():
             raise WorkbenchError(
                 f"domain {domain.name!r} was trained on graph file {path} (sha256 "
-                f"{recorded['file_sha256'][:12]}...), which is not there or differs: pass "
-                "that file with --graph")
+                f"{recorded['file_sha256'][:12]}...), which is not there: pass that file, or "
+                "a copy, with --graph")
         graph = domain_graph(str(path), domain.name, domain.dataset, cells, cache)
+        if graph.graph_id != recorded["graph_id"]:  # the file was changed since
+            given = (f"{path} (sha256 {file_sha256(path)[:12]}..., in training "
+                     f"{recorded['file_sha256'][:12]}...)")
     if recorded is not None and graph.graph_id != recorded["graph_id"]:
         raise WorkbenchError(
             f"domain {domain.name!r}: graph {given or recorded['spec']} ({graph.graph_name!r}) "
