@@ -50,6 +50,8 @@ def test_run_forecast_as_cf_on_a_projected_grid_scores_as_in_memory(frozen_run, 
         raw = xr.open_dataset(path, engine="zarr" if suffix == "zarr" else "netcdf4")
         assert raw["t2m"].dims == ("forecast_reference_time", "lead_time", "y", "x")
         assert raw.sizes["y"] == 70 and raw.sizes["x"] == 119
+        assert raw["x"].attrs["standard_name"] == "projection_x_coordinate"
+        np.testing.assert_allclose(np.diff(raw["y"].values), 45e3)  # conus: 45 km cells
         assert raw["latitude"].dims == ("y", "x") and raw["latitude"].attrs["units"] == (
             "degrees_north")
         np.testing.assert_array_equal(raw["latitude"].values.ravel(), fc["latitude"].values)

@@ -98,7 +98,7 @@ def forecast(run_dir: str | Path, domain: str, split: str = "test", steps: int |
                      "trained_on": ", ".join(d["name"] for d in config.sampling["domains"]),
                      "boundary_cells": int(config.boundary_cells),
                      "time_step": step_text(data.step), **inputs.normalisation})
-    for key in ("grid_shape", "crs", "grid_kind", "lam_spacing_km"):
+    for key in ("grid_shape", "crs", "grid_kind", "lam_spacing_km", "grid_x", "grid_y"):
         if key in data.ds.attrs:
             ds.attrs[key] = data.ds.attrs[key]
     return ds

@@ -98,7 +98,8 @@ def to_cf(forecast: xr.Dataset, attrs: Mapping[str, Mapping] | None = None) -> x
                                             "long_name": "initial time"}
     out[LEAD].attrs = {"standard_name": "forecast_period", "long_name": "lead time"}
     out[LEAD].encoding["units"] = _lead_units(lead)
-    kept = {k: v for k, v in forecast.attrs.items() if v is not None and not isinstance(v, bool)}
+    kept = {k: v for k, v in forecast.attrs.items() if v is not None and not isinstance(v, bool)
+            and k not in ("grid_x", "grid_y")}  # the x/y (or lon/lat) axes hold them
     what = kept.get("dataset", kept.get("domain", "a dataset"))
     out.attrs = {"Conventions": "CF-1.8", "title": f"workbench forecast of {what}",
                  "source": f"workbench {__version__}", **kept,
@@ -406,6 +407,7 @@ def match_truth(forecast: xr.Dataset, truth: xr.Dataset,
                                                                         "external"))).name,
                 "forecast_files": forecast.attrs.get("forecast_files", ""),
                 "unscored_variables": ", ".join(unscored),
+                **{k: forecast.attrs[k] for k in ("boundary_cells",) if k in forecast.attrs},
                 **{k: truth.attrs[k] for k in grid_keys if k in truth.attrs}}
     return fc
 
