@@ -15,7 +15,7 @@ import yaml
 from corpus import BYOD_TIMES, write_anemoi
 from scipy.spatial import cKDTree
 
-from workbench import cli, graphs, grids, meshes, recipes
+from workbench import cli, graphs, grids, inspection, meshes, recipes
 from workbench.errors import WorkbenchError
 
 ANEMOI_PYTHON = Path(__file__).resolve().parent.parent / ".venv-anemoi" / "bin" / "python"
@@ -23,7 +23,7 @@ A = "anemoi.graphs"
 # Builds each recipe given on the command line (from its own folder) and prints, as JSON,
 # every node set's size and every edge set's size, and the data nodes' coordinates.
 PEER = """
-import json, logging, os, sys, yaml
+import json, logging, os, sys, torch, yaml
 logging.disable(logging.WARNING)
 from anemoi.graphs.create import GraphCreator
 from anemoi.utils.config import DotDict
@@ -31,6 +31,7 @@ out = {}
 for path in sys.argv[1:]:
     os.chdir(os.path.dirname(path))
     g = GraphCreator(config=DotDict(yaml.safe_load(open(path)))).create()
+    torch.save(g, path.replace(".yaml", ".pt"))
     out[path] = {"nodes": {n: int(g[n].num_nodes) for n in g.node_types},
                  "edges": {f"{s}->{d}": int(g[s, r, d].edge_index.shape[1])
                            for s, r, d in g.edge_types},
@@ -162,6 +163,10 @@ def test_exported_recipes_build_the_same_graphs(tmp_path):
         assert got["nodes"].pop("lam_reference", 0) == 0  # the mesh's reference, emptied
         assert counts(ours) == {"nodes": got["nodes"], "edges": got["edges"]}, name
         np.testing.assert_allclose(ours["data"].x.numpy(), got["data_x"], atol=1e-6)
+    # anemoi's file, written after a post-processor (PyG's attribute cache inside), loads here
+    saved = graphs.load_graph(tmp_path / "demo.pt")
+    assert inspection.inspect_graph(saved)["nodes"] == {"data": 18570, "lam_reference": 0,
+                                                        "hidden": 1041}
 
 
 def test_cli_builds_inspects_and_sweeps_a_recipe(tmp_path, capsys):

@@ -21,6 +21,8 @@ targets).
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -424,11 +426,41 @@ def save_graph(graph, path: str | Path) -> Path:
     return path
 
 
+def _attribute_cache(*_factory) -> collections.OrderedDict:
+    """Stands in for the ``defaultdict`` of PyG's attribute cache when a graph loads: the
+    weights-only unpickler fills only plain mappings. The cache is dropped after loading."""
+    return collections.OrderedDict()
+
+
 def _safe_globals() -> list:
     from torch_geometric.data import HeteroData
-    from torch_geometric.data.storage import BaseStorage, EdgeStorage, GlobalStorage, NodeStorage
+    from torch_geometric.data.storage import (
+        AttrType,
+        BaseStorage,
+        EdgeStorage,
+        GlobalStorage,
+        NodeStorage,
+    )
 
-    return [HeteroData, BaseStorage, NodeStorage, EdgeStorage, GlobalStorage]
+    return [HeteroData, BaseStorage, NodeStorage, EdgeStorage, GlobalStorage, AttrType,
+            (_attribute_cache, "collections.defaultdict")]
+
+
+@contextlib.contextmanager
+def _graph_globals():
+    """The PyG allow-list for ``torch.load``; anemoi-graphs files saved after a post-processor
+    hold PyG's attribute cache (a ``defaultdict``), which PyG itself allow-lists as the real
+    class, one the weights-only unpickler cannot fill: ours replaces it while loading."""
+    ours = _safe_globals()  # imports PyG first: it allow-lists its classes on import
+    saved = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
+    torch.serialization.add_safe_globals(
+        [g for g in saved if g is not collections.defaultdict] + ours)
+    try:
+        yield
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(saved)
 
 
 def load_graph(path: str | Path):
@@ -437,7 +469,7 @@ def load_graph(path: str | Path):
     if not path.is_file():
         raise WorkbenchError(f"graph file {path} does not exist")
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
+        with _graph_globals():
             graph = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # noqa: BLE001 - any unpickling refusal or corruption
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -455,7 +487,10 @@ def load_graph(path: str | Path):
 
 def anemoi_layout(graph):
     """The graph with every 1-D node or edge attribute made 2-D (``[N]`` -> ``[N, 1]``), as
-    anemoi-graphs stores them: graphs saved in format 1 read like new ones."""
+    anemoi-graphs stores them: graphs saved in format 1 read like new ones. PyG's attribute
+    cache, if the file held one, is dropped (it is rebuilt on use)."""
+    for store in graph.stores:
+        store.__dict__.pop("_cached_attr", None)
     for store in graph.node_stores:
         n = store.num_nodes
         for name, value in list(store.items()):
