@@ -72,28 +72,36 @@ def alone(run: Path, folder: Path) -> Path:
     return Path(shutil.copy(run / "checkpoints" / "last.ckpt", folder / "model.ckpt"))
 
 
-def test_checkpoint_alone_evaluates_as_its_run_dir(run, reference, tmp_path):
-    """``evaluate CKPT``'s forecasts, from the file alone: no run dir, a fresh cache."""
+def test_checkpoint_alone_evaluates_as_its_run_dir(run, reference, tmp_path, monkeypatch,
+                                                    capsys):
+    """``workbench evaluate CKPT`` from the file alone (no run dir, a fresh cache): the
+    forecasts ``evaluate RUN_DIR`` gave, scored."""
     ckpt = alone(run, tmp_path / "alone")
     cache = fresh_cache(tmp_path / "cache")
+    monkeypatch.chdir(ckpt.parent)
     hidden = run.with_name(run.name + "-away")  # the run dir is gone while it forecasts
     run.rename(hidden)
     try:
-        got = evaluation.forecast(ckpt, "conus", split="test", steps=STEPS, cache=cache,
-                                  progress=False)
+        code = cli.main(["evaluate", str(ckpt), "--domain", "conus", "--steps", str(STEPS),
+                         "--json", "--cache", str(cache)])
     finally:
         hidden.rename(run)
+    out = capsys.readouterr()
+    assert code == 0, out.err[-2000:]
+    report = json.loads(out.out)
+    path = ckpt.parent / "forecasts" / "model-conus-test.zarr"
+    assert Path(report["forecasts"]).resolve() == path
+    assert "from the checkpoint" in report["scoring"]["normalisation_note"]
+    assert {r["forecast"] for r in report["scores"]} == {"model", "persistence", "climatology"}
+    got = read_forecast(path)
     for name in reference.data_vars:
         np.testing.assert_array_equal(got[name].values, reference[name].values, err_msg=name)
     np.testing.assert_array_equal(got.init_time.values, reference.init_time.values)
+    np.testing.assert_array_equal(got["forced"].values, reference["forced"].values)
     assert not (cache / "statistics").exists()  # the checkpoint's normalisers, none computed
     assert any((cache / "graphs").iterdir())  # the graph rebuilt from the recorded config
-    assert "from the checkpoint" in got.attrs["normalisation_note"]
     assert got.attrs["graph_id"] == reference.attrs["graph_id"]
     assert got.attrs["run"] == run.name
-    assert got["forced"].values.sum() == reference["forced"].values.sum() > 0  # the LAM ring
-    assert evaluation.forecast_path(ckpt, "conus", "test") == (
-        ckpt.parent / "forecasts" / "model-conus-test.zarr")
 
 
 @pytest.mark.slow
