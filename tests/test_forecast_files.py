@@ -80,6 +80,25 @@ def test_run_forecast_as_cf_on_a_projected_grid_scores_as_in_memory(frozen_run, 
                                       want_bands)
 
 
+@pytest.mark.timeout(300)
+def test_run_forecast_on_a_global_latlon_grid(frozen_run, tmp_path):
+    """global (regular lat-lon, no ring), one forecast of the run (``start``): netCDF on
+    (latitude, longitude) axes; read back, its scores are the in-memory forecast's."""
+    fc = evaluation.forecast(frozen_run, "global", steps=2, progress=False,
+                             start="2020-03-20T00:00")
+    truth = evaluation.truth_for(fc)
+    path = ff.write_forecast(fc, tmp_path / "global.nc", None, _units(fc))
+    raw = xr.open_dataset(path)
+    assert raw["z_500"].dims == ("forecast_reference_time", "lead_time", "latitude",
+                                 "longitude")
+    assert raw["latitude"].attrs["standard_name"] == "latitude" and raw.sizes["longitude"] == 144
+    assert int(raw["forced"].sum()) == 0 and "crs" not in raw.variables
+    assert str(raw["forecast_reference_time"].values[0])[:16] == "2020-03-20T00:00"
+    back = ff.read_forecast(path)
+    pd.testing.assert_frame_equal(evaluation.scores(back, truth, TRAIN),
+                                  evaluation.scores(fc, truth, TRAIN))
+
+
 def test_global_latlon_forecast_on_latitude_longitude(tmp_path):
     """A regular lat-lon forecast (here the truth + 0.1 K) on (latitude, longitude) axes, an
     ensemble's member dim as CF's realization; read back in the canonical layout."""
@@ -106,6 +125,14 @@ def test_global_latlon_forecast_on_latitude_longitude(tmp_path):
     assert back["t2m"].dims == ("init_time", "lead_time", "member", "grid")
     np.testing.assert_array_equal(back["t2m"].values, members)
     np.testing.assert_array_equal(back["lead_time"].values, lead)
+    # a point set (no grid_shape): a values dim, the points in their order
+    points = fc.isel(grid=slice(0, 500))
+    points.attrs = {"dataset": "global", "grid_kind": "points"}
+    raw = xr.open_dataset(ff.write_forecast(points, tmp_path / "p.nc", None, _units(fc)))
+    assert raw["t2m"].dims == ("forecast_reference_time", "lead_time", "member", "values")
+    back = ff.read_forecast(tmp_path / "p.nc")
+    np.testing.assert_array_equal(back["t2m"].values, members[..., :500])
+    np.testing.assert_array_equal(back["longitude"].values, truth["longitude"].values[:500])
 
 
 def anemoi_inference_netcdf(path: Path, init, hours: list[int], fields: dict[str, np.ndarray],
