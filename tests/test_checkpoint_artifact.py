@@ -258,3 +258,40 @@ def test_old_checkpoint_evaluates_with_its_run_dir(old_run, reference, tmp_path)
     with pytest.raises(WorkbenchError,
                        match="from before self-describing checkpoints.*run dir"):
         evaluation.forecast(lone, "conus", progress=False)
+
+
+def test_dataset_found_through_the_catalog(run, tmp_path, monkeypatch, capsys):
+    """A checkpoint whose dataset the catalog does not know says where it came from; with
+    --catalog naming a folder that holds its entry, the same forecast."""
+    monkeypatch.setenv("WORKBENCH_CATALOG", os.environ.get("WORKBENCH_CATALOG", ""))
+    ckpt = alone(run, tmp_path / "alone")
+    state = torch.load(ckpt, weights_only=True, map_location="cpu")
+    for domain in state["workbench"]["config"]["sampling"]["domains"]:
+        if domain["dataset"] == "conus":
+            domain["dataset"] = "conus-copy"
+    state["workbench"]["artifact"]["domains"]["conus"]["dataset"] = "conus-copy"
+    moved = tmp_path / "moved.ckpt"
+    torch.save(state, moved)
+    cache = fresh_cache(tmp_path / "cache")  # conus-copy's store: conus's (same source)
+    entry = catalog.get_entry("conus")
+    store = catalog.cache_path(entry, cache)
+    store.with_name(store.name.replace("conus-", "conus-copy-", 1)).symlink_to(store.resolve())
+    monkeypatch.chdir(tmp_path)
+    argv = ["forecast", str(moved), "--domain", "conus", "--start", "2020-03-17T06:00",
+            "--steps", "1", "--out", "f.nc", "--cache", str(cache)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    recorded = state["workbench"]["artifact"]["domains"]["conus"]["catalog_entry"]["file"]
+    for word in ["dataset 'conus-copy' is not in the catalog", "from generator",
+                 f"(catalog entry {recorded})", "--catalog"]:
+        assert word in err, (word, err)
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "conus-copy.yaml").write_text(
+        Path(recorded).read_text().replace("name: conus\n", "name: conus-copy\n"))
+    assert cli.main(argv + ["--catalog", str(tmp_path / "cat")]) == 0, capsys.readouterr().err
+    got = read_forecast(tmp_path / "f.nc")
+    assert got.attrs["dataset"] == "conus-copy"
+    want = evaluation.forecast(ckpt, "conus", steps=1, progress=False, start="2020-03-17T06:00")
+    for name in want.data_vars:
+        np.testing.assert_array_equal(got[name].values, want[name].values, err_msg=name)
