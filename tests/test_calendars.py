@@ -27,7 +27,7 @@ import xarray as xr
 from corpus import DAY0_360, LAT, LON, climate_netcdf
 from helpers import write_entry
 
-from workbench import catalog, cli, forcings, sampling, times
+from workbench import catalog, cli, forcings, forecast_files, sampling, times
 from workbench.errors import WorkbenchError
 from workbench.statistics import compute_statistics
 
@@ -421,7 +421,7 @@ def test_360_day_dataset_trains_and_evaluates(corpus, tmp_path, monkeypatch):
     scores = pd.DataFrame(json.loads(scored.stdout)["scores"])
     model = scores[(scores.forecast == "model") & (scores.metric == "rmse")]
     assert model["lead_hours"].tolist() == [3.0, 6.0, 9.0] and np.isfinite(model.value).all()
-    forecast = xr.open_zarr(tmp_path / "r" / "forecasts" / "clim-test.zarr")
+    forecast = forecast_files.read_forecast(tmp_path / "r" / "forecasts" / "clim-test.zarr")
     init = forecast["init_time"].values
     assert isinstance(init[0], cftime.Datetime360Day) and forecast.attrs["time_step"] == "3h"
     assert times.iso(init[0]) == "2000-03-06T00:00:00" and init.size == 40 - 3
@@ -453,7 +453,7 @@ def test_hourly_and_six_hourly_domains_train_together(mixed, tmp_path):
     scores = pd.DataFrame(json.loads(scored.stdout)["scores"])
     model = scores[(scores.forecast == "model") & (scores.metric == "rmse")]
     assert model["lead_hours"].tolist() == [6.0, 12.0, 18.0] and np.isfinite(model.value).all()
-    forecast = xr.open_zarr(tmp_path / "r" / "forecasts" / "hourly-val.zarr")
+    forecast = forecast_files.read_forecast(tmp_path / "r" / "forecasts" / "hourly-val.zarr")
     init = pd.DatetimeIndex(forecast["init_time"].values)
     assert set(init.hour) == {0, 6, 12, 18} and init.size == 8 - 3
 

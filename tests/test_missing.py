@@ -23,7 +23,7 @@ import torch
 import xarray as xr
 from missing_files import SST_FREEZING, TIMES, fields, land, write_latlon, write_projected
 
-from workbench import catalog, evaluation, losses, skill, tiling
+from workbench import catalog, evaluation, forecast_files, losses, skill, tiling
 from workbench.config import parse
 from workbench.errors import WorkbenchError
 from workbench.imputation import GroupImputer, nearest_in_time
@@ -537,7 +537,7 @@ def test_training_on_masked_fields_stays_finite_and_beats_persistence(masked_fol
             assert row.value > 0, (domain, row.variable, row.lead_hours, row.value)
     print("skill vs persistence on the valid points:", figures)
     # the forecast is finite everywhere; its skill map is missing over land, and only there
-    forecast = xr.open_zarr(folder / "run" / "forecasts" / "coast-test.zarr").load()
+    forecast = forecast_files.read_forecast(folder / "run" / "forecasts" / "coast-test.zarr")
     assert np.isfinite(forecast["sst"].values).all()
     truth = catalog.open_dataset("coast", catalog=[folder / "cat"])
     maps = evaluation.skill_maps(forecast, truth, ("2021-06-01", "2021-06-08T18:00"))
