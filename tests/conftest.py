@@ -14,7 +14,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "2")
 
 import pytest  # noqa: E402
-from helpers import small_catalog  # noqa: E402,F401  (fixture)
+from helpers import anemoi_peer, small_catalog  # noqa: E402,F401  (fixtures)
 
 
 @pytest.fixture(scope="session")

@@ -77,3 +77,19 @@ grid: {{kind: test, resolution: test}}
 """)
     return folder / "cat"
 
+
+
+PROJECT = Path(__file__).resolve().parent.parent
+# The anemoi peers (make peer): the releases pinned first, and the newest (torch 2.10).
+ANEMOI_PEERS = {"anemoi-graphs-0.9.0": PROJECT / ".venv-anemoi",
+                "anemoi-graphs-0.9.8": PROJECT / ".venv-anemoi-latest"}
+
+
+@pytest.fixture(params=list(ANEMOI_PEERS))
+def anemoi_peer(request) -> Path:
+    """The bin folder of each anemoi peer venv in turn; skipped, with the reason, where that
+    venv was not (completely) installed."""
+    venv = ANEMOI_PEERS[request.param]
+    if not (venv / ".installed").exists():
+        pytest.skip(f"{request.param} is not installed in {venv.name} (make peer)")
+    return venv / "bin"

@@ -1,21 +1,19 @@
 """A graph .pt written by anemoi-graphs itself loads (weights_only) and inspects here.
 
-anemoi-graphs lives in its own venv (``make peer``: .venv-anemoi), so this test runs its
-GraphCreator in a subprocess; without that venv the test is skipped with the reason.
+anemoi-graphs lives in venvs of its own (``make peer``: .venv-anemoi holds 0.9.0,
+.venv-anemoi-latest 0.9.8), so these tests run it in a subprocess, once per peer venv; without
+a venv its tests are skipped with the reason.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 from workbench import graphs, inspection, meshes
 
-ANEMOI_PYTHON = Path(__file__).resolve().parent.parent / ".venv-anemoi" / "bin" / "python"
 RECIPE = """
 import sys, torch
 from anemoi.graphs.create import GraphCreator
@@ -41,11 +39,9 @@ torch.save(graph, sys.argv[1])
 """
 
 
-def test_anemoi_graphs_pt_loads_and_inspects(tmp_path):
-    if not ANEMOI_PYTHON.exists():
-        pytest.skip("anemoi-graphs is not installed in .venv-anemoi (make peer)")
+def test_anemoi_graphs_pt_loads_and_inspects(tmp_path, anemoi_peer):
     path = tmp_path / "anemoi.pt"
-    done = subprocess.run([str(ANEMOI_PYTHON), "-c", RECIPE, str(path)], capture_output=True,
+    done = subprocess.run([str(anemoi_peer / "python"), "-c", RECIPE, str(path)], capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     graph = graphs.load_graph(path)
@@ -74,14 +70,12 @@ def _table_rows(text: str, first: str) -> list[list[str]]:
     return [row for row in rows if row[0] == first]
 
 
-def test_anemoi_graphs_inspect_reads_a_workbench_graph(tmp_path):
+def test_anemoi_graphs_inspect_reads_a_workbench_graph(tmp_path, anemoi_peer):
     """`anemoi-graphs inspect` (the CLI in the peer venv) runs on the demo graph and reports
     our node and edge counts and hanging (isolated) nodes; every attribute is 2-D."""
-    if not ANEMOI_PYTHON.exists():
-        pytest.skip("anemoi-graphs is not installed in .venv-anemoi (make peer)")
     graph = graphs.build_graph("demo")
     path = graphs.save_graph(graph, tmp_path / "demo.pt")
-    done = subprocess.run([str(ANEMOI_PYTHON.with_name("anemoi-graphs")), "inspect", str(path),
+    done = subprocess.run([str(anemoi_peer / "anemoi-graphs"), "inspect", str(path),
                            str(tmp_path / "inspect"), "--no-show_attribute_distributions"],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "COLUMNS": "400"})

@@ -1,7 +1,7 @@
 """anemoi-graphs recipes both ways: built here with the workbench's builders and by
-``anemoi-graphs create`` in the peer venv (.venv-anemoi), side by side; a workbench graph
-config exported as a recipe that anemoi-graphs builds into the same graph. Without the peer
-venv the side-by-side tests are skipped with the reason."""
+``anemoi-graphs create`` in each peer venv (.venv-anemoi: 0.9.0, .venv-anemoi-latest: 0.9.8),
+side by side; a workbench graph config exported as a recipe that anemoi-graphs builds into the
+same graph. Without a peer venv its side-by-side tests are skipped with the reason."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from scipy.spatial import cKDTree
 from workbench import cli, graphs, grids, inspection, meshes, recipes
 from workbench.errors import WorkbenchError
 
-ANEMOI_PYTHON = Path(__file__).resolve().parent.parent / ".venv-anemoi" / "bin" / "python"
 A = "anemoi.graphs"
 # Builds each recipe given on the command line (from its own folder) and prints, as JSON,
 # every node set's size and every edge set's size, and the data nodes' coordinates.
@@ -40,10 +39,9 @@ print(json.dumps(out))
 """
 
 
-def peer(*paths: Path) -> dict:
-    if not ANEMOI_PYTHON.exists():
-        pytest.skip("anemoi-graphs is not installed in .venv-anemoi (make peer)")
-    done = subprocess.run([str(ANEMOI_PYTHON), "-c", PEER, *map(str, paths)],
+def peer(bin_dir: Path, *paths: Path) -> dict:
+    """What anemoi-graphs (the peer venv's ``bin_dir``) builds from each recipe."""
+    done = subprocess.run([str(bin_dir / "python"), "-c", PEER, *map(str, paths)],
                           capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -123,12 +121,12 @@ def write_recipes(folder: Path) -> dict[str, dict]:
     return {"tri": tri, "lam": lam, "dataset": dataset}
 
 
-def test_recipes_build_as_anemoi_graphs_builds_them(tmp_path):
+def test_recipes_build_as_anemoi_graphs_builds_them(tmp_path, anemoi_peer):
     written = {}
     for name, recipe in write_recipes(tmp_path).items():
         written[name] = tmp_path / f"{name}.yaml"
         written[name].write_text(yaml.safe_dump(recipe, sort_keys=False))
-    theirs = peer(*written.values())
+    theirs = peer(anemoi_peer, *written.values())
     for name, path in written.items():
         ours = recipes.build_recipe(path)
         assert counts(ours) == {k: theirs[str(path)][k] for k in ("nodes", "edges")}, name
@@ -150,14 +148,14 @@ def test_recipes_build_as_anemoi_graphs_builds_them(tmp_path):
     np.testing.assert_allclose(np.rad2deg(lam["data"].x.numpy()[:, 0]), lat, atol=1e-4)
 
 
-def test_exported_recipes_build_the_same_graphs(tmp_path):
+def test_exported_recipes_build_the_same_graphs(tmp_path, anemoi_peer):
     """export-recipe of a stretched (demo) and a cut-off (demo-global) preset: anemoi-graphs
     builds the same node and edge sets, the same data node coordinates."""
     names = ("demo", "demo-global")
     for name in names:
         assert cli.main(["graph", "export-recipe", name, "--out", str(tmp_path / f"{name}.yaml")]
                         ) == 0
-    theirs = peer(*(tmp_path / f"{name}.yaml" for name in names))
+    theirs = peer(anemoi_peer, *(tmp_path / f"{name}.yaml" for name in names))
     for name in names:
         ours, got = graphs.build_graph(name), theirs[str(tmp_path / f"{name}.yaml")]
         assert got["nodes"].pop("lam_reference", 0) == 0  # the mesh's reference, emptied
