@@ -295,3 +295,9 @@ def test_dataset_found_through_the_catalog(run, tmp_path, monkeypatch, capsys):
     want = evaluation.forecast(ckpt, "conus", steps=1, progress=False, start="2020-03-17T06:00")
     for name in want.data_vars:
         np.testing.assert_array_equal(got[name].values, want[name].values, err_msg=name)
+    state["workbench"]["artifact"]["domains"]["conus"]["calendar"] = "noleap"
+    torch.save(state, moved)  # as if trained on other data under the same name
+    assert cli.main(argv + ["--catalog", str(tmp_path / "cat")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "the standard calendar, the checkpoint's data the noleap" in err, err

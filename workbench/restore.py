@@ -38,7 +38,7 @@ from .evaluation_inputs import check_normalise, evaluation_data, pool_statistics
 from .sampling import DomainData
 from .sampling_config import DomainConfig, SamplingConfig, common_step
 from .statistics import VariableStats
-from .times import iso, parse_date, step_text, to_ns
+from .times import calendar_name, iso, parse_date, step_text, to_ns
 from .training import Trainer
 from .training_config import TrainingConfig, sampling_config, training_config_from_dict
 
@@ -218,6 +218,11 @@ def restored_data(restored: Restored, sampling: SamplingConfig, training: Sampli
         raise WorkbenchError(f"domain {domain.name!r}: forcings computed now "
                              f"{data.computed}, in training {recorded['computed_forcings']}: "
                              f"dataset {domain.dataset!r} is not the data the run trained on")
+    if calendar_name(data.times) != recorded["calendar"]:
+        raise WorkbenchError(f"domain {domain.name!r}: dataset {domain.dataset!r} has the "
+                             f"{calendar_name(data.times)} calendar, the checkpoint's data the "
+                             f"{recorded['calendar']}: point the catalog name to the data the "
+                             "run trained on (--catalog)")
     note = (f"{domain.name}'s own statistics over its train split, as in training (a training "
             "domain), from the checkpoint")
     return data, {"normalisation": normalise, "normalisation_note": note}
