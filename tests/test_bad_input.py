@@ -573,6 +573,13 @@ CASES += [
     Case("forecast-out-suffix", FORECAST_CKPT[:-1] + ["{d}/f.grib"],
          ["forecast --out", "f.grib: name a .zarr or .nc file"], {"m.ckpt": "weights\n"},
          ["f.grib"]),
+    # ---------------------------------------------------------------- a run's options or a file's
+    Case("evaluate-forecast-run-options", ["evaluate", "--forecast", "{d}/f.nc", "--truth",
+                                           "global", "--steps", "4", "--members", "3"],
+         ["evaluate --forecast scores the files as they are", "--steps, --members",
+          "leave them out"]),
+    Case("evaluate-run-truth", ["evaluate", "{d}", "--domain", "conus", "--truth", "global"],
+         ["--truth and --variables go with --forecast FILE"], {}, ["forecasts"]),
 ]
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
