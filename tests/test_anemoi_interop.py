@@ -7,10 +7,12 @@ a venv its tests are skipped with the reason.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
 import numpy as np
+import pytest
 
 from workbench import graphs, inspection, meshes
 
@@ -93,3 +95,48 @@ def test_anemoi_graphs_inspect_reads_a_workbench_graph(tmp_path, anemoi_peer):
         assert int(row[4]) == edges["hanging_targets"]["total"]
         assert "edge_length(1D)" in row[-1] and "edge_dirs(2D)" in row[-1]
     assert (tmp_path / "inspect" / "graph.html").is_file()
+
+
+# Run in the newest peer venv: read a workbench graph as anemoi-training does (torch.load of
+# the graph file) and hand it to anemoi-models' node attributes and graph providers, the parts
+# of a model that read the graph: sizes, sin/cos coordinates, edge attributes and edge dims.
+MODELS = """
+import json, sys, torch
+from anemoi.models.layers.graph import NamedNodesAttributes
+from anemoi.models.layers.graph_provider import create_graph_provider
+graph = torch.load(sys.argv[1], map_location="cpu", weights_only=False)  # anemoi-training's way
+nodes = NamedNodesAttributes({"data": 0, "hidden": 8}, graph)
+out = {"num_nodes": nodes.num_nodes, "attr_ndims": nodes.attr_ndims, "edges": {}}
+for src, dst in (("data", "hidden"), ("hidden", "hidden"), ("hidden", "data")):
+    provider = create_graph_provider(graph[(src, "to", dst)], ["edge_length", "edge_dirs"],
+                                     nodes.num_nodes[src], nodes.num_nodes[dst], trainable_size=4)
+    attr, index = provider.get_edges(batch_size=2)[:2]
+    out["edges"][f"{src}->{dst}"] = {"edge_dim": provider.edge_dim, "attr": list(attr.shape),
+                                     "index": list(index.shape)}
+print(json.dumps(out))
+"""
+
+
+def test_anemoi_models_reads_a_workbench_graph(tmp_path):
+    """anemoi-models 0.19 (the newest peer) builds its node attributes and graph providers
+    from a graph the workbench saved: the sizes, 2 x 2 sin/cos coordinates per node and edge
+    attributes edge_length [E, 1] + edge_dirs [E, 2] (+ trainable) it takes from the file."""
+    from helpers import ANEMOI_PEERS
+
+    venv = ANEMOI_PEERS["anemoi-graphs-0.9.8"]
+    if not (venv / ".installed").exists():
+        pytest.skip(f"anemoi-models 0.19 is not installed in {venv.name} (make peer)")
+    graph = graphs.build_graph("demo")
+    path = graphs.save_graph(graph, tmp_path / "demo.pt")
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", MODELS, str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    sizes = {n: graph[n].num_nodes for n in ("data", "hidden")}
+    assert got["num_nodes"] == sizes
+    assert got["attr_ndims"] == {"data": 4, "hidden": 4 + 8}  # sin, cos of (lat, lon) + 8
+    for name, seen in got["edges"].items():
+        src, dst = name.split("->")
+        edges = graph[src, "to", dst].edge_index.shape[1]
+        assert seen["edge_dim"] == 1 + 2 + 4
+        assert seen["attr"] == [2 * edges, 1 + 2 + 4] and seen["index"] == [2, 2 * edges]
