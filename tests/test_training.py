@@ -234,6 +234,42 @@ def test_replay_buffer_rollout_training_and_clipping(tmp_path):
     assert np.isfinite(train_losses(run)).all()
 
 
+def test_replay_buffer_on_the_training_path(tmp_path):
+    """The buffer Trainer._replay_loss fills, watched after every real training step: a fresh
+    batch on the first step and every replay_refresh steps, one sample back per step (the
+    prediction one step deeper, or a fresh batch once max_rollout deep), oldest ejected
+    first, never a sample as deep as max_rollout."""
+    import pytorch_lightning as pl
+
+    from workbench.finetune import ROLLOUT
+
+    config = tiny(tmp_path, max_steps=10, finetune={"replay_size": 3, "replay_refresh": 4,
+                                                    "max_rollout": 2})
+    pl.seed_everything(0)
+    _, datamodule, module = training.prepare_run(config)
+    seen = []
+
+    class Watch(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            buffer = pl_module.replay
+            seen.append((buffer._count, buffer.ages(),
+                         [int(s[ROLLOUT]) for s in buffer._samples]))
+
+    pl.Trainer(max_steps=10, accelerator="cpu", logger=False, callbacks=[Watch()],
+               enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+               num_sanity_val_steps=0, limit_val_batches=0).fit(module, datamodule=datamodule)
+    assert len(seen) == 10
+    refreshed = [step for step in range(10) if step % 4 == 0]  # steps 0, 4, 8
+    for step, (count, ages, depths) in enumerate(seen):
+        assert count == step + 1 + sum(r <= step for r in refreshed)  # hand count of adds
+        assert ages == list(range(min(count, 3)))[::-1]  # FIFO: oldest first, size 3
+        assert all(d in (0, 1) for d in depths)  # 2 deep is never put back
+    # the sample put back last each step: the prediction (depth 1) or, for a drawn sample
+    # already 1 deep, a fresh batch (depth 0); both happen
+    put_back = [depths[-1] for _, _, depths in seen]
+    assert 0 < put_back.count(0) < 10 and put_back.count(1) == 10 - put_back.count(0)
+
+
 def test_layerwise_learning_rates_reach_the_optimizer(tmp_path):
     config = tiny(tmp_path, finetune={"layer_lrs": {"encoder": 1e-2, "processor": 5e-4}})
     _, _, module = training.prepare_run(config)

@@ -33,6 +33,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from . import finetune
 from .checkpoints import (
     CATALOG_FILE,
     LastCheckpoint,
@@ -217,17 +218,23 @@ class Trainer(pl.LightningModule):
         return window, torch.where(mask, torch.zeros_like(window), window), mask
 
     def _replay_loss(self, batch: dict, g: torch.Generator):
-        """Aurora's rollout fine-tuning: train on a buffer sample, put the prediction back."""
+        """Aurora's rollout fine-tuning: train on a buffer sample and put its prediction back
+        one step deeper (:meth:`ReplayBuffer.add_rollout`); a prediction as deep as
+        ``max_rollout`` (or the sample's truth) allows is replaced by this batch, fresh."""
         buffer = self.replay
+
+        def fresh() -> dict:
+            return {"state": batch["x"], "forcings": batch["forcings"], "truth": batch["y"],
+                    "statics": batch["statics"],
+                    "state_valid": _mask(batch, "x_mask", batch["x"]),
+                    "truth_valid": _mask(batch, "y_mask", batch["y"]),
+                    "domain_index": torch.tensor(int(batch["domain_index"])),
+                    finetune.ROLLOUT: torch.tensor(0)}
+
         if len(buffer) == 0 or buffer.needs_refresh(self.global_step):
-            buffer.add({"state": batch["x"], "forcings": batch["forcings"], "truth": batch["y"],
-                        "statics": batch["statics"],
-                        "state_valid": _mask(batch, "x_mask", batch["x"]),
-                        "truth_valid": _mask(batch, "y_mask", batch["y"]),
-                        "domain_index": torch.tensor(int(batch["domain_index"])),
-                        "lead": torch.tensor(0)})
+            buffer.add(fresh())
         sample = buffer.draw()
-        d, lead = int(sample["domain_index"]), int(sample["lead"])
+        d, lead = int(sample["domain_index"]), int(sample.pop("lead", sample[finetune.ROLLOUT]))
         n_in = sample["state"].shape[1]
         state_valid = sample.get("state_valid", torch.ones_like(sample["state"], dtype=torch.bool))
         truth_valid = sample.get("truth_valid", torch.ones_like(sample["truth"], dtype=torch.bool))
@@ -235,10 +242,10 @@ class Trainer(pl.LightningModule):
                "y": sample["truth"][:, lead:lead + 1], "statics": sample["statics"],
                "x_mask": state_valid, "domain_index": d}
         pred = self.rollout_forecast(one, 1, 1, g)
-        if lead + 1 < min(self.config.finetune.max_rollout, sample["truth"].shape[1]):
-            state, state_valid = _next_state(sample["state"], state_valid, pred.detach()[:, 0])
-            buffer.add({**sample, "state": state, "state_valid": state_valid,
-                        "lead": torch.tensor(lead + 1)})
+        state, state_valid = _next_state(sample["state"], state_valid, pred.detach()[:, 0])
+        buffer.add_rollout({**sample, "state": state, "state_valid": state_valid,
+                            finetune.ROLLOUT: torch.tensor(lead + 1)},
+                           min(self.config.finetune.max_rollout, sample["truth"].shape[1]), fresh)
         return self._loss(pred, one["y"], d, truth_valid[:, lead:lead + 1])
 
     # lightning hooks -------------------------------------------------------------------
