@@ -582,6 +582,27 @@ CASES += [
          ["--truth and --variables go with --forecast FILE"], {}, ["forecasts"]),
 ]
 
+CASES += [  # workbench graph fixes
+    Case("graph-fixes-unknown-region", ["graph", "fixes", "demo", "--region", "mars"],
+         ["unknown region 'mars'", "lam, all"]),
+    Case("graph-fixes-no-lam", ["graph", "fixes", "{d}/g.yaml", "--write-config", "{d}/f.yaml"],
+         ["region 'lam' holds no data node (the config has no LAM dataset)", "--region all"],
+         {"g.yaml": GRAPH.replace("[conus, global]", "[global]")}, ["f.yaml"]),
+    Case("graph-fixes-not-knn", ["graph", "fixes", "{d}/g.yaml"],
+         ["fixes start from a plain knn encoder", "reversed_knn"],
+         {"g.yaml": GRAPH.replace("encoder: {kind: knn", "encoder: {kind: reversed_knn")}),
+    Case("graph-fixes-k-max-zero", ["graph", "fixes", "demo", "--k-max", "0"],
+         ["--k-max", "whole number >= 1"]),
+    Case("graph-lam-k-decoder", ["graph", "build", "{d}/g.yaml", "--out", "{d}/g.pt"],
+         ["decoder: lam_k applies to the encoder only"],
+         {"g.yaml": GRAPH.replace("decoder: {kind: knn, k: 3}",
+                                  "decoder: {kind: knn, k: 3, lam_k: 2}")}, ["g.pt"]),
+    Case("graph-lam-k-without-lam", ["graph", "build", "{d}/g.yaml", "--out", "{d}/g.pt"],
+         ["encoder.lam_k needs a LAM dataset"],
+         {"g.yaml": GRAPH.replace("[conus, global]", "[global]").replace(
+             "encoder: {kind: knn, k: 3}", "encoder: {kind: knn, k: 3, lam_k: 1}")}, ["g.pt"]),
+]
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line(case: Case, tmp_path, monkeypatch, capsys):
     for name, text in case.files.items():

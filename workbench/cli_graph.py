@@ -76,6 +76,34 @@ def cmd_graph_sweep(args) -> int:
     return 0
 
 
+def cmd_graph_fixes(args) -> int:
+    from .fixes import find_fixes, fixes_table, write_config
+    from .graphs import load_config
+    from .inspection import RegionSettings
+
+    config = load_config(args.config)
+    result = find_fixes(config, args.region, RegionSettings(args.band_cells, args.near_km),
+                        args.k_max)
+    if args.write_config:
+        result["written"] = str(write_config(config, result, args.write_config))
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"graph {result['graph']}: {result['data_nodes']} data nodes "
+          f"({result['lam_data_nodes']} LAM), {result['hidden_nodes']} hidden; encoder "
+          f"knn k={result['encoder']['k']} leaves {result['hanging_as_is']} data nodes hanging "
+          f"in {args.region}")
+    print(fixes_table(result).to_string())
+    goal = result["goal"]
+    print(f"goal (no hanging {args.region} data node at <= {goal['ratio']:.0%} of global_k's "
+          f"{goal['global_k_edges']} encoder edges, keeping every data node): "
+          f"{'met' if goal['met'] else 'not met'} by {goal['best']} "
+          f"({goal['best_vs_global_k']})")
+    if "written" in result:
+        print(f"{result['written']}: graph config of {result['chosen']}")
+    return 0
+
+
 def cmd_graph_export_recipe(args) -> int:
     from .recipe_export import export_recipe
 
@@ -101,6 +129,17 @@ def add_graph_commands(sub) -> None:
     p.add_argument("--out", required=True, help="RECIPE.yaml (data nodes: RECIPE.npz beside it)")
     catalog_option(p)
     p.set_defaults(func=cmd_graph_export_recipe)
+    p = graph.add_parser("fixes", help="hanging-node fixes: smallest setting, edges, memory")
+    p.add_argument("config", help="configs/graphs/NAME.yaml or a preset name (demo-mmgt, ...)")
+    p.add_argument("--region", default="lam", help="lam, all, or one region")
+    p.add_argument("--k-max", type=whole(1), default=64, help="largest global k searched")
+    p.add_argument("--write-config", metavar="PATH",
+                   help="write the cheapest fix keeping every data node as a graph config")
+    p.add_argument("--band-cells", type=whole(0), default=10, help="LAM boundary band width")
+    p.add_argument("--near-km", type=distance, default=500.0, help="'near_lam' distance")
+    p.add_argument("--json", action="store_true")
+    catalog_option(p)
+    p.set_defaults(func=cmd_graph_fixes)
     for name, func, text in [("inspect", cmd_graph_inspect, "hanging nodes, degrees, lengths"),
                              ("sweep", cmd_graph_sweep, "hanging counts for a range of k")]:
         p = graph.add_parser(name, help=text)

@@ -92,6 +92,8 @@ class EdgeConfig:
     k: Positive | None = None
     radius_km: Annotated[float, Field(gt=0)] | None = None
     cutoff_factor: Annotated[float, Field(gt=0)] | None = None
+    lam_k: Positive | None = None  # encoder only: also join every LAM data node to its lam_k
+    # nearest hidden nodes (anemoi: a ReversedKNNEdges builder with a cutout-mask source mask)
 
 
 @typed
@@ -137,6 +139,9 @@ def _validate(config: GraphConfig) -> None:
             raise WorkbenchError(f"{role}: {edge.kind} needs k >= 1, got {edge.k}")
         if edge.kind == "cutoff" and (edge.radius_km is None) == (edge.cutoff_factor is None):
             raise WorkbenchError(f"{role}: cutoff needs exactly one of radius_km or cutoff_factor")
+        if edge.lam_k is not None and role != "encoder":
+            raise WorkbenchError(f"{role}: lam_k applies to the encoder only (LAM data nodes "
+                                 "joined to their lam_k nearest hidden nodes)")
 
 
 # --------------------------------------------------------------------------- data nodes
@@ -307,6 +312,28 @@ def build_edges(edge: EdgeConfig, src_xyz: np.ndarray, dst_xyz: np.ndarray,
     return mesh.edges
 
 
+def with_lam_edges(index: np.ndarray, data: DataNodes, hid_xyz: np.ndarray,
+                   lam_k: int) -> np.ndarray:
+    """Encoder edges plus every LAM data node's ``lam_k`` nearest hidden nodes (reversed kNN
+    restricted to the LAM sources), duplicates dropped, sorted by (source, target)."""
+    if not data.cutout_mask.any():
+        raise WorkbenchError("encoder.lam_k needs a LAM dataset in data.datasets")
+    lam = np.flatnonzero(data.cutout_mask)
+    extra = reversed_knn_edges(data.xyz[lam], hid_xyz, lam_k)
+    n_hid = len(hid_xyz)
+    keys = np.unique(np.concatenate([index[0].astype(np.int64) * n_hid + index[1],
+                                     lam[extra[0]].astype(np.int64) * n_hid + extra[1]]))
+    return np.stack(np.divmod(keys, n_hid))
+
+
+def encoder_edges(edge: EdgeConfig, data: DataNodes, hid_xyz: np.ndarray) -> np.ndarray:
+    """The encoder's edge_index (data -> hidden), with the LAM's extra edges of ``lam_k``."""
+    index = build_edges(edge, data.xyz, hid_xyz)
+    if edge.lam_k is not None:
+        index = with_lam_edges(index, data, hid_xyz, edge.lam_k)
+    return index
+
+
 def edge_geometry(src_xyz: np.ndarray, dst_xyz: np.ndarray, edge_index: np.ndarray):
     """Great-circle length (km) and unit direction of each edge in the target's east/north frame."""
     s, d = src_xyz[edge_index[0]], dst_xyz[edge_index[1]]
@@ -369,8 +396,8 @@ def assemble(data: DataNodes, mesh: meshes.Mesh, config: GraphConfig):
     """The HeteroData of a built graph (nodes, three edge sets, attributes, id)."""
     graph = nodes_graph(data, mesh)
     data_xyz, hid_xyz = data.xyz, mesh.xyz
-    set_edges(graph, EDGE_SETS["encoder"],
-               build_edges(config.encoder, data_xyz, hid_xyz), data_xyz, hid_xyz)
+    set_edges(graph, EDGE_SETS["encoder"], encoder_edges(config.encoder, data, hid_xyz),
+              data_xyz, hid_xyz)
     set_edges(graph, EDGE_SETS["processor"],
                build_edges(config.processor, hid_xyz, hid_xyz, mesh), hid_xyz, hid_xyz)
     set_edges(graph, EDGE_SETS["decoder"],

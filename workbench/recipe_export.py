@@ -50,6 +50,9 @@ def export_recipe(config: graphs.GraphConfig | str | Path, out: str | Path) -> P
 
 
 def _export_edge(edge: graphs.EdgeConfig, hidden: graphs.HiddenConfig, role: str) -> dict:
+    if edge.lam_k is not None:  # the exported NPZ data nodes carry no LAM mask to restrict it
+        raise WorkbenchError(f"{role}: lam_k has no anemoi-graphs export here; add a "
+                             "ReversedKNNEdges builder with a cutout-mask source mask by hand")
     if edge.kind in ("knn", "reversed_knn"):
         name = "KNNEdges" if edge.kind == "knn" else "ReversedKNNEdges"
         return {"_target_": f"{A}.edges.{name}", "num_nearest_neighbours": int(edge.k)}
