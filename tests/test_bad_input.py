@@ -601,6 +601,11 @@ CASES += [  # workbench graph fixes
          ["encoder.lam_k needs a LAM dataset"],
          {"g.yaml": GRAPH.replace("[conus, global]", "[global]").replace(
              "encoder: {kind: knn, k: 3}", "encoder: {kind: knn, k: 3, lam_k: 1}")}, ["g.pt"]),
+    Case("graph-export-recipe-lam-k", ["graph", "export-recipe", "{d}/g.yaml", "--out",
+                                       "{d}/r.yaml"],
+         ["encoder: lam_k has no anemoi-graphs export here", "ReversedKNNEdges"],
+         {"g.yaml": GRAPH.replace("encoder: {kind: knn, k: 3}",
+                                  "encoder: {kind: knn, k: 3, lam_k: 1}")}, ["r.yaml", "r.npz"]),
 ]
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
