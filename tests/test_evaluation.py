@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from workbench import catalog, evaluation, evaluation_inputs, forecast_files, grids, training
+from workbench import (
+    catalog,
+    cli,
+    evaluation,
+    evaluation_inputs,
+    forecast_files,
+    grids,
+    training,
+)
 from workbench.errors import WorkbenchError
 from workbench.sampling import MultiDomainDataset
 from workbench.statistics import VariableStats
@@ -196,7 +204,7 @@ def test_bad_inputs_are_one_line_errors(frozen_run, tmp_path):
         evaluation.forecast(tmp_path, "conus", progress=False)
 
 
-def test_cli_evaluate_json(frozen_run):
+def test_cli_evaluate_json(frozen_run, capsys):
     exe = Path(sys.executable).with_name("workbench")
     done = subprocess.run([str(exe), "evaluate", str(frozen_run), "--domain", "global",
                            "--split", "val", "--steps", "1", "--json"],
@@ -208,3 +216,25 @@ def test_cli_evaluate_json(frozen_run):
     assert {r["region"] for r in out["scores"]} == {"interior"}  # global: nothing forced
     assert out["scoring"]["note"] == "all 10512 points scored (none is forced from the truth)"
     assert out["scoring"]["normalisation"] == "training"
+    # skill rows carry a finite 95 % interval around the value (block bootstrap, seeded): the
+    # same numbers again when the forecast file is scored here, in another process
+    skill = [r for r in out["scores"] if r["metric"].startswith("skill_vs_")]
+    assert len(skill) == 2 * 8 and {r["metric"] for r in skill} == {
+        "skill_vs_persistence", "skill_vs_climatology"}
+    for r in skill:
+        assert np.isfinite([r["ci_low"], r["ci_high"]]).all()
+        assert r["ci_low"] <= r["value"] <= r["ci_high"]
+        assert r["significant"] == (r["ci_low"] > 0 or r["ci_high"] < 0)
+    assert not any("ci_low" in r for r in out["scores"] if r["metric"] == "rmse")
+    fc = forecast_files.read_forecast(out["forecasts"])
+    again = evaluation.scores(fc, evaluation.truth_for(fc), tuple(out["train_period"]))
+    again = again[again.metric.str.startswith("skill_vs_")]
+    assert [(r["value"], r["ci_low"], r["ci_high"]) for r in skill] == list(
+        zip(again.value, again.ci_low, again.ci_high, strict=True))
+    # the table printed without --json shows the skill with its interval
+    assert cli.main(["evaluate", "--forecast", out["forecasts"], "--truth", "global",
+                     "--train-period", *out["train_period"]]) == 0
+    text = capsys.readouterr().out
+    assert "skill with its 95 % interval" in text
+    z500 = [line for line in text.splitlines() if line.startswith("z_500")][-1]
+    assert z500.split()[-3:] == ["0", "[0,", "0]"]  # persistence against itself: [0, 0]

@@ -181,9 +181,11 @@ def cmd_evaluate(args) -> int:
         train = args.train_period or run_config(args.run_dir).sampling["splits"]["train"]
     table = scores(forecast, truth, tuple(train))
     note = scoring_note(forecast)
-    if args.json:
+    if args.json:  # the interval columns on the skill rows only
+        records = [{k: v for k, v in row.items() if k not in ("ci_low", "ci_high", "significant")
+                    or row["metric"].startswith("skill_vs_")} for row in table.to_dict("records")]
         print_json({"forecasts": str(path), "domain": domain, "train_period": list(train),
-                     "scoring": note, "scores": table.to_dict("records")})
+                     "scoring": note, "scores": records})
         return 0
     print(f"forecasts: {path}\nscored: {note['note']}\nclimatology from {train[0]} to "
           f"{train[1]}" + (f"\nnormalised with {note['normalisation_note']}"
@@ -192,6 +194,12 @@ def cmd_evaluate(args) -> int:
     rmse = rows[rows.metric == "rmse"].pivot_table(
         index=["variable", "lead_hours"], columns="forecast", values="value")
     print(rmse.to_string(float_format=lambda v: f"{v:.4g}"))
+    skill = rows[rows.metric.str.startswith("skill_vs_")]
+    cells = [f"{v:.3g} [{lo:.3g}, {hi:.3g}]{'*' if sig else ''}" for v, lo, hi, sig in
+             zip(skill.value, skill.ci_low, skill.ci_high, skill.significant, strict=True)]
+    print("\nskill with its 95 % interval (block bootstrap over initial times; * excludes 0)")
+    print(skill.assign(cell=cells).pivot(index=["variable", "lead_hours"], columns="metric",
+                                         values="cell").to_string())
     return 0
 
 

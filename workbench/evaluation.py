@@ -26,7 +26,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from . import catalog, skill
+from . import catalog, intervals, skill
 from .errors import WorkbenchError
 from .evaluation_inputs import (
     REGIONS,
@@ -164,14 +164,17 @@ def baselines(forecast_ds: xr.Dataset, truth: xr.Dataset,
             for name, fc in out.items()}
 
 
-SCORE_COLUMNS = ["region", "forecast", "metric", "variable", "lead_hours", "value"]
+SCORE_COLUMNS = ["region", "forecast", "metric", "variable", "lead_hours", "value", "ci_low",
+                 "ci_high", "significant"]
 
 
 def scores(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, str],
            weights: xr.DataArray | None = None) -> pd.DataFrame:
     """RMSE, MAE, bias and ACC of the model, persistence and climatology per variable and
     lead time, with skill scores (1 - MSE / MSE of the reference): a tidy DataFrame
-    (:data:`SCORE_COLUMNS`).
+    (:data:`SCORE_COLUMNS`). Skill rows carry their 95 % interval ``ci_low``, ``ci_high``
+    (:mod:`workbench.intervals`: a block bootstrap over initial times) and ``significant``
+    (the interval excludes 0); the other rows have NaN and False.
 
     ``region`` ``interior``: the points the model predicted, i.e. every point but those
     forced from the truth (:func:`forced_points`; all points of a global or cutout domain) -
@@ -190,7 +193,9 @@ def scores(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, 
         else:
             part = tuple(x.isel(grid=index) for x in (forecast_ds, truth, clim, weights))
         rows += [(region, *row) for row in _region_scores(*part, check=region == REGIONS[0])]
-    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    table = pd.DataFrame(rows, columns=SCORE_COLUMNS[:-1])
+    table["significant"] = (table["ci_low"] > 0) | (table["ci_high"] < 0)
+    return table
 
 
 def _region_scores(forecast_ds: xr.Dataset, truth: xr.Dataset, clim: xr.Dataset,
@@ -201,16 +206,21 @@ def _region_scores(forecast_ds: xr.Dataset, truth: xr.Dataset, clim: xr.Dataset,
     valid = scored_points(forecasts, truth)
     if check:
         check_scored(valid, forecast_ds)
+    errors = {}  # per initial time, for the intervals (counted: one valid, the same for all)
     for name, fc in forecasts.items():
-        mses[name] = skill.mse(fc, truth, weights, valid)
+        errors[name], counted = intervals.per_init_mse(fc, truth, weights, valid)
+        mses[name] = intervals.mean_over_inits(errors[name], counted)  # = skill.mse
         metric = {"rmse": np.sqrt(mses[name]), "mae": skill.mae(fc, truth, weights, valid),
                   "bias": skill.bias(fc, truth, weights, valid)}
         if name != "climatology":
             metric["acc"] = skill.acc(fc, truth, clim, weights, valid)
         for key, ds in metric.items():
             rows += _tidy(ds, name, key)
+    block = intervals.block_length(forecast_ds["init_time"].values,
+                                   forecast_ds["lead_time"].values)
     for ref in ("persistence", "climatology"):
-        rows += _tidy(skill.skill_score(mses["model"], mses[ref]), "model", f"skill_vs_{ref}")
+        rows += _tidy(skill.skill_score(mses["model"], mses[ref]), "model", f"skill_vs_{ref}",
+                      intervals.skill_intervals(errors["model"], errors[ref], counted, block))
     if "member" in forecast_ds.dims:
         fc = forecast_ds.assign_coords(latitude=truth["latitude"], longitude=truth["longitude"])
         rows += _tidy(skill.crps(fc, truth, weights, valid), "model", "crps")
@@ -219,11 +229,16 @@ def _region_scores(forecast_ds: xr.Dataset, truth: xr.Dataset, clim: xr.Dataset,
     return rows
 
 
-def _tidy(ds: xr.Dataset, forecast_name: str, metric: str) -> list[tuple]:
+def _tidy(ds: xr.Dataset, forecast_name: str, metric: str,
+          interval: tuple[xr.Dataset, xr.Dataset] | None = None) -> list[tuple]:
+    """Rows (forecast, metric, variable, lead hours, value, ci_low, ci_high); NaN bounds
+    without ``interval``."""
     hours = ds["lead_time"].values / np.timedelta64(1, "h")
-    return [(forecast_name, metric, name, float(h), float(v))
-            for name in ds.data_vars for h, v in zip(hours, np.atleast_1d(ds[name].values),
-                                                     strict=True)]
+    low, high = interval or (ds * np.nan, ds * np.nan)
+    return [(forecast_name, metric, name, float(h), float(v), float(lo), float(hi))
+            for name in ds.data_vars
+            for h, v, lo, hi in zip(hours, *(np.atleast_1d(x[name].values)
+                                             for x in (ds, low, high)), strict=True)]
 
 
 # ---- notebook 04
@@ -453,11 +468,14 @@ def _cutout_bands(truth: xr.Dataset, band_cells, outside_km):
 
 
 def scorecard(table: pd.DataFrame, metric: str = "skill_vs_persistence",
-              region: str = "interior") -> pd.DataFrame:
+              region: str = "interior", column: str = "value") -> pd.DataFrame:
     """Variables (rows, in the table's order) x lead hours (columns) of the model's ``metric``
     from :func:`scores`' tidy table: skill against persistence by default
     (``skill_vs_climatology``, or any other metric of the model, e.g. ``acc``), over the
-    ``region``'s points (``interior`` by default, or ``forced_ring``)."""
+    ``region``'s points (``interior`` by default, or ``forced_ring``). ``column``: the
+    ``value`` by default, or ``ci_low``, ``ci_high``, ``significant``. With the table's
+    ``significant`` column, ``attrs["significant"]`` holds the card's cells whose 95 %
+    interval excludes 0 (a list of rows of bools, as the plot marks them)."""
     if "region" in table:
         if region not in REGIONS:
             raise WorkbenchError(f"scorecard: region must be one of {', '.join(REGIONS)}, got "
@@ -467,9 +485,12 @@ def scorecard(table: pd.DataFrame, metric: str = "skill_vs_persistence",
     if rows.empty:
         raise WorkbenchError(f"the scores table has no model rows for metric {metric!r}: use "
                              f"one of {sorted(set(table['metric']))}")
-    card = rows.pivot(index="variable", columns="lead_hours", values="value")
+    card = rows.pivot(index="variable", columns="lead_hours", values=column)
     card = card.reindex(list(dict.fromkeys(rows["variable"])))
     card.columns.name = "lead_hours"
+    if "significant" in rows and column != "significant":
+        marks = scorecard(table, metric, region, "significant")
+        card.attrs["significant"] = marks.fillna(False).astype(bool).to_numpy().tolist()
     return card
 
 
@@ -492,7 +513,9 @@ def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
     persistence and against climatology averaged over variables at the first and the last
     lead time (``skill_vs_persistence_<domain>_<h>h``), whether the model beats persistence
     (skill > 0) at every lead for each ``headline`` variable
-    (``beats_persistence_<domain>_<variable>``); then the domains the run never trained on
+    (``beats_persistence_<domain>_<variable>``) and, for tables with intervals, whether the
+    whole 95 % interval does (``beats_persistence_significantly_<domain>_<variable>``); then
+    the domains the run never trained on
     (``unseen_domains``, comma-separated; forecasts of files made elsewhere, attr ``split``
     ``external``, are not unseen: their ``domains`` entry names the ``forecast_files``).
     Also: ``run`` (path, trained_on), ``scored_points`` (what the scores cover), ``domains``
@@ -500,7 +523,8 @@ def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
     :func:`forecast`), ``scoring``: :func:`scoring_note`, the
     points scored and the normalisation), ``scores`` (every row of every table, with its
     domain and region: model and each baseline, per variable and lead) and, when given,
-    ``boundary`` (:func:`boundary_skill` rows per LAM domain). Non-finite numbers are written
+    ``boundary`` (:func:`boundary_skill` rows per LAM domain). Skill rows carry
+    ``ci_low``, ``ci_high`` and ``significant`` (:func:`scores`). Non-finite numbers are written
     as null.
     """
     run_dir = Path(run_dir)
@@ -521,6 +545,10 @@ def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
             if name in card.index:
                 key_figures[f"beats_persistence_{domain}_{name}"] = bool(
                     (card.loc[name] > 0).all())
+                if "ci_low" in table:  # the whole 95 % interval above 0 at every lead
+                    low = scorecard(table, column="ci_low")
+                    key_figures[f"beats_persistence_significantly_{domain}_{name}"] = bool(
+                        (low.loc[name] > 0).all())
     external = {d: fc.attrs.get("forecast_files") for d, fc in (forecasts or {}).items()
                 if fc.attrs.get("split") == "external"}  # files made elsewhere: not the run's
     unseen = [d for d in tables if d not in trained_on and d not in external]

@@ -222,24 +222,31 @@ def lead_time_curves(table: pd.DataFrame, variables: Sequence[str] | None = None
 
 
 def scorecard_plot(card: pd.DataFrame, ax=None, vmax: float = 1.0, title: str | None = None,
-                   label: str = "skill vs persistence", dpi: int = 80):
+                   label: str = "skill vs persistence", dpi: int = 80, significant=None):
     """A scorecard heatmap: variables (rows) x lead times (columns), coloured by skill on the
     diverging map centred on 0 (clipped at +-``vmax``) and annotated with the values. ``card``
-    is :func:`evaluation.scorecard`'s frame. Returns the axes."""
+    is :func:`evaluation.scorecard`'s frame. A cell whose 95 % interval excludes 0
+    (``significant``, card-shaped bools; by default the card's ``attrs["significant"]``) gets
+    an asterisk after its value. Returns the axes."""
     values = card.to_numpy(dtype=float)
+    if significant is None:
+        significant = card.attrs.get("significant")
+    marks = (np.zeros(values.shape, bool) if significant is None
+             else np.asarray(significant, dtype=bool))
     if ax is None:
         _, ax = plt.subplots(figsize=(1.0 * card.shape[1] + 2.6, 0.42 * card.shape[0] + 1.2),
                              dpi=dpi)
     image = ax.imshow(values, cmap=SKILL_CMAP, vmin=-vmax, vmax=vmax, aspect="auto")
     for (i, j), value in np.ndenumerate(values):
-        text = "nan" if not np.isfinite(value) else f"{value:.2f}"
+        text = ("nan" if not np.isfinite(value) else f"{value:.2f}") + ("*" if marks[i, j] else "")
         dark = np.isfinite(value) and abs(value) > 0.6 * vmax
         ax.text(j, i, text, ha="center", va="center", fontsize=8,
                 color="white" if dark else "black")
     ax.set_xticks(range(card.shape[1]), [f"{h:g} h" for h in card.columns])
     ax.set_yticks(range(card.shape[0]), list(card.index))
     ax.set_xlabel("lead time")
-    ax.set_title(title or f"scorecard: {label}", fontsize=10)
+    ax.set_title((title or f"scorecard: {label}")
+                 + ("\n* 95 % interval excludes 0" if marks.any() else ""), fontsize=10)
     plt.colorbar(image, ax=ax, shrink=0.9, label=label)
     return ax
 

@@ -1,0 +1,123 @@
+"""95 % intervals of skill scores: a circular block bootstrap over initial times.
+
+A skill score ``1 - mean(model MSE) / mean(reference MSE)`` averages per-initial-time errors
+that are serially correlated (forecasts from consecutive initial times share valid times
+whenever the lead time exceeds the spacing of the initial times). The interval resamples whole
+blocks of consecutive initial times (circular blocks: a block running off the end wraps to the
+start), the same indices for the model and the reference so the pairing is kept, and takes the
+2.5 and 97.5 percentiles of the ``resamples`` replicate scores. Block length
+(:func:`block_length`): the longest lead in initial-time steps, at least ``ceil(n^(1/3))``,
+at most ``n``. The generator is seeded (``SEED``): the same inputs give the same interval.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import xarray as xr
+
+from . import skill
+from .errors import WorkbenchError
+from .times import to_ns
+
+RESAMPLES = 1000
+SEED = 0
+LEVEL = 0.95
+_CHUNK = 4_000_000  # values per resampled block of replicates
+
+
+def block_length(init_times, lead_times) -> int:
+    """Initial times per bootstrap block: ``ceil(longest lead / median initial-time step)``
+    (errors of forecasts that overlap in valid time are correlated), at least
+    ``ceil(n^(1/3))`` (the usual rate for a block bootstrap of a mean), at most ``n``."""
+    n = len(init_times)
+    if n <= 1:
+        return 1
+    step = float(np.median(np.diff(np.sort(to_ns(init_times)))))
+    lead = float(np.max(np.asarray(lead_times).astype("timedelta64[ns]").astype(np.int64)))
+    overlap = math.ceil(lead / step) if step > 0 else 1
+    return int(min(n, max(overlap, math.ceil(n ** (1 / 3)), 1)))
+
+
+def block_indices(n: int, block: int, resamples: int = RESAMPLES,
+                  seed: int = SEED) -> np.ndarray:
+    """[resamples, n] initial-time indices: ``ceil(n / block)`` circular blocks of
+    ``block`` consecutive indices from uniformly drawn starts, joined and cut to ``n``."""
+    rng = np.random.default_rng(seed)
+    count = math.ceil(n / block)
+    starts = rng.integers(0, n, size=(resamples, count))
+    idx = (starts[:, :, None] + np.arange(block)) % n
+    return idx.reshape(resamples, count * block)[:, :n]
+
+
+def _mean(x: np.ndarray, counted: np.ndarray) -> np.ndarray:
+    """Mean over axis -2 (initial times) of the counted values; NaN where none is counted, a
+    NaN among the counted values propagates (as :func:`skill.mse`)."""
+    total = counted.sum(axis=-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counted, x, 0.0).sum(axis=-2) / np.where(total > 0, total, np.nan)
+
+
+def skill_interval(model: np.ndarray, reference: np.ndarray, counted: np.ndarray | None = None,
+                   block: int = 1, resamples: int = RESAMPLES, seed: int = SEED,
+                   level: float = LEVEL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point value, low and high of the skill score ``1 - mean(model) / mean(reference)``.
+
+    ``model`` and ``reference``: per-initial-time MSEs, initial time on axis 0 (any trailing
+    shape, e.g. lead times); ``counted``: where an initial time has a score (all when None).
+    Returns three arrays of the trailing shape: the point value over all initial times and the
+    ``level`` percentile interval over ``resamples`` block-bootstrap replicates
+    (:func:`block_indices`, the same resampled initial times for model and reference)."""
+    model, reference = np.asarray(model, np.float64), np.asarray(reference, np.float64)
+    if model.shape != reference.shape:
+        raise WorkbenchError(f"model errors {model.shape} and reference errors "
+                             f"{reference.shape} differ in shape: score the same initial times")
+    n = model.shape[0]
+    counted = (np.ones(model.shape, bool) if counted is None
+               else np.broadcast_to(np.asarray(counted, bool), model.shape))
+    flat = [a.reshape(n, -1) for a in (model, reference, counted)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = 1 - _mean(flat[0], flat[2]) / _mean(flat[1], flat[2])
+        idx = block_indices(n, block, resamples, seed)
+        chunk = max(1, _CHUNK // max(flat[0].size, 1))  # bounded memory: [chunk, n, k]
+        replicates = np.concatenate([
+            1 - _mean(flat[0][i], flat[2][i]) / _mean(flat[1][i], flat[2][i])
+            for i in (idx[s:s + chunk] for s in range(0, resamples, chunk))])
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(replicates, [tail, 100 - tail], axis=0)
+    shape = model.shape[1:]
+    return point.reshape(shape), low.reshape(shape), high.reshape(shape)
+
+
+def per_init_mse(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray,
+                 valid=None) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """The area-weighted MSE per initial time (dims init_time, lead_time) and where an
+    initial time has scored points (None: everywhere); :func:`skill.mse` is its mean over the
+    counted initial times (:func:`mean_over_inits`)."""
+    f, y, valid = skill._pair(forecast, truth, valid)
+    counted = None if valid is None else valid.any(skill.GRID)
+    return skill._area_mean((f - y) ** 2, weights, valid), counted
+
+
+def mean_over_inits(per_init: xr.Dataset, counted: xr.Dataset | None) -> xr.Dataset:
+    """:func:`skill.mse` from :func:`per_init_mse`'s output: the same operations, the same
+    numbers."""
+    return skill._init_mean(per_init, counted)
+
+
+def skill_intervals(model: xr.Dataset, reference: xr.Dataset, counted: xr.Dataset | None,
+                    block: int, resamples: int = RESAMPLES,
+                    seed: int = SEED) -> tuple[xr.Dataset, xr.Dataset]:
+    """Low and high of :func:`skill_interval` per variable and lead time from
+    :func:`per_init_mse` outputs (dims init_time, lead_time)."""
+    lows, highs = {}, {}
+    for name in model.data_vars:
+        m = model[name].transpose(skill.INIT, ...)
+        r = reference[name].transpose(*m.dims)
+        c = None if counted is None else counted[name].transpose(*m.dims).values
+        _, low, high = skill_interval(m.values, r.values, c, block, resamples, seed)
+        dims, coords = m.dims[1:], {d: m[d].values for d in m.dims[1:]}
+        lows[name] = xr.DataArray(low, dims=dims, coords=coords)
+        highs[name] = xr.DataArray(high, dims=dims, coords=coords)
+    return xr.Dataset(lows), xr.Dataset(highs)
