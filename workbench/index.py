@@ -2,7 +2,9 @@
 
 Runs of a batch plan (``runs/<plan>/<entry>/`` with ``batch.json``) are grouped by plan and
 step; a step with several entries gets a comparison table, one column per grid parameter
-and per key figure. Graph-inspection sweeps add their hanging counts per k and trim; skill
+and per key figure; a step whose grid varies ``seed`` adds the spread across seeds (each
+numeric key figure's mean, std, min and max per configuration). Graph-inspection sweeps add
+their hanging counts per k and trim; skill
 maps add the graphs of the run they scored. Reports are copied beside the index, so the
 folder can be shared as is.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import math
 import os
 import shutil
 import sys
@@ -151,6 +154,48 @@ def hanging_table(runs: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def seed_table(runs: Sequence[Mapping], seed: str = "seed"
+               ) -> tuple[list[str], list[list[str]]]:
+    """Runs of one step grouped by their grid labels but ``seed`` (one row per configuration):
+    the number of seeds and, per numeric key figure, ``mean ± std [min, max]`` over the
+    seeds' runs that have it (std with n - 1; ``(n=..)`` where fewer runs have it). Empty
+    where no run has a ``seed`` label."""
+    if not any(seed in (r["batch"].get("labels") or {}) for r in runs):
+        return [], []
+    groups: dict[str, list[Mapping]] = {}
+    for run in runs:
+        labels = {k: v for k, v in (run["batch"].get("labels") or {}).items() if k != seed}
+        groups.setdefault(_pairs(labels) or "(no other label)", []).append(run)
+    figures = list(dict.fromkeys(
+        k for r in runs for k, v in _scalars(r["summary"]).items()
+        if isinstance(v, int | float) and not isinstance(v, bool)))[:MAX_FIGURE_COLUMNS]
+    body = []
+    for label, members in groups.items():
+        row = [html.escape(label), str(len(members))]
+        for figure in figures:
+            values = [float(v) for r in members
+                      if isinstance(v := r["summary"].get("key_figures", {}).get(figure),
+                                    int | float) and not isinstance(v, bool)
+                      and math.isfinite(v)]
+            row.append(_spread(values, len(members)))
+        body.append(row)
+    return ["configuration", "seeds"] + [html.escape(f) for f in figures], body
+
+
+def _spread(values: Sequence[float], runs: int) -> str:
+    """``mean ± std [min, max]`` of ``values`` (one value: itself), ``(n=..)`` when fewer
+    than ``runs``."""
+    if not values:
+        return ""
+    n = len(values)
+    mean = sum(values) / n
+    text = _fmt(mean)
+    if n > 1:
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+        text += f" ± {_fmt(std)} [{_fmt(min(values))}, {_fmt(max(values))}]"
+    return text + (f" (n={n})" if n < runs else "")
+
+
 def _graphs_of(run: Mapping) -> str:
     """The graphs of the training run a skill-maps run scored (from its graphs.json)."""
     trained = run["summary"].get("run", {}).get("run_dir")
@@ -188,6 +233,10 @@ def _step_section(step: str, runs: list[Mapping], reports: Path, plan: str) -> s
     title = f"<h3>step {html.escape(step)} <small>({notebook}, {len(runs)} run"
     title += f"{'s' if many else ''}{', comparison' if many else ''})</small></h3>"
     parts = [title, _table(header, rows, "comparison" if many else "")]
+    head, body = seed_table(runs)
+    if body:
+        parts += ["<h4>across seeds: mean ± std [min, max] per configuration</h4>",
+                  _table(head, body, "seeds")]
     if runs[0]["notebook"].startswith("01"):
         head, body = hanging_table(runs)
         if body:
