@@ -50,7 +50,7 @@ def test_seed_table_gives_mean_std_min_max_per_configuration(seeded_runs):
     assert rows["config=b"] == ["3", "1.5 ± 0.7071 [1, 2] (n=2)"]
 
 
-def test_no_seed_label_no_table_and_the_index_shows_it(seeded_runs, tmp_path):
+def test_the_index_shows_the_seed_spread_and_only_for_a_seed_grid(seeded_runs, tmp_path):
     runs = collect_runs(seeded_runs)
     for run in runs:
         run["batch"]["labels"].pop("seed")
