@@ -127,3 +127,42 @@ def test_cli_table(capsys):
     out = capsys.readouterr().out
     assert "global_k" in out and "not found" in out  # demo's LAM needs k > 4
     assert "goal" in out
+
+
+ANEMOI_PER_REGION_K = """
+import json, sys
+import numpy as np, torch
+from torch_geometric.data import HeteroData
+from anemoi.graphs.edges import KNNEdges, ReversedKNNEdges
+nodes = np.load(sys.argv[1])
+graph = HeteroData()
+graph["data"].x = torch.from_numpy(nodes["data"])
+graph["data"]["cutout_mask"] = torch.from_numpy(nodes["lam"]).reshape(-1, 1)
+graph["hidden"].x = torch.from_numpy(nodes["hidden"])
+graph = KNNEdges("data", "hidden", num_nearest_neighbours=3).update_graph(graph)
+graph = ReversedKNNEdges("data", "hidden", num_nearest_neighbours=1,
+                         source_mask_attr_name="cutout_mask").update_graph(graph)
+index = graph["data", "to", "hidden"].edge_index.numpy()
+used = np.zeros(len(nodes["lam"]), bool)
+used[index[0]] = True
+print(json.dumps({"edges": int(index.shape[1]), "lam_hanging": int((nodes["lam"] & ~used).sum())}))
+"""
+
+
+def test_per_region_k_is_what_anemoi_graphs_builds(tmp_path, anemoi_peer, demo_mmgt):
+    """anemoi-graphs' KNNEdges (k=3) plus ReversedKNNEdges (k=1) masked to the LAM sources on
+    the same nodes: the same encoder edge count and no hanging LAM node."""
+    import subprocess
+
+    config, result = demo_mmgt
+    fix = next(r for r in result["fixes"] if r["name"] == "per_region_k")
+    graph = graphs.build_graph(fixes.fixed_config(config, fix))
+    lam = graphs.node_values(graph["data"], "cutout_mask").astype(bool)
+    np.savez(tmp_path / "nodes.npz", data=graph["data"].x.numpy(), lam=lam,
+             hidden=graph["hidden"].x.numpy())
+    done = subprocess.run([str(anemoi_peer / "python"), "-c", ANEMOI_PER_REGION_K,
+                           str(tmp_path / "nodes.npz")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    assert theirs == {"edges": fix["encoder_edges"], "lam_hanging": 0}

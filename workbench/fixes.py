@@ -79,11 +79,13 @@ def _measure(nodes: _Nodes, name: str, setting: dict | None, encoder: graphs.Edg
     if drop_hanging:
         drops = inspection.count_by_region(hanging, nodes.regions)
         hanging = np.zeros_like(hanging)
-    store = HeteroData()
-    graphs.set_edges(store, graphs.EDGE_SETS["encoder"], index, nodes.data.xyz, nodes.hid_xyz)
-    edges = store[graphs.EDGE_SETS["encoder"]]
-    memory = sum(v.numel() * v.element_size() for _, v in edges.items())
-    length = graphs.node_values(edges, "edge_length_km")
+    one = HeteroData()  # every stored tensor is per edge: one edge's bytes times the edges
+    graphs.set_edges(one, graphs.EDGE_SETS["encoder"], index[:, :1], nodes.data.xyz,
+                     nodes.hid_xyz)
+    memory = index.shape[1] * sum(v.numel() * v.element_size()
+                                  for _, v in one[graphs.EDGE_SETS["encoder"]].items())
+    length = grids.chord_to_km(np.linalg.norm(nodes.data.xyz[index[0]]
+                                              - nodes.hid_xyz[index[1]], axis=1))
     return {
         "name": name, "setting": setting, "found": setting is not None,
         "hanging": int((hanging & nodes.in_region).sum()),
@@ -162,15 +164,15 @@ def find_fixes(config: graphs.GraphConfig | str | Path, region: str = "lam",
         row["edges_vs_global_k"] = round(row["encoder_edges"] / baseline["encoder_edges"], 4)
         if row["setting"] is not None and row["drops"]:
             row["setting"]["dropped_data_nodes"] = row["drops"]["total"]
-    as_is = np.bincount(graphs.encoder_edges(base, nodes.data, nodes.hid_xyz)[0],
-                        minlength=nodes.data.size) == 0
-    elsewhere = int((as_is & ~nodes.in_region).sum())
+    dropped = next(r for r in rows if r["name"] == "remove_unconnected")["drops"]
+    as_is = sum(dropped[r] for r in inspection._region_set(region))  # hanging with k as it is
+    elsewhere = dropped["total"] - as_is
     best = chosen_fix({"fixes": rows, "hanging_elsewhere_as_is": elsewhere})
     return {
         "graph": config.name, "region": region, "data_nodes": nodes.data.size,
         "lam_data_nodes": int(nodes.data.cutout_mask.sum()),
         "hidden_nodes": len(nodes.hid_xyz), "encoder": {"kind": base.kind, "k": base.k},
-        "hanging_as_is": int((as_is & nodes.in_region).sum()),
+        "hanging_as_is": as_is,
         "hanging_elsewhere_as_is": elsewhere, "fixes": rows,
         "chosen": best["name"] if best else None,
         "goal": {"ratio": GOAL_RATIO, "global_k_edges": baseline["encoder_edges"],
