@@ -72,6 +72,9 @@ def test_one_step_less_still_hangs(demo_mmgt):
                  _with_encoder(config, kind="cutoff", radius_km=float(radius - 1)), config):
         _, hanging, lam, _ = _lam_hanging(less)
         assert (hanging & lam).any(), less.encoder
+    factor = by_name["cutoff"]["setting"]["cutoff_factor"]  # the radius as anemoi's factor
+    _, hanging, lam, _ = _lam_hanging(_with_encoder(config, kind="cutoff", cutoff_factor=factor))
+    assert not (hanging & lam).any()
     assert by_name["per_region_k"]["setting"] == {"k": 3, "lam_k": 1}
     assert by_name["reversed_knn"]["setting"] == {"k": 1}
 

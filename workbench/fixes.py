@@ -126,16 +126,19 @@ def _per_region_k(nodes: _Nodes) -> dict | None:
 
 def _cutoff(nodes: _Nodes) -> dict:
     nearest, _ = cKDTree(nodes.hid_xyz).query(nodes.data.xyz[nodes.in_region])
-    radius = math.ceil(float(grids.chord_to_km(nearest.max())))
-    while True:  # float rounding of km <-> chord: the next whole km covers it
+    least = math.ceil(float(grids.chord_to_km(nearest.max())))
+    for radius in (least, least + 1):  # float rounding of km <-> chord: the next km covers it
         row = _measure(nodes, "cutoff", {"radius_km": radius},
                        graphs.EdgeConfig(kind="cutoff", radius_km=float(radius)),
                        "every data node within the radius of a hidden node")
         if not row["hanging"]:
-            factor = grids.km_to_chord(radius) / graphs.max_nn_chord(nodes.hid_xyz)
-            row["setting"]["cutoff_factor"] = round(float(factor), 3)
-            return row
-        radius += 1
+            break
+    else:
+        row.update(setting=None, found=False, note=f"hanging at {radius} km")
+        return row
+    factor = grids.km_to_chord(radius) / graphs.max_nn_chord(nodes.hid_xyz)
+    row["setting"]["cutoff_factor"] = math.ceil(float(factor) * 1000) / 1000  # same reach
+    return row
 
 
 def find_fixes(config: graphs.GraphConfig | str | Path, region: str = "lam",
