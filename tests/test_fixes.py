@@ -169,3 +169,23 @@ def test_per_region_k_is_what_anemoi_graphs_builds(tmp_path, anemoi_peer, demo_m
     assert done.returncode == 0, done.stderr[-2000:]
     theirs = json.loads(done.stdout.strip().splitlines()[-1])
     assert theirs == {"edges": fix["encoder_edges"], "lam_hanging": 0}
+
+
+def test_global_graph_and_region_all():
+    """Without a LAM there is no per-region k; global_k beyond --k-max is reported not found;
+    remove_unconnected drops exactly the nodes the built graph leaves hanging."""
+    config = graphs.GraphConfig(
+        name="g", data=graphs.DataConfig(datasets=(graphs.DatasetNodes("global"),)),
+        hidden=graphs.HiddenConfig(kind="icosahedral", level=3),
+        encoder=graphs.EdgeConfig(kind="knn", k=3), decoder=graphs.EdgeConfig(kind="knn", k=3))
+    result = fixes.find_fixes(config, "all", k_max=5)
+    by_name = {r["name"]: r for r in result["fixes"]}
+    assert set(by_name) == {"global_k", "reversed_knn", "cutoff", "remove_unconnected"}
+    assert not by_name["global_k"]["found"] and by_name["global_k"]["hanging"] > 0
+    assert result["fixes"][-1]["name"] == "global_k"  # not found: ranked last
+    assert not result["goal"]["met"]
+    graph = graphs.build_graph(config)
+    hanging = inspection.hanging_mask(graph, "encoder", "sources")
+    assert by_name["remove_unconnected"]["drops"]["total"] == int(hanging.sum()) \
+        == result["hanging_as_is"] > 0
+    assert result["chosen"] in ("reversed_knn", "cutoff")
