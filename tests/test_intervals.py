@@ -115,7 +115,7 @@ def test_block_length_from_the_lead_and_the_initial_time_step():
     assert intervals.block_length(noleap, pd.to_timedelta([60], unit="h").values) == 5
 
 
-def test_initial_times_without_scores_are_left_out_and_nan_propagates():
+def test_initial_times_without_scores_are_left_out_nan_propagates_one_is_too_few():
     model, ref = paired_errors(30, seed=4)
     counted = np.ones(model.shape, bool)
     counted[[3, 17], 0] = False
@@ -127,6 +127,11 @@ def test_initial_times_without_scores_are_left_out_and_nan_propagates():
     model[5, 1] = np.nan  # a NaN where a point is scored: NaN, as skill.mse gives
     point, low, high = intervals.skill_interval(model, ref, counted, block=2)
     assert np.isnan(point[1]) and np.isnan(low[1]) and np.isnan(high[1])
+    counted[1:, 1] = False  # one initial time left: no interval
+    point, low, high = intervals.skill_interval(model, ref, counted, block=2)
+    assert np.isfinite(point[1]) and np.isnan(low[1]) and np.isnan(high[1])
+    point, low, high = intervals.skill_interval(model[:1], ref[:1])
+    assert np.isfinite(point).all() and np.isnan(low).all() and np.isnan(high).all()
     with pytest.raises(WorkbenchError, match="differ in shape"):
         intervals.skill_interval(model, ref[:, :1])
 
@@ -210,3 +215,14 @@ def test_the_scorecard_marks_exactly_the_cells_whose_interval_excludes_zero(scor
     # pandas keeps the marks through the notebook's concat and rounding
     both = pd.concat({"a": card, "b": card}, names=["domain"]).round(3)
     assert both.shape == (4, 3)
+
+
+def test_one_initial_time_has_no_interval_and_nothing_marked(scored):
+    fc, truth, _ = scored
+    table = evaluation.scores(fc.isel(init_time=[0]), truth, ("2020-01-01", "2020-01-04"))
+    skill = table[table.metric.str.startswith("skill_vs_")]
+    assert skill.value.notna().all() and skill[["ci_low", "ci_high"]].isna().all().all()
+    assert not table.significant.any()
+    card = evaluation.scorecard(table)
+    assert not np.array(card.attrs["significant"]).any()
+    assert evaluation.plain_value(skill.ci_low.iloc[0]) is None  # null in evaluate --json

@@ -147,7 +147,15 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from . import forecast_files as ff
-    from .evaluation import evaluate, interior, run_config, scores, scoring_note, truth_for
+    from .evaluation import (
+        evaluate,
+        interior,
+        plain_value,
+        run_config,
+        scores,
+        scoring_note,
+        truth_for,
+    )
 
     if args.forecast:  # forecasts made elsewhere, scored against --truth
         if args.run_dir or args.domain or not args.truth:
@@ -181,8 +189,9 @@ def cmd_evaluate(args) -> int:
         train = args.train_period or run_config(args.run_dir).sampling["splits"]["train"]
     table = scores(forecast, truth, tuple(train))
     note = scoring_note(forecast)
-    if args.json:  # the interval columns on the skill rows only
-        records = [{k: v for k, v in row.items() if k not in ("ci_low", "ci_high", "significant")
+    if args.json:  # the interval columns on the skill rows only; NaN (no interval) as null
+        records = [{k: plain_value(v) for k, v in row.items()
+                    if k not in ("ci_low", "ci_high", "significant")
                     or row["metric"].startswith("skill_vs_")} for row in table.to_dict("records")]
         print_json({"forecasts": str(path), "domain": domain, "train_period": list(train),
                      "scoring": note, "scores": records})

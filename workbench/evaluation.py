@@ -494,7 +494,8 @@ def scorecard(table: pd.DataFrame, metric: str = "skill_vs_persistence",
     return card
 
 
-def _plain_value(value):
+def plain_value(value):
+    """A table cell as JSON takes it: numpy scalars as Python ones, NaN and inf as None."""
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
@@ -537,7 +538,7 @@ def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
         for ref in ("persistence", "climatology"):
             rows = table[(table["forecast"] == "model") & (table["metric"] == f"skill_vs_{ref}")]
             for lead in dict.fromkeys((leads[0], leads[-1])):
-                key_figures[f"skill_vs_{ref}_{domain}_{lead:g}h"] = _plain_value(
+                key_figures[f"skill_vs_{ref}_{domain}_{lead:g}h"] = plain_value(
                     float(rows[rows["lead_hours"] == lead]["value"].mean()))
     for domain, table in tables.items():
         card = scorecard(table)
@@ -556,7 +557,7 @@ def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
     records = []
     for domain, table in tables.items():
         for row in table.to_dict("records"):
-            records.append({"domain": domain, **{k: _plain_value(v) for k, v in row.items()}})
+            records.append({"domain": domain, **{k: plain_value(v) for k, v in row.items()}})
     summary = {
         "key_figures": key_figures,
         "run": {"run_dir": str(run_dir), "name": config.name, "trained_on": trained_on},
@@ -576,6 +577,6 @@ def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
             summary["domains"][domain]["scoring"] = scoring_note(fc)
     if boundary is not None:
         summary["boundary"] = [
-            {"domain": d, **{k: _plain_value(v) for k, v in row.items()}}
+            {"domain": d, **{k: plain_value(v) for k, v in row.items()}}
             for d, table in boundary.items() for row in table.to_dict("records")]
     return summary

@@ -68,7 +68,8 @@ def skill_interval(model: np.ndarray, reference: np.ndarray, counted: np.ndarray
     shape, e.g. lead times); ``counted``: where an initial time has a score (all when None).
     Returns three arrays of the trailing shape: the point value over all initial times and the
     ``level`` percentile interval over ``resamples`` block-bootstrap replicates
-    (:func:`block_indices`, the same resampled initial times for model and reference)."""
+    (:func:`block_indices`, the same resampled initial times for model and reference); NaN
+    bounds where fewer than two initial times are counted."""
     model, reference = np.asarray(model, np.float64), np.asarray(reference, np.float64)
     if model.shape != reference.shape:
         raise WorkbenchError(f"model errors {model.shape} and reference errors "
@@ -86,6 +87,8 @@ def skill_interval(model: np.ndarray, reference: np.ndarray, counted: np.ndarray
             for i in (idx[s:s + chunk] for s in range(0, resamples, chunk))])
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(replicates, [tail, 100 - tail], axis=0)
+    few = flat[2].sum(axis=0) < 2  # one initial time says nothing about the spread: NaN
+    low, high = np.where(few, np.nan, low), np.where(few, np.nan, high)
     shape = model.shape[1:]
     return point.reshape(shape), low.reshape(shape), high.reshape(shape)
 
