@@ -270,6 +270,37 @@ def test_replay_buffer_on_the_training_path(tmp_path):
     assert 0 < put_back.count(0) < 10 and put_back.count(1) == 10 - put_back.count(0)
 
 
+def test_rollout_schedule_grows_by_steps_and_by_epochs(tmp_path):
+    """anemoi's rollout.start/epoch_increment/max (or a step_increment): the logged rollout of
+    each step by hand; the batches carry max steps; a schedule that never grows trains exactly
+    as the fixed rollout does."""
+    by_steps = tiny(tmp_path, max_steps=6, rollout={"start": 1, "step_increment": 2, "max": 3})
+    assert training.sampling_config(by_steps).rollout >= 3
+    run = training.fit(by_steps, progress=False)
+    logged = metrics(run).dropna(subset=["train/rollout"]).set_index("step")["train/rollout"]
+    assert logged.tolist() == [1, 1, 2, 2, 3, 3]
+    by_epochs = tiny(tmp_path, max_steps=7, rollout={"start": 2, "epoch_increment": 1, "max": 3})
+    logged = metrics(training.fit(by_epochs, progress=False)).dropna(subset=["train/rollout"])
+    assert logged["train/rollout"].tolist() == [2] * 5 + [3] * 2  # 5 batches an epoch
+    fixed = training.fit(tiny(tmp_path, max_steps=2), progress=False)
+    still = training.fit(tiny(tmp_path, max_steps=2, rollout={"start": 1, "step_increment": 50,
+                                                              "max": 2}), progress=False)
+    assert train_losses(still).tolist() == train_losses(fixed).tolist()
+
+
+@pytest.mark.parametrize(("rollout", "task", "message"), [
+    ({"start": 1, "epoch_increment": 1, "step_increment": 2, "max": 3}, "forecast",
+     "give epoch_increment or step_increment, not both"),
+    ({"start": 3, "max": 2}, "forecast", "max 2 is below start 3"),
+    ({"start": 1, "max": 2}, "bert", "applies to forecast training, not bert"),
+    ({"start": 0}, "forecast", "rollout.start"),
+])
+def test_bad_rollout_schedule_is_one_line(tmp_path, rollout, task, message):
+    with pytest.raises(WorkbenchError, match=message) as err:
+        tiny(tmp_path, rollout=rollout, task=task)
+    assert "\n" not in str(err.value)
+
+
 def test_layerwise_learning_rates_reach_the_optimizer(tmp_path):
     config = tiny(tmp_path, finetune={"layer_lrs": {"encoder": 1e-2, "processor": 5e-4}})
     _, _, module = training.prepare_run(config)

@@ -474,3 +474,28 @@ class LastCheckpoint(pl.Callback):
                          key=lambda p: int(p.stem.removeprefix("step")))
             for path in old[:-self.keep_numbered]:
                 path.unlink(missing_ok=True)
+
+
+def _tracking_logger(config: TrainingConfig, run_dir: Path):
+    from pytorch_lightning import loggers
+
+    package = config.logger  # tensorboard or mlflow (csv is always on: see run_loggers)
+    try:
+        __import__(package)
+    except ImportError:
+        raise WorkbenchError(f"logger {config.logger!r} needs the {package} package: pip install "
+                             f"{package} (or `pip install -e .[tracking]`), or use logger: "
+                             "csv") from None
+    # the metrics segment (metrics.csv) is always written too: notebooks and reports read it
+    if config.logger == "tensorboard":
+        return loggers.TensorBoardLogger(run_dir, name="tensorboard", version="")
+    return loggers.MLFlowLogger(experiment_name=config.name,
+                                tracking_uri=os.environ.get("MLFLOW_TRACKING_URI",
+                                                            f"file:{run_dir.resolve() / 'mlruns'}"))
+
+
+def run_loggers(config: TrainingConfig, run_dir: Path, start: int) -> list:
+    """The metrics segment from step ``start`` always (metrics.csv is their merge), plus
+    TensorBoard or MLflow when configured."""
+    csv = SegmentLogger(segment_path(run_dir, start))
+    return [csv] if config.logger == "csv" else [csv, _tracking_logger(config, run_dir)]

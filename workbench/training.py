@@ -37,7 +37,6 @@ from . import finetune
 from .checkpoints import (
     CATALOG_FILE,
     LastCheckpoint,
-    SegmentLogger,
     begin_segment,
     catalog_folders,
     default_run_dir,
@@ -49,7 +48,7 @@ from .checkpoints import (
     read_run_config,
     restore_weights,
     resume_sampler,
-    segment_path,
+    run_loggers,
     write_atomic,
 )
 from .config import dump_yaml
@@ -61,10 +60,10 @@ from .model import EncProcDec, GraphTensors
 from .sampling import MultiDomainDataModule
 from .tasks import bert_mask, interpolation_mask
 from .training_config import (
-    OptimizerConfig,
     TrainingConfig,
     config_dict,
     load_training_config,
+    lr_factor,
     model_config,
     sampling_config,
     training_config_from_dict,
@@ -76,16 +75,6 @@ CONFIG_TRAINER_OPTIONS = ("accelerator", "devices", "num_nodes", "strategy", "pr
 # --------------------------------------------------------------------------- module
 
 
-def _lr_lambda(opt: OptimizerConfig, max_steps: int):
-    def factor(step: int) -> float:
-        if opt.warmup_steps and step < opt.warmup_steps:
-            return (step + 1) / opt.warmup_steps
-        if opt.schedule == "constant":
-            return 1.0
-        span = max(1, max_steps - opt.warmup_steps)
-        progress = min(1.0, (step - opt.warmup_steps) / span)
-        return opt.min_lr_ratio + (1 - opt.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return factor
 
 
 class Trainer(pl.LightningModule):
@@ -186,9 +175,10 @@ class Trainer(pl.LightningModule):
         if cfg.task == "forecast":
             if self.replay is not None:
                 return self._replay_loss(batch, g)
-            pred = self.rollout_forecast(batch, self.rollout, cfg.members, g)
-            target = batch["y"][:, :self.rollout]
-            return self._loss(pred, target, d, _mask(batch, "y_mask", batch["y"])[:, :self.rollout])
+            steps = self.train_rollout()
+            pred = self.rollout_forecast(batch, steps, cfg.members, g)
+            return self._loss(pred, batch["y"][:, :steps], d,
+                              _mask(batch, "y_mask", batch["y"])[:, :steps])
         window, inputs, mask = self._masked_window(batch, d, g)
         valid = self._window_valid(batch)
         forcings = batch["forcings"][:, :window.shape[1]]
@@ -200,6 +190,12 @@ class Trainer(pl.LightningModule):
         if members > 1:
             pred = pred.unflatten(0, (-1, members))
         return self._loss(pred, window, d, mask & valid)
+
+    def train_rollout(self) -> int:
+        """Forecast steps of this training step: the rollout schedule's, else sampling's."""
+        schedule = self.config.rollout
+        return self.rollout if schedule is None else schedule.at(self.current_epoch,
+                                                                 self.global_step)
 
     def _window_valid(self, batch: dict) -> torch.Tensor:
         """bool [B, T, V, G]: the valid values of the bert/interpolation window."""
@@ -263,6 +259,8 @@ class Trainer(pl.LightningModule):
                 "learning rate or check these inputs for NaNs")
         batch_size = batch["x"].shape[0]
         self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
+        if self.config.rollout is not None:
+            self.log("train/rollout", float(self.train_rollout()), batch_size=batch_size)
         for other in self.graphs:  # every key every step (NaN for other domains): no stale rows
             mine = other.name == domain
             self.log(f"train/loss_{other.name}", loss if mine else math.nan,
@@ -360,7 +358,7 @@ class Trainer(pl.LightningModule):
             group["params"] = list(group["params"])
         optimizer = torch.optim.AdamW(groups, lr=opt.lr, weight_decay=opt.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _lr_lambda(opt, self.config.max_steps))
+            optimizer, lr_factor(opt, self.config.max_steps))
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
@@ -392,31 +390,6 @@ def _next_state(state: torch.Tensor, valid: torch.Tensor, pred: torch.Tensor):
     last = torch.where(valid[:, -1], pred, state[:, -1])
     return (torch.cat([state[:, 1:], last.unsqueeze(1)], 1),
             torch.cat([valid[:, 1:], valid[:, -1:]], 1))
-
-
-def _logger(config: TrainingConfig, run_dir: Path):
-    from pytorch_lightning import loggers
-
-    package = config.logger  # tensorboard or mlflow (csv is always on: see _loggers)
-    try:
-        __import__(package)
-    except ImportError:
-        raise WorkbenchError(f"logger {config.logger!r} needs the {package} package: pip install "
-                             f"{package} (or `pip install -e .[tracking]`), or use logger: "
-                             "csv") from None
-    # the metrics segment (metrics.csv) is always written too: notebooks and reports read it
-    if config.logger == "tensorboard":
-        return loggers.TensorBoardLogger(run_dir, name="tensorboard", version="")
-    return loggers.MLFlowLogger(experiment_name=config.name,
-                                tracking_uri=os.environ.get("MLFLOW_TRACKING_URI",
-                                                            f"file:{run_dir.resolve() / 'mlruns'}"))
-
-
-def _loggers(config: TrainingConfig, run_dir: Path, start: int) -> list:
-    """The metrics segment from step ``start`` always (metrics.csv is their merge), plus
-    TensorBoard or MLflow when configured."""
-    csv = SegmentLogger(segment_path(run_dir, start))
-    return [csv] if config.logger == "csv" else [csv, _logger(config, run_dir)]
 
 
 def prepare_run(config: TrainingConfig, cache: str | Path | None = None):
@@ -510,7 +483,7 @@ def _trainer(config: TrainingConfig, run_dir: Path, start: int, progress: bool,
     options = dict(
         max_steps=config.max_steps, accelerator=config.accelerator, devices=config.devices,
         num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
-        logger=_loggers(config, run_dir, start), callbacks=[checkpoints],
+        logger=run_loggers(config, run_dir, start), callbacks=[checkpoints],
         val_check_interval=None, check_val_every_n_epoch=None,
         limit_val_batches=config.val_batches if config.val_batches else 1.0,
         gradient_clip_val=config.optimizer.grad_clip or None, use_distributed_sampler=False,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,37 @@ class OptimizerConfig:
     grad_clip: NonNegativeFloat = 1.0  # gradient norm clipping (0: off)
 
 
+def lr_factor(opt: OptimizerConfig, max_steps: int):
+    """The learning rate's factor at each step: linear warm-up, then constant or cosine down
+    to ``min_lr_ratio`` at ``max_steps`` (a LambdaLR function)."""
+    def factor(step: int) -> float:
+        if opt.warmup_steps and step < opt.warmup_steps:
+            return (step + 1) / opt.warmup_steps
+        if opt.schedule == "constant":
+            return 1.0
+        span = max(1, max_steps - opt.warmup_steps)
+        progress = min(1.0, (step - opt.warmup_steps) / span)
+        return opt.min_lr_ratio + (1 - opt.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+@typed
+@dataclass(frozen=True)
+class RolloutConfig:
+    """anemoi's rollout schedule: forecast steps per training sample, ``start`` at first, one
+    more every ``epoch_increment`` epochs or every ``step_increment`` steps, up to ``max``."""
+    start: Positive = 1
+    epoch_increment: NonNegative = 0
+    step_increment: NonNegative = 0
+    max: Positive = 1
+
+    def at(self, epoch: int, step: int) -> int:
+        """The rollout of a training step in ``epoch`` (both counted from 0)."""
+        grown = (epoch // self.epoch_increment if self.epoch_increment
+                 else step // self.step_increment if self.step_increment else 0)
+        return min(self.max, self.start + grown)
+
+
 @typed
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -57,6 +89,7 @@ class TrainingConfig:
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    rollout: RolloutConfig | None = None  # a schedule (None: sampling.rollout throughout)
     max_steps: Positive = 200
     val_rollout: Positive = 4  # validation lead steps (4 x 6 h = 24 h)
     val_every: Positive = 100  # validate every N training steps (and at the end)
@@ -118,6 +151,16 @@ def _validate(config: TrainingConfig) -> None:
     if config.optimizer.schedule not in ("cosine", "constant"):
         raise WorkbenchError(f"optimizer: schedule {config.optimizer.schedule!r}; use cosine "
                              "or constant")
+    schedule = config.rollout
+    if schedule is not None:
+        if config.task != "forecast":
+            raise WorkbenchError(f"training: a rollout schedule applies to forecast training, "
+                                 f"not {config.task}; remove `rollout`")
+        if schedule.epoch_increment and schedule.step_increment:
+            raise WorkbenchError("rollout: give epoch_increment or step_increment, not both")
+        if schedule.max < schedule.start:
+            raise WorkbenchError(f"rollout: max {schedule.max} is below start "
+                                 f"{schedule.start}; raise max")
     if config.task == "interpolation" and config.sampling.get("rollout", 1) < 2:
         raise WorkbenchError("training: interpolation needs sampling.rollout >= 2 (the "
                              "middle steps of the window are masked)")
@@ -167,7 +210,8 @@ def sampling_config(config: TrainingConfig) -> SamplingConfig:
     needed = sampling.rollout
     if config.task == "forecast":
         needed = max(needed, config.val_rollout,
-                     config.finetune.max_rollout if config.finetune.replay_size else 1)
+                     config.finetune.max_rollout if config.finetune.replay_size else 1,
+                     config.rollout.max if config.rollout else 1)
     return dataclasses.replace(sampling, rollout=needed)
 
 
