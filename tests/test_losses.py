@@ -164,6 +164,19 @@ def test_variable_weights_in_compute_loss():
         compute_loss(pred, target, bad, variable_names=["a", "b"])
 
 
+def test_loss_weights_scale_each_summed_term():
+    # errors 1 and 2 at two points: mse 2.5, mae 1.5; mse + 0.2 mae = 2.8, terms unweighted
+    pred, target = t([[[[1.0, 2.0]]]]), torch.zeros(1, 1, 1, 2)
+    cfg = loss_config_from_dict({"losses": ["mse", "mae"], "loss_weights": {"mae": 0.2},
+                                 "latitude_weighting": False})
+    total, terms = compute_loss(pred, target, cfg)
+    assert total.item() == pytest.approx(2.5 + 0.2 * 1.5)
+    assert terms["mse"].item() == pytest.approx(2.5) and terms["mae"].item() == pytest.approx(1.5)
+    off = loss_config_from_dict({"losses": ["mse", "mae"], "loss_weights": {"mse": 0},
+                                 "latitude_weighting": False})
+    assert compute_loss(pred, target, off)[0].item() == pytest.approx(1.5)
+
+
 # --------------------------------------------------------------------------- crps and stats
 
 
@@ -274,6 +287,9 @@ def test_config_from_dict():
     ({"latitude_weighting": "yes"}, "latitude_weighting: should be a valid boolean"),
     ({"latitude_weighting": 1}, "latitude_weighting: should be a valid boolean"),
     (["mse"], "expected a mapping"),
+    ({"losses": ["mse"], "loss_weights": {"stats": 1.0}},
+     "loss_weights names 'stats', not in `losses` (mse)"),
+    ({"loss_weights": {"mse": -1}}, "loss_weights.mse: should be greater than or equal to 0"),
 ])
 def test_bad_config(raw, needle):
     with pytest.raises(WorkbenchError) as err:

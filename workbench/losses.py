@@ -55,6 +55,7 @@ class LossConfig:
     level_slope: NonNegativeFloat = 0.001
     # 1: fair CRPS; below 1: almost-fair CRPS (Lang et al. 2024)
     crps_alpha: Annotated[float, Field(gt=0, le=1)] = 1.0
+    loss_weights: Mapping[str, NonNegativeFloat] = field(default_factory=dict)  # loss -> w (1)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -72,6 +73,10 @@ def _validate(cfg: LossConfig) -> None:
     if len(set(cfg.losses)) != len(cfg.losses):
         raise WorkbenchError(f"{where}: `losses` names a loss twice "
                              f"({', '.join(cfg.losses)}); list each once")
+    unused = [name for name in cfg.loss_weights if name not in cfg.losses]
+    if unused:
+        raise WorkbenchError(f"{where}: loss_weights names {', '.join(map(repr, unused))}, not "
+                             f"in `losses` ({', '.join(cfg.losses)}); weight only losses summed")
     if cfg.level_weighting not in LEVEL_WEIGHTINGS:
         raise WorkbenchError(f"{where}: unknown level_weighting {cfg.level_weighting!r} "
                              f"(choose from: {', '.join(LEVEL_WEIGHTINGS)})")
@@ -333,8 +338,9 @@ def compute_loss(pred: torch.Tensor, target: torch.Tensor, config: LossConfig,
                  variable_names: Sequence[str] | None = None,
                  mask: torch.Tensor | None = None,
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The sum of the configured losses (keeps the graph) and each term, detached, by name;
-    ``mask`` (bool [B, T, V, G], True where the target is valid) keeps only valid points."""
+    """The sum of the configured losses, each times its ``loss_weights`` entry (default 1;
+    keeps the graph), and each term unweighted, detached, by name; ``mask`` (bool
+    [B, T, V, G], True where the target is valid) keeps only valid points."""
     node_w = node_weight_vector(area_weight, config)
     var_w = _variable_weights(variable_names, config, target.shape[-2])
     total = None
@@ -345,6 +351,7 @@ def compute_loss(pred: torch.Tensor, target: torch.Tensor, config: LossConfig,
         extra = {"alpha": config.crps_alpha} if name == "crps" else {}
         value = LOSSES[name](pred, target, nodes, var_w, mask=mask, **extra)
         terms[name] = value.detach().clone()
+        value = value * config.loss_weights.get(name, 1.0)
         total = value if total is None else total + value
     return total, terms
 
