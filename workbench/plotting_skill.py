@@ -234,8 +234,8 @@ def scorecard_plot(card: pd.DataFrame, ax=None, vmax: float = 1.0, title: str | 
     marks = (np.zeros(values.shape, bool) if significant is None
              else np.asarray(significant, dtype=bool))
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.0 * card.shape[1] + 2.6, 0.42 * card.shape[0] + 1.2),
-                             dpi=dpi)
+        height = 0.42 * card.shape[0] + 1.2 + 0.2 * marks.any()  # room for the marks' note
+        _, ax = plt.subplots(figsize=(1.0 * card.shape[1] + 2.6, height), dpi=dpi)
     image = ax.imshow(values, cmap=SKILL_CMAP, vmin=-vmax, vmax=vmax, aspect="auto")
     for (i, j), value in np.ndenumerate(values):
         text = ("nan" if not np.isfinite(value) else f"{value:.2f}") + ("*" if marks[i, j] else "")
