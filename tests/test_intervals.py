@@ -132,8 +132,9 @@ def test_initial_times_without_scores_are_left_out_nan_propagates_one_is_too_few
     assert np.isfinite(point[1]) and np.isnan(low[1]) and np.isnan(high[1])
     point, low, high = intervals.skill_interval(model[:1], ref[:1])
     assert np.isfinite(point).all() and np.isnan(low).all() and np.isnan(high).all()
-    with pytest.raises(WorkbenchError, match="differ in shape"):
+    with pytest.raises(WorkbenchError, match="differ: score the same initial times") as err:
         intervals.skill_interval(model, ref[:, :1])
+    assert "\n" not in str(err.value)
 
 
 # --------------------------------------------------------------------------- scores
@@ -226,3 +227,20 @@ def test_one_initial_time_has_no_interval_and_nothing_marked(scored):
     card = evaluation.scorecard(table)
     assert not np.array(card.attrs["significant"]).any()
     assert evaluation.plain_value(skill.ci_low.iloc[0]) is None  # null in evaluate --json
+
+
+def test_run_against_run_difference_pairs_the_initial_times():
+    model, ref = paired_errors(60, seed=8)
+    worse = model * 1.5 + 0.01  # a second run, worse on every initial time
+    point, low, high = intervals.difference_interval(model, worse, ref, block=3, resamples=400)
+    expected = (1 - model.mean(0) / ref.mean(0)) - (1 - worse.mean(0) / ref.mean(0))
+    np.testing.assert_allclose(point, expected, rtol=1e-12)
+    assert ((0 < low) & (low < point) & (point < high)).all()
+    # by hand: the same resampled initial times for both runs and the reference
+    idx = intervals.block_indices(60, 3, 400, intervals.SEED)
+    diffs = [(1 - model[i].mean(0) / ref[i].mean(0)) - (1 - worse[i].mean(0) / ref[i].mean(0))
+             for i in idx]
+    np.testing.assert_allclose([low, high], np.percentile(diffs, [2.5, 97.5], axis=0),
+                               rtol=1e-12)
+    same = intervals.difference_interval(model, model.copy(), ref, block=3)
+    assert all((x == 0).all() for x in same)

@@ -8,6 +8,7 @@ start), the same indices for the model and the reference so the pairing is kept,
 2.5 and 97.5 percentiles of the ``resamples`` replicate scores. Block length
 (:func:`block_length`): the longest lead in initial-time steps, at least ``ceil(n^(1/3))``,
 at most ``n``. The generator is seeded (``SEED``): the same inputs give the same interval.
+:func:`difference_interval` compares two runs scored on the same initial times the same way.
 """
 
 from __future__ import annotations
@@ -59,6 +60,42 @@ def _mean(x: np.ndarray, counted: np.ndarray) -> np.ndarray:
         return np.where(counted, x, 0.0).sum(axis=-2) / np.where(total > 0, total, np.nan)
 
 
+def _skill(model: np.ndarray, reference: np.ndarray, counted: np.ndarray) -> np.ndarray:
+    return 1 - _mean(model, counted) / _mean(reference, counted)
+
+
+def _difference(a: np.ndarray, b: np.ndarray, reference: np.ndarray,
+                counted: np.ndarray) -> np.ndarray:
+    return _skill(a, reference, counted) - _skill(b, reference, counted)
+
+
+def _interval(statistic, errors: list, counted: np.ndarray | None, block: int, resamples: int,
+              seed: int, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``statistic(*errors, counted)`` over all initial times and its ``level`` percentile
+    interval over block-bootstrap replicates that resample the same initial times in every
+    array; NaN bounds where fewer than two initial times are counted."""
+    arrays = [np.asarray(e, np.float64) for e in errors]
+    shape = arrays[0].shape
+    if any(a.shape != shape for a in arrays):
+        raise WorkbenchError(f"per-initial-time errors of shapes {[a.shape for a in arrays]} "
+                             "differ: score the same initial times, variables and leads")
+    n = shape[0]
+    counted = (np.ones(shape, bool) if counted is None
+               else np.broadcast_to(np.asarray(counted, bool), shape))
+    flat = [a.reshape(n, -1) for a in (*arrays, counted)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = statistic(*flat)
+        idx = block_indices(n, block, resamples, seed)
+        chunk = max(1, _CHUNK // max(flat[0].size, 1))  # bounded memory: [chunk, n, k]
+        replicates = np.concatenate([statistic(*(a[i] for a in flat)) for i in
+                                     (idx[s:s + chunk] for s in range(0, resamples, chunk))])
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(replicates, [tail, 100 - tail], axis=0)
+    few = flat[-1].sum(axis=0) < 2  # one initial time says nothing about the spread: NaN
+    low, high = np.where(few, np.nan, low), np.where(few, np.nan, high)
+    return point.reshape(shape[1:]), low.reshape(shape[1:]), high.reshape(shape[1:])
+
+
 def skill_interval(model: np.ndarray, reference: np.ndarray, counted: np.ndarray | None = None,
                    block: int = 1, resamples: int = RESAMPLES, seed: int = SEED,
                    level: float = LEVEL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,27 +107,18 @@ def skill_interval(model: np.ndarray, reference: np.ndarray, counted: np.ndarray
     ``level`` percentile interval over ``resamples`` block-bootstrap replicates
     (:func:`block_indices`, the same resampled initial times for model and reference); NaN
     bounds where fewer than two initial times are counted."""
-    model, reference = np.asarray(model, np.float64), np.asarray(reference, np.float64)
-    if model.shape != reference.shape:
-        raise WorkbenchError(f"model errors {model.shape} and reference errors "
-                             f"{reference.shape} differ in shape: score the same initial times")
-    n = model.shape[0]
-    counted = (np.ones(model.shape, bool) if counted is None
-               else np.broadcast_to(np.asarray(counted, bool), model.shape))
-    flat = [a.reshape(n, -1) for a in (model, reference, counted)]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        point = 1 - _mean(flat[0], flat[2]) / _mean(flat[1], flat[2])
-        idx = block_indices(n, block, resamples, seed)
-        chunk = max(1, _CHUNK // max(flat[0].size, 1))  # bounded memory: [chunk, n, k]
-        replicates = np.concatenate([
-            1 - _mean(flat[0][i], flat[2][i]) / _mean(flat[1][i], flat[2][i])
-            for i in (idx[s:s + chunk] for s in range(0, resamples, chunk))])
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(replicates, [tail, 100 - tail], axis=0)
-    few = flat[2].sum(axis=0) < 2  # one initial time says nothing about the spread: NaN
-    low, high = np.where(few, np.nan, low), np.where(few, np.nan, high)
-    shape = model.shape[1:]
-    return point.reshape(shape), low.reshape(shape), high.reshape(shape)
+    return _interval(_skill, [model, reference], counted, block, resamples, seed, level)
+
+
+def difference_interval(model_a: np.ndarray, model_b: np.ndarray, reference: np.ndarray,
+                        counted: np.ndarray | None = None, block: int = 1,
+                        resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run against run: skill(a) - skill(b) against the same reference, with its interval
+    from the same resampled initial times for a, b and the reference (both runs scored on
+    the same initial times); arguments and results as :func:`skill_interval`."""
+    return _interval(_difference, [model_a, model_b, reference], counted, block, resamples,
+                     seed, level)
 
 
 def per_init_mse(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray,
