@@ -189,3 +189,13 @@ def test_global_graph_and_region_all():
     assert by_name["remove_unconnected"]["drops"]["total"] == int(hanging.sum()) \
         == result["hanging_as_is"] > 0
     assert result["chosen"] in ("reversed_knn", "cutoff")
+
+
+def test_notebook_overview_of_a_graph_without_a_knn_encoder():
+    """Notebook 01 on a graph whose encoder cannot leave data nodes hanging (demo-conus:
+    reversed_knn; the byod graphs) says so in one row and draws nothing, instead of failing
+    the notebook; `graph fixes` on it is still one line."""
+    table, figure = fixes.fixes_overview("demo-conus", "all")
+    assert figure is None and len(table) == 1
+    assert table.loc[0, "encoder"] == "reversed_knn" and "none searched" in table.loc[0, "fixes"]
+    assert cli.main(["graph", "fixes", "demo-conus", "--region", "all"]) == 2

@@ -272,6 +272,16 @@ def fixes_plot(result: Mapping):
 
 def fixes_overview(config: graphs.GraphConfig | str | Path, region: str = "lam",
                    settings: inspection.RegionSettings | None = None):
-    """Notebook 01: the fixes table and its plot."""
+    """Notebook 01: the fixes table and its plot; for a graph whose encoder is not a plain
+    knn (reversed_knn, cutoff, or a knn with lam_k: fixed already) a one-row table saying so
+    and no plot."""
+    if not isinstance(config, graphs.GraphConfig):
+        config = graphs.load_config(config)
+    encoder = config.encoder
+    if encoder.kind != "knn" or encoder.lam_k is not None:
+        kind = f"{encoder.kind}{' with lam_k' if encoder.lam_k else ''}"
+        return pd.DataFrame([{"graph": config.name, "encoder": kind,
+                              "fixes": "none searched: the fixes start from a plain knn "
+                                       "encoder; the hanging counts above are this graph's"}]), None
     result = find_fixes(config, region, settings)
     return fixes_table(result), fixes_plot(result)
