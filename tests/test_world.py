@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench import grids, world
+from workbench import grids, world, world_waves
 from workbench.errors import WorkbenchError
 
 G = 9.80665
@@ -136,10 +136,10 @@ def test_noise_is_spatially_correlated_and_decorrelates_between_hours():
 
 def test_phase_speeds_are_those_of_test_case_6():
     # nu_4 = (4*7*K - 2*Omega) / 30, about 12.2 degrees per day eastward
-    assert np.rad2deg(world._phase_speed(4)) * 86400 == pytest.approx(12.195, abs=0.01)
+    assert np.rad2deg(world_waves.phase_speed(4)) * 86400 == pytest.approx(12.195, abs=0.01)
     for r in (4, 5, 6):
         expected = (r * (3 + r) * 7.848e-6 - 2 * 7.292e-5) / ((1 + r) * (2 + r))
-        assert world._phase_speed(r) == pytest.approx(expected, rel=1e-12)
+        assert world_waves.phase_speed(r) == pytest.approx(expected, rel=1e-12)
 
 
 def test_single_wave_moves_at_its_phase_speed():
@@ -147,9 +147,9 @@ def test_single_wave_moves_at_its_phase_speed():
     lat = np.full_like(lon, 40.0)
     seconds = np.array([0.0, 86400.0])
     for r in (4, 5, 6):
-        wave = world._rossby_haurwitz(r, lat, lon, seconds)["phi"]
-        shift = np.rad2deg(world._phase_speed(r) * 86400.0)  # degrees east in a day
-        shifted = world._rossby_haurwitz(r, lat, lon - shift, seconds[:1])["phi"][0]
+        wave = world_waves.rossby_haurwitz(r, lat, lon, seconds)["phi"]
+        shift = np.rad2deg(world_waves.phase_speed(r) * 86400.0)  # degrees east in a day
+        shifted = world_waves.rossby_haurwitz(r, lat, lon - shift, seconds[:1])["phi"][0]
         np.testing.assert_allclose(wave[1], shifted, rtol=0, atol=1e-9 * np.abs(wave).max())
 
 
@@ -167,7 +167,7 @@ def test_z500_wavenumbers_drift_east_at_nu_r():
     for r in (4, 5, 6):
         turned = np.angle(coef[1, :, r] / coef[0, :, r])  # phase of exp(-i R nu t)
         speed = -np.median(turned) / r / 86400.0
-        assert speed == pytest.approx(world._phase_speed(r), rel=0.03), r
+        assert speed == pytest.approx(world_waves.phase_speed(r), rel=0.03), r
 
 
 def test_wave_wind_is_non_divergent():

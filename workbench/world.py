@@ -19,7 +19,8 @@ Ingredients (DESIGN.md, "The embedded default: an analytic world"):
 - ``tp``: 6-hour precipitation: large-scale rain east of the troughs and in the ITCZ plus
   small convective cells (moist tropics, warm afternoon land); intermittent, heavy-tailed;
 - ``insolation``: 1361 W m-2 times max(cos solar zenith angle, 0);
-- statics ``orog``/``lsm`` from a fixed synthetic Earth-like geography of blobs;
+- statics ``orog``/``lsm`` from a fixed synthetic Earth-like geography of blobs
+  (:mod:`workbench.world_earth`);
 - a small spatially correlated noise from ``seed`` (random Fourier features on the
   sphere, fresh phases every hour): the only thing the seed changes.
 """
@@ -27,26 +28,41 @@ Ingredients (DESIGN.md, "The embedded default: an analytic world"):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from functools import cache, cached_property
+from functools import cached_property
 
 import numpy as np
 import xarray as xr
 
 from .errors import WorkbenchError
 from .grids import Grid, grid_attrs, unit_xyz
+from .world_earth import (
+    EARTH_RADIUS_KM,
+    EARTH_RADIUS_M,
+    OMEGA,
+    SECONDS_PER_DAY,
+    dot,
+    land_sea_mask,
+    orography,
+)
+from .world_waves import (
+    LEVELS,
+    RH_OMEGA,
+    WAVES,
+    b_max,
+    phase_speed,
+    rh_fields,
+    rh_profiles,
+    rotate,
+    wave_swing,
+)
 
 __all__ = ["DEFAULT_VARIABLES", "VARIABLES", "evaluate", "generate"]
 
 # --------------------------------------------------------------------------- constants
 
 GRAVITY = 9.80665  # m s-2
-EARTH_RADIUS_M = 6.37122e6  # as in Williamson et al. (1992)
-EARTH_RADIUS_KM = EARTH_RADIUS_M / 1000.0
-OMEGA = 7.292e-5  # Earth's rotation rate, s-1
-RH_OMEGA = 7.848e-6  # test case 6: omega = K, s-1
 SOLAR_CONSTANT = 1361.0  # W m-2
 OBLIQUITY_DEG = 23.44
-SECONDS_PER_DAY = 86400.0
 EPOCH = np.datetime64("2000-01-01T00:00:00", "s")
 
 VARIABLES: dict[str, dict] = {
@@ -77,344 +93,11 @@ NOISE_FEATURES = 48
 NOISE_SCALES_KM = (500.0, 3000.0)  # wavelengths of the noise's Fourier features
 TP_CAP_MM = 150.0  # 6-hour precipitation saturates softly toward this (mm)
 
-# --------------------------------------------------------------------------- waves
-
-# (R, K_R as a fraction of test case 6's K, amplitude drift period in days, drift phase)
-WAVES: tuple[tuple[int, float, float, float], ...] = (
-    (4, 0.20, 23.0, 0.0),
-    (5, 0.20, 31.0, 2.1),
-    (6, 0.19, 17.0, 4.2),
-)
-DRIFT = 0.3  # K_R(t) = K_R * (1 + DRIFT * sin(2 pi t / P_R + phase))
-
-# level (hPa) -> (polar height m, zonal flow as a fraction of omega, wave factor,
-#                 westward shift of the waves in wavelengths: the baroclinic tilt)
-LEVELS: dict[int, tuple[float, float, float, float]] = {
-    500: (5100.0, 0.31, 1.0, 0.0),
-    850: (1250.0, 0.12, 0.7, 0.1),
-}
-
-
-def _phase_speed(wavenumber: int) -> float:
-    """Angular phase speed nu_R (rad s-1, eastward > 0) of a Rossby-Haurwitz wave (TC6)."""
-    r = float(wavenumber)
-    return (r * (3 + r) * RH_OMEGA - 2 * OMEGA) / ((1 + r) * (2 + r))
-
-
-def _wave_swing(wavenumber: int, seconds: np.ndarray) -> np.ndarray:
-    """Slow amplitude drift K_R(t) / K_R of one wave, shape (T,)."""
-    for r, _, period, phase in WAVES:
-        if r == wavenumber:
-            angle = 2 * np.pi * np.mod(seconds / (period * SECONDS_PER_DAY), 1.0) + phase
-            return 1.0 + DRIFT * np.sin(angle)
-    raise ValueError(f"no wave with R={wavenumber}")
-
-
-def _rh_profiles(
-    wavenumber: int, sin_phi: np.ndarray, cos_phi: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Test case 6 latitude functions for K = omega = 7.848e-6 s-1.
-
-    ``A`` (its K^2 part; the omega part is the zonal flow), ``B``, ``C`` in s-2 and the
-    wind shapes ``u``, ``v`` in s-1 (to be multiplied by a cos/sin of R lambda').
-    """
-    r, k, w = float(wavenumber), RH_OMEGA, RH_OMEGA
-    c = np.maximum(cos_phi, 1e-12)
-    cr = c**r
-    a_k = 0.25 * k**2 * cr * cr * ((r + 1) * c**2 + (2 * r * r - r - 2) - 2 * r * r / c**2)
-    b = 2 * (OMEGA + w) * k / ((r + 1) * (r + 2)) * cr * ((r * r + 2 * r + 2) - (r + 1) ** 2 * c**2)
-    cc = 0.25 * k**2 * cr * cr * ((r + 1) * c**2 - (r + 2))
-    u = k * c ** (r - 1) * (r * sin_phi**2 - c**2)
-    v = -k * r * c ** (r - 1) * sin_phi
-    return {"A": a_k, "B": b, "C": cc, "u": u, "v": v}
-
-
-@cache
-def _b_max(wavenumber: int) -> float:
-    """Maximum over latitude of B(phi), to normalise wave-shaped patterns to 1."""
-    phi = np.linspace(-np.pi / 2, np.pi / 2, 3601)
-    return float(_rh_profiles(wavenumber, np.sin(phi), np.cos(phi))["B"].max())
-
-
-def _rotate(
-    cos_x: np.ndarray, sin_x: np.ndarray, theta: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin of (x - theta) as (T, n) outer products: no trigonometry on (T, n) arrays."""
-    ct, st = np.cos(theta)[:, None], np.sin(theta)[:, None]
-    return cos_x * ct + sin_x * st, sin_x * ct - cos_x * st
-
-
-def _rh_fields(
-    prof: dict[str, np.ndarray], k: np.ndarray, cos1: np.ndarray, sin1: np.ndarray, cos2: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Geopotential anomaly a^2 (k^2 A + k B cos + k^2 C cos2) and wind (u, v) of one wave.
-
-    ``k`` (T, 1) is K_R(t) / K_TC6; ``cos1``/``sin1`` of R lambda', ``cos2`` of 2 R lambda'.
-    """
-    a = EARTH_RADIUS_M
-    phi = a * a * (k * k * prof["A"] + k * prof["B"] * cos1 + k * k * prof["C"] * cos2)
-    return phi, a * k * prof["u"] * cos1, a * k * prof["v"] * sin1
-
-
-def _rossby_haurwitz(
-    wavenumber: int,
-    latitude: np.ndarray,
-    longitude: np.ndarray,
-    seconds: np.ndarray,
-    amplitude: float = 1.0,
-    shift: float = 0.0,
-) -> dict[str, np.ndarray]:
-    """One noise-free test case 6 wave, (T, n), with K = amplitude * 7.848e-6 s-1.
-
-    ``phi`` (m2 s-2), ``u``, ``v`` (m s-1) at lambda' = lambda - nu_R t + shift (radians).
-    """
-    lat = np.deg2rad(np.asarray(latitude, dtype=np.float64))
-    lam = np.deg2rad(np.asarray(longitude, dtype=np.float64))
-    t = np.atleast_1d(np.asarray(seconds, dtype=np.float64))
-    prof = _rh_profiles(wavenumber, np.sin(lat), np.cos(lat))
-    theta = wavenumber * (np.mod(_phase_speed(wavenumber) * t, 2 * np.pi) - shift)
-    cos1, sin1 = _rotate(np.cos(wavenumber * lam), np.sin(wavenumber * lam), theta)
-    cos2, _ = _rotate(np.cos(2 * wavenumber * lam), np.sin(2 * wavenumber * lam), 2 * theta)
-    k = np.full((t.size, 1), float(amplitude))
-    phi, u, v = _rh_fields(prof, k, cos1, sin1, cos2)
-    return {"phi": phi, "u": u, "v": v}
-
-
 def _wave_wind(latitude, longitude, times, level: int = 850) -> tuple[np.ndarray, np.ndarray]:
     """Non-divergent (pre-friction) wind of the zonal flow plus the waves, (T, n) m s-1."""
     lat, lon = _check_points(latitude, longitude)
     t = _to_times(times)
     return _Frame(_Points(lat, lon), t).wind(level)
-
-
-# --------------------------------------------------------------------------- geography
-
-# Land blobs: (lat, lon, a_km along `angle`, b_km across, angle in degrees counter-
-# clockwise from east, amplitude (+1 land, < 0 carves sea), shape q: 2 ellipse, 4 boxy).
-LAND_BLOBS: tuple[tuple[float, float, float, float, float, float, float], ...] = (
-    # North America
-    (40.0, -97.0, 1150.0, 1150.0, 0.0, 1.0, 4.0),
-    (41.5, -114.0, 780.0, 1000.0, 15.0, 1.0, 4.0),
-    (37.5, -82.0, 700.0, 750.0, 20.0, 1.0, 4.0),
-    (46.0, -82.0, 600.0, 350.0, 0.0, 1.0, 2.0),  # Great Lakes / Ontario
-    (44.5, -72.0, 350.0, 300.0, 30.0, 1.0, 2.0),  # New England
-    (47.5, -66.0, 400.0, 250.0, 0.0, 1.0, 2.0),  # Maritimes
-    (48.5, -56.5, 200.0, 200.0, 0.0, 1.0, 2.0),  # Newfoundland
-    (28.0, -81.3, 180.0, 420.0, 10.0, 1.0, 2.0),  # Florida
-    (29.5, -111.0, 550.0, 300.0, -50.0, 1.0, 2.0),  # Sonora / Baja
-    (23.5, -102.5, 900.0, 400.0, -50.0, 1.0, 2.0),  # Mexico
-    (19.5, -89.0, 250.0, 250.0, 0.0, 1.0, 2.0),  # Yucatan
-    (13.0, -86.0, 650.0, 180.0, -30.0, 1.0, 2.0),  # Central America
-    (21.7, -79.0, 550.0, 90.0, -15.0, 1.0, 2.0),  # Cuba
-    (24.5, -90.5, 750.0, 400.0, 0.0, -1.5, 2.0),  # Gulf of Mexico
-    (58.0, -98.0, 1800.0, 1000.0, 0.0, 1.0, 4.0),  # Canada
-    (67.0, -115.0, 1200.0, 350.0, 0.0, 1.0, 2.0),  # northern Canada
-    (57.0, -72.0, 500.0, 400.0, 0.0, 1.0, 2.0),  # Quebec / Ungava
-    (53.0, -63.0, 600.0, 450.0, 0.0, 1.0, 2.0),  # Labrador
-    (59.5, -85.0, 650.0, 700.0, 0.0, -1.5, 2.0),  # Hudson Bay
-    (66.0, -151.0, 800.0, 480.0, 0.0, 1.0, 4.0),  # Alaska
-    (74.0, -97.0, 850.0, 450.0, 0.0, 1.0, 2.0),  # Arctic archipelago
-    (80.0, -78.0, 380.0, 250.0, 30.0, 1.0, 2.0),  # Ellesmere
-    (68.0, -72.0, 700.0, 250.0, 115.0, 1.0, 2.0),  # Baffin
-    (60.0, -128.0, 600.0, 500.0, 0.0, 1.0, 2.0),  # Yukon / northern BC
-    (74.0, -40.0, 600.0, 950.0, 0.0, 1.0, 2.0),  # Greenland
-    (64.5, -45.0, 300.0, 450.0, 0.0, 1.0, 2.0),
-    (65.0, -18.5, 220.0, 120.0, 0.0, 1.0, 2.0),  # Iceland
-    # South America
-    (-3.0, -63.0, 1800.0, 900.0, 0.0, 1.0, 3.0),
-    (-12.0, -48.0, 1300.0, 1000.0, 0.0, 1.0, 3.0),  # Brazil
-    (6.5, -66.0, 900.0, 420.0, 0.0, 1.0, 2.0),  # Venezuela / Colombia
-    (4.5, -57.0, 350.0, 300.0, 0.0, 1.0, 2.0),  # Guianas
-    (-12.0, -73.0, 650.0, 450.0, -55.0, 1.0, 2.0),  # Peru
-    (-24.0, -62.0, 850.0, 800.0, 0.0, 1.0, 3.0),
-    (-16.0, -65.0, 750.0, 500.0, 0.0, 1.0, 2.0),  # Bolivia
-    (-34.0, -61.0, 450.0, 550.0, 0.0, 1.0, 2.0),  # Pampas
-    (-31.0, -64.0, 650.0, 500.0, 0.0, 1.0, 2.0),
-    (-40.0, -67.0, 450.0, 1000.0, 0.0, 1.0, 2.0),  # Patagonia
-    (-50.0, -71.0, 250.0, 450.0, 0.0, 1.0, 2.0),
-    # Europe
-    (40.0, -4.0, 500.0, 450.0, 0.0, 1.0, 4.0),  # Iberia
-    (46.8, 2.5, 500.0, 420.0, 0.0, 1.0, 3.0),  # France
-    (51.0, 16.0, 850.0, 380.0, 0.0, 1.0, 4.0),  # central Europe
-    (46.3, 10.5, 550.0, 230.0, 0.0, 1.0, 3.0),  # Alpine region
-    (53.0, 27.0, 500.0, 350.0, 0.0, 1.0, 2.0),  # Belarus
-    (42.0, 44.5, 450.0, 250.0, 0.0, 1.0, 2.0),  # Caucasus
-    (55.0, 42.0, 1500.0, 1000.0, 0.0, 1.0, 4.0),  # European Russia
-    (66.5, 52.0, 900.0, 330.0, 0.0, 1.0, 2.0),  # northern Russia
-    (67.5, 35.0, 300.0, 150.0, 0.0, 1.0, 2.0),  # Kola
-    (47.0, 23.0, 750.0, 350.0, 0.0, 1.0, 4.0),  # Carpathians / Balkans north
-    (63.5, 14.5, 1000.0, 330.0, 55.0, 1.0, 2.0),  # Scandinavia
-    (63.5, 27.0, 280.0, 500.0, 0.0, 1.0, 2.0),  # Finland
-    (42.5, 12.8, 550.0, 120.0, -50.0, 1.0, 2.0),  # Italy
-    (42.5, 21.0, 480.0, 330.0, 0.0, 1.0, 2.0),  # Balkans
-    (39.0, 22.0, 200.0, 250.0, 0.0, 1.0, 2.0),  # Greece
-    (39.0, 34.0, 700.0, 280.0, 0.0, 1.0, 4.0),  # Anatolia
-    (53.8, -2.0, 200.0, 420.0, 10.0, 1.0, 2.0),  # Great Britain
-    (53.3, -8.0, 160.0, 200.0, 0.0, 1.0, 2.0),  # Ireland
-    (43.3, 34.8, 600.0, 280.0, 0.0, -1.5, 2.0),  # Black Sea
-    (58.5, 20.0, 180.0, 450.0, 20.0, -1.5, 2.0),  # Baltic
-    (56.5, 4.0, 300.0, 400.0, 0.0, -1.5, 2.0),  # North Sea
-    (62.5, 20.5, 380.0, 110.0, 65.0, -1.5, 2.0),  # Gulf of Bothnia
-    (43.0, 15.5, 380.0, 80.0, -47.0, -1.5, 2.0),  # Adriatic
-    (45.5, -4.0, 250.0, 200.0, 0.0, -1.5, 2.0),  # Bay of Biscay
-    (57.5, 14.5, 230.0, 280.0, 0.0, 1.0, 2.0),  # southern Sweden
-    (56.0, 9.5, 120.0, 150.0, 0.0, 1.0, 2.0),  # Denmark
-    (41.0, 9.0, 80.0, 220.0, 0.0, 1.0, 2.0),  # Corsica / Sardinia
-    # Africa and Arabia
-    (20.0, 9.0, 2600.0, 1350.0, 0.0, 1.0, 4.0),
-    (20.0, 31.0, 700.0, 1100.0, 0.0, 1.0, 3.0),  # Egypt / Sudan
-    (8.0, -2.0, 1100.0, 350.0, 0.0, 1.0, 2.0),  # West African coast
-    (10.5, -11.0, 450.0, 350.0, 0.0, 1.0, 2.0),  # Guinea
-    (34.5, 3.0, 1000.0, 250.0, 0.0, 1.0, 2.0),  # Maghreb
-    (-9.0, 15.0, 350.0, 700.0, 0.0, 1.0, 2.0),  # Angola coast
-    (-8.0, 37.0, 300.0, 600.0, 0.0, 1.0, 2.0),  # Tanzania coast
-    (-29.0, 25.0, 950.0, 450.0, 0.0, 1.0, 3.0),  # South Africa
-    (0.0, 23.0, 1800.0, 1200.0, 0.0, 1.0, 2.0),
-    (7.0, 44.0, 700.0, 550.0, 0.0, 1.0, 2.0),  # Horn of Africa
-    (3.0, 45.0, 250.0, 450.0, 55.0, 1.0, 2.0),  # Somalia
-    (-15.0, 26.5, 1500.0, 1100.0, 0.0, 1.0, 2.0),
-    (-27.0, 24.0, 800.0, 650.0, 0.0, 1.0, 2.0),
-    (-19.0, 46.8, 780.0, 220.0, 73.0, 1.0, 2.0),  # Madagascar
-    (23.0, 47.0, 950.0, 750.0, -30.0, 1.0, 2.0),  # Arabia
-    (15.5, 47.0, 500.0, 200.0, 0.0, 1.0, 2.0),  # Yemen
-    (33.5, 41.0, 600.0, 350.0, 0.0, 1.0, 2.0),  # Syria / Iraq
-    (20.5, 38.5, 950.0, 110.0, -59.0, -1.5, 2.0),  # Red Sea
-    (27.0, 51.0, 450.0, 150.0, -35.0, -1.5, 2.0),  # Persian Gulf
-    # Asia
-    (63.0, 100.0, 3300.0, 1250.0, 0.0, 1.0, 4.0),  # Siberia
-    (65.5, 155.0, 1300.0, 550.0, 0.0, 1.0, 2.0),  # north-east Siberia
-    (66.0, 175.0, 500.0, 300.0, 0.0, 1.0, 2.0),  # Chukotka
-    (56.0, 159.5, 450.0, 150.0, 70.0, 1.0, 2.0),  # Kamchatka
-    (54.0, 148.0, 600.0, 500.0, 0.0, -1.5, 2.0),  # Sea of Okhotsk
-    (45.0, 70.0, 1900.0, 900.0, 0.0, 1.0, 4.0),  # central Asia
-    (41.5, 50.5, 550.0, 180.0, 90.0, -1.5, 2.0),  # Caspian Sea
-    (48.0, 115.0, 1500.0, 500.0, 0.0, 1.0, 4.0),  # Mongolia
-    (45.0, 128.0, 500.0, 500.0, 0.0, 1.0, 2.0),  # Manchuria
-    (33.0, 68.0, 900.0, 550.0, 0.0, 1.0, 4.0),  # Afghanistan / Pakistan
-    (33.0, 88.0, 1200.0, 600.0, 0.0, 1.0, 4.0),  # Tibet
-    (34.0, 106.0, 1500.0, 1100.0, 0.0, 1.0, 4.0),  # China
-    (32.0, 54.0, 1100.0, 650.0, 0.0, 1.0, 2.0),  # Iran
-    (22.0, 79.0, 850.0, 800.0, 0.0, 1.0, 2.0),  # India
-    (13.5, 77.5, 300.0, 500.0, 0.0, 1.0, 2.0),
-    (27.0, 74.0, 600.0, 350.0, 0.0, 1.0, 2.0),
-    (25.0, 90.0, 400.0, 250.0, 0.0, 1.0, 2.0),  # Bangladesh
-    (16.0, 102.0, 500.0, 800.0, 0.0, 1.0, 2.0),  # Indochina
-    (22.0, 104.0, 700.0, 300.0, 0.0, 1.0, 2.0),
-    (23.5, 113.0, 500.0, 250.0, 0.0, 1.0, 2.0),  # south China
-    (74.0, 100.0, 600.0, 200.0, 0.0, 1.0, 2.0),  # Taimyr
-    (47.0, 136.0, 450.0, 300.0, 60.0, 1.0, 2.0),  # Primorye
-    (5.0, 101.5, 450.0, 120.0, -70.0, 1.0, 2.0),  # Malay peninsula
-    (37.0, 127.5, 150.0, 350.0, 0.0, 1.0, 2.0),  # Korea
-    (37.5, 138.0, 800.0, 150.0, 42.0, 1.0, 2.0),  # Japan
-    (12.0, 123.0, 550.0, 150.0, 80.0, 1.0, 2.0),  # Philippines
-    (0.5, 114.0, 450.0, 450.0, 0.0, 1.0, 2.0),  # Borneo
-    (-0.5, 101.5, 800.0, 180.0, -48.0, 1.0, 2.0),  # Sumatra
-    (-7.3, 110.0, 500.0, 100.0, -5.0, 1.0, 2.0),  # Java
-    (-5.5, 141.0, 1150.0, 260.0, -22.0, 1.0, 2.0),  # New Guinea
-    # Oceania and Antarctica
-    (-26.0, 134.0, 1700.0, 1000.0, 0.0, 1.0, 3.0),  # Australia
-    (-27.0, 120.0, 600.0, 900.0, 0.0, 1.0, 2.0),
-    (-15.0, 133.0, 700.0, 350.0, 0.0, 1.0, 2.0),
-    (-14.5, 143.5, 200.0, 450.0, 0.0, 1.0, 2.0),  # Cape York
-    (-35.0, 146.0, 500.0, 350.0, 0.0, 1.0, 2.0),
-    (-14.5, 139.0, 250.0, 300.0, 0.0, -1.5, 2.0),  # Gulf of Carpentaria
-    (-42.0, 146.5, 150.0, 150.0, 0.0, 1.0, 2.0),  # Tasmania
-    (-41.0, 173.0, 650.0, 150.0, 45.0, 1.0, 2.0),  # New Zealand
-    (-90.0, 0.0, 2500.0, 2500.0, 0.0, 1.0, 2.0),  # Antarctica
-    (-72.0, -65.0, 500.0, 150.0, 70.0, 1.0, 2.0),  # Antarctic Peninsula
-)
-
-# Mountains: (lat, lon, a_km, b_km, angle deg, height m, super-Gaussian power p)
-MOUNTAIN_BLOBS: tuple[tuple[float, float, float, float, float, float, float], ...] = (
-    (40.5, -108.0, 1500.0, 420.0, 118.0, 2400.0, 1.0),  # Rockies
-    (39.0, -113.0, 800.0, 600.0, 0.0, 1200.0, 1.5),  # Great Basin / Colorado Plateau
-    (40.0, -102.0, 350.0, 1000.0, 0.0, 500.0, 1.5),  # High Plains
-    (56.0, -125.0, 800.0, 250.0, 125.0, 1500.0, 1.0),  # Canadian Rockies
-    (41.0, -121.0, 1000.0, 150.0, 100.0, 1400.0, 1.0),  # Sierra Nevada / Cascades
-    (24.0, -103.0, 800.0, 300.0, 125.0, 1800.0, 1.5),  # Mexican plateau
-    (37.0, -80.0, 900.0, 200.0, 40.0, 700.0, 1.0),  # Appalachians
-    (62.5, -150.0, 500.0, 200.0, 0.0, 1500.0, 1.0),  # Alaska Range
-    (72.5, -40.0, 450.0, 1000.0, 0.0, 2800.0, 2.0),  # Greenland ice sheet
-    (-20.0, -67.5, 4200.0, 250.0, 95.0, 3500.0, 1.0),  # Andes
-    (-17.5, -68.0, 450.0, 300.0, 100.0, 1000.0, 1.5),  # Altiplano
-    (-15.0, -47.0, 1000.0, 800.0, 0.0, 800.0, 1.0),  # Brazilian highlands
-    (33.0, 88.0, 1250.0, 600.0, 0.0, 4800.0, 2.0),  # Tibet
-    (28.5, 84.0, 1200.0, 150.0, -15.0, 1000.0, 1.0),  # Himalaya front
-    (37.5, 72.0, 450.0, 250.0, 0.0, 3500.0, 1.5),  # Pamir / Hindu Kush
-    (42.0, 80.0, 700.0, 150.0, 0.0, 2500.0, 1.0),  # Tian Shan
-    (46.5, 100.0, 1000.0, 500.0, 0.0, 1400.0, 1.5),  # Mongolian plateau
-    (32.0, 54.0, 1000.0, 450.0, -35.0, 1200.0, 1.5),  # Iranian plateau / Zagros
-    (39.0, 35.0, 600.0, 250.0, 0.0, 1000.0, 1.5),  # Anatolian plateau
-    (42.5, 44.0, 500.0, 100.0, -20.0, 2000.0, 1.0),  # Caucasus
-    (46.3, 10.0, 450.0, 120.0, 10.0, 2000.0, 1.0),  # Alps
-    (42.7, 0.5, 250.0, 70.0, 0.0, 1500.0, 1.0),  # Pyrenees
-    (63.0, 12.0, 900.0, 150.0, 55.0, 900.0, 1.0),  # Scandinavian mountains
-    (60.0, 59.0, 1200.0, 150.0, 90.0, 600.0, 1.0),  # Urals
-    (65.0, 140.0, 1200.0, 800.0, 0.0, 900.0, 1.0),  # East Siberian highlands
-    (63.0, 100.0, 900.0, 600.0, 0.0, 600.0, 1.0),  # Central Siberian plateau
-    (9.0, 39.0, 500.0, 500.0, 0.0, 2000.0, 1.0),  # Ethiopian highlands
-    (-3.0, 35.0, 600.0, 900.0, 0.0, 1200.0, 1.5),  # East African plateau
-    (-26.0, 26.0, 900.0, 700.0, 0.0, 1200.0, 1.5),  # southern African plateau
-    (32.0, -5.0, 600.0, 150.0, 20.0, 1500.0, 1.0),  # Atlas
-    (-28.0, 150.0, 1300.0, 200.0, 100.0, 600.0, 1.0),  # Great Dividing Range
-    (-82.0, 80.0, 1800.0, 1800.0, 0.0, 2900.0, 2.0),  # East Antarctic ice sheet
-    (-79.0, -110.0, 900.0, 600.0, 0.0, 1500.0, 2.0),  # West Antarctic ice sheet
-)
-LAND_POWER = 4.0  # super-Gaussian power of the land blobs: exp(-rho^(2 p))
-
-
-def _blob(
-    xyz: np.ndarray,
-    lat: float,
-    lon: float,
-    a_km: float,
-    b_km: float,
-    angle: float,
-    q: float,
-    p: float,
-) -> np.ndarray:
-    """exp(-rho^(2p)) of a super-ellipse (exponent q) in the tangent plane at (lat, lon).
-
-    Coordinates are the projections of the unit vectors on the local east and north axes
-    (orthographic), so blobs have no dateline or pole seams; the far hemisphere is 0.
-    """
-    phi, lam, ang = np.deg2rad(lat), np.deg2rad(lon), np.deg2rad(angle)
-    centre = np.array([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
-    east = np.array([-np.sin(lam), np.cos(lam), 0.0])
-    north = np.cross(centre, east)
-    out = np.zeros(xyz.shape[0])
-    # only points within reach can exceed exp(-40); 1.2 covers the boxy (q > 2) norm
-    reach = 1.2 * 40.0 ** (1 / (2 * p)) * max(a_km, b_km) / EARTH_RADIUS_KM
-    near = np.flatnonzero(_dot(xyz, centre) > (np.sqrt(1 - reach**2) if reach < 1 else 0.0))
-    if near.size:
-        pts = xyz[near]
-        x, y = _dot(pts, east), _dot(pts, north)
-        along = (x * np.cos(ang) + y * np.sin(ang)) * (EARTH_RADIUS_KM / a_km)
-        across = (y * np.cos(ang) - x * np.sin(ang)) * (EARTH_RADIUS_KM / b_km)
-        out[near] = np.exp(-((np.abs(along) ** q + np.abs(across) ** q) ** (2 * p / q)))
-    return out
-
-
-def _dot(xyz: np.ndarray, vec: np.ndarray) -> np.ndarray:
-    """Row-wise dot product written out elementwise (bitwise independent of the row count)."""
-    return xyz[:, 0] * vec[0] + xyz[:, 1] * vec[1] + xyz[:, 2] * vec[2]
-
-
-def _land_sea_mask(xyz: np.ndarray) -> np.ndarray:
-    """Land fraction in [0, 1] at unit vectors ``xyz`` (n, 3), smooth across coasts."""
-    total = np.zeros(xyz.shape[0])
-    for lat, lon, a, b, ang, amp, q in LAND_BLOBS:
-        total += amp * _blob(xyz, lat, lon, a, b, ang, q, LAND_POWER)
-    s = np.clip(2.0 * total - 0.5, 0.0, 1.0)
-    return s * s * (3.0 - 2.0 * s)
-
-
-def _orography(xyz: np.ndarray, lsm: np.ndarray) -> np.ndarray:
-    """Surface height in m at unit vectors ``xyz``: >= 0, zero over sea."""
-    height = np.zeros(xyz.shape[0])
-    for lat, lon, a, b, ang, h, p in MOUNTAIN_BLOBS:
-        height += h * _blob(xyz, lat, lon, a, b, ang, 2.0, p)
-    return height * lsm
 
 
 # --------------------------------------------------------------------------- time and sun
@@ -463,7 +146,7 @@ def _noise_basis(xyz: np.ndarray, seed: int, var_index: int) -> np.ndarray:
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     k_lo, k_hi = (2 * np.pi * EARTH_RADIUS_KM / s for s in NOISE_SCALES_KM[::-1])
     k = direction * np.exp(rng.uniform(np.log(k_lo), np.log(k_hi), NOISE_FEATURES))[:, None]
-    arg = np.stack([_dot(xyz, vec) for vec in k])
+    arg = np.stack([dot(xyz, vec) for vec in k])
     return np.round(np.concatenate([np.cos(arg), np.sin(arg)]) * 2.0**14)
 
 
@@ -501,19 +184,19 @@ class _Points:
 
     @cached_property
     def lsm(self) -> np.ndarray:
-        return _land_sea_mask(self.xyz)
+        return land_sea_mask(self.xyz)
 
     @cached_property
     def orog(self) -> np.ndarray:
-        return _orography(self.xyz, self.lsm)
+        return orography(self.xyz, self.lsm)
 
     @cached_property
     def waves(self) -> dict[int, dict[str, np.ndarray]]:
         """Per wave: TC6 latitude functions, normalised B, cos/sin of R and 2R lambda."""
         out = {}
         for r, *_ in WAVES:
-            prof = _rh_profiles(r, self.sin_phi, self.cos_phi)
-            prof["bhat"] = prof["B"] / _b_max(r)
+            prof = rh_profiles(r, self.sin_phi, self.cos_phi)
+            prof["bhat"] = prof["B"] / b_max(r)
             for m in (r, 2 * r):
                 prof[f"cos{m}"], prof[f"sin{m}"] = np.cos(m * self.lam), np.sin(m * self.lam)
             out[r] = prof
@@ -572,7 +255,7 @@ class _Frame:
     @cached_property
     def swing(self) -> dict[int, np.ndarray]:
         """Amplitude drift K_R(t) / K_R per wave, (T, 1)."""
-        return {r: _wave_swing(r, self.seconds)[:, None] for r, *_ in WAVES}
+        return {r: wave_swing(r, self.seconds)[:, None] for r, *_ in WAVES}
 
     @cached_property
     def _phases(self) -> dict[tuple[int, int], tuple[np.ndarray, ...]]:
@@ -580,9 +263,9 @@ class _Frame:
         for r, *_ in WAVES:
             prof = self.p.waves[r]
             for level, (*_, shift) in LEVELS.items():
-                theta = r * np.mod(_phase_speed(r) * self.seconds, 2 * np.pi) - 2 * np.pi * shift
-                cos1, sin1 = _rotate(prof[f"cos{r}"], prof[f"sin{r}"], theta)
-                cos2, _ = _rotate(prof[f"cos{2 * r}"], prof[f"sin{2 * r}"], 2 * theta)
+                theta = r * np.mod(phase_speed(r) * self.seconds, 2 * np.pi) - 2 * np.pi * shift
+                cos1, sin1 = rotate(prof[f"cos{r}"], prof[f"sin{r}"], theta)
+                cos2, _ = rotate(prof[f"cos{2 * r}"], prof[f"sin{2 * r}"], 2 * theta)
                 out[(r, level)] = (cos1, sin1, cos2)
         return out
 
@@ -594,7 +277,7 @@ class _Frame:
         """(phi, u, v) of every wave at a level."""
         factor = LEVELS[level][2]
         return [
-            _rh_fields(self.p.waves[r], factor * amp * self.swing[r], *self.phase(r, level))
+            rh_fields(self.p.waves[r], factor * amp * self.swing[r], *self.phase(r, level))
             for r, amp, *_ in WAVES
         ]
 
@@ -690,7 +373,7 @@ class _Frame:
         for wavelength, period in zip(wavelengths_km, periods_h, strict=True):
             e = rng.normal(size=3)
             e /= np.linalg.norm(e)
-            arg = (2 * np.pi * EARTH_RADIUS_KM / wavelength) * _dot(self.p.xyz, e)
+            arg = (2 * np.pi * EARTH_RADIUS_KM / wavelength) * dot(self.p.xyz, e)
             start = rng.uniform(0, 2 * np.pi)
             wt = 2 * np.pi * np.mod(self.seconds / (3600.0 * period), 1.0) + start
             out += np.sin(arg) * np.cos(wt)[:, None] + np.cos(arg) * np.sin(wt)[:, None]
