@@ -23,7 +23,7 @@ import torch
 import xarray as xr
 from missing_files import SST_FREEZING, TIMES, fields, land, write_latlon, write_projected
 
-from workbench import catalog, evaluation, forecast_files, losses, skill, tiling
+from workbench import binnorm, catalog, evaluation, forecast_files, losses, skill, tiling
 from workbench.config import parse
 from workbench.errors import WorkbenchError
 from workbench.imputation import GroupImputer, nearest_in_time
@@ -307,7 +307,7 @@ def test_statistics_tiling_and_bin_norm_ignore_nan(masked, tmp_path):
         box = (slice(row.j0, row.j0 + 6), slice(row.i0, row.i0 + 11))
         assert row.missing_fraction == pytest.approx(is_land[box].mean())
         assert row.aggregate == pytest.approx(np.nanmean(rr[row.t_index][box]), rel=1e-5)
-    sampled = tiling.bin_norm_sample(tiles, tiling.BinNormConfig(n_bins=4), tmp_path)
+    sampled = binnorm.bin_norm_sample(tiles, binnorm.BinNormConfig(n_bins=4), tmp_path)
     assert sum(sampled.attrs["counts_before"]) == len(tiles)
     assert np.isfinite(sampled["weight"]).all()
 

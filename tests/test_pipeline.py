@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench import catalog, cli, pipeline, sampling, statistics, tiling
+from workbench import binnorm, catalog, cli, pipeline, sampling, statistics, tiling
 from workbench.errors import WorkbenchError
 
 
@@ -82,7 +82,7 @@ def test_cli_data_index_and_stats(capsys, tmp_path):
     assert summary["tiles_total"] == summary["tiles_kept"] + summary["dropped_missing"]
     assert summary["tiles_kept"] == len(tiles)
     edges = np.asarray(summary["bin_edges"])
-    assert summary["per_bin_before"] == tiling.bin_counts(tiles["aggregate"].to_numpy(),
+    assert summary["per_bin_before"] == binnorm.bin_counts(tiles["aggregate"].to_numpy(),
                                                           edges).tolist()
     after = pd.read_csv(summary["index_files"]["sampling"])
     assert sum(summary["per_bin_after"]) == len(after)
@@ -104,7 +104,7 @@ def test_training_samples_from_a_whole_domain_index(tmp_path):
     ds = catalog.open_dataset("conus")
     tiles = tiling.tile_index(ds, tiling.TilingConfig(tile_size=None, n_time_window=2),
                               "conus", tmp_path)
-    picked = tiling.bin_norm_sample(tiles, tiling.BinNormConfig(n_bins=4, bin_edges="linear",
+    picked = binnorm.bin_norm_sample(tiles, binnorm.BinNormConfig(n_bins=4, bin_edges="linear",
                                                                 n_samples=40), tmp_path)
     config = sampling.sampling_config_from_dict({
         "name": "x", "variables": ["t2m"], "splits": {"train": ["2020-01-01", "2020-02-29T18:00"]},

@@ -121,7 +121,7 @@ def test_domain_sampling_run_and_report(tmp_path):
     made here independently (the sampler rerun with the same seed, np.histogram of the index)."""
     import pandas as pd
 
-    from workbench import sampling, tiling
+    from workbench import binnorm, sampling
 
     run_dir, summary = run_via_cli(tmp_path, "02_domain_sampling", "n_batches", "300",
                                    "weights", "[3, 1]", "browse_samples", "2")
@@ -158,7 +158,7 @@ def test_domain_sampling_run_and_report(tmp_path):
     samples = pd.read_csv(files["sampling"], float_precision="round_trip")
     edges = np.asarray(summary["bin_edges"])
     # conus-tp bins tile-total tp into 10 linear bins (the first holds the zeros)
-    np.testing.assert_array_equal(edges, tiling.make_bin_edges(tiles["aggregate"], 10, "linear"))
+    np.testing.assert_array_equal(edges, binnorm.make_bin_edges(tiles["aggregate"], 10, "linear"))
     assert summary["bin_counts_before"] == np.histogram(tiles["aggregate"], edges)[0].tolist()
     assert summary["bin_counts_after"] == np.histogram(samples["aggregate"], edges)[0].tolist()
     assert figures["tiles_total"] == len(tiles) + figures["dropped"]

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from workbench import catalog, tiling
+from workbench import binnorm, catalog, tiling
+from workbench.binnorm import BinNormConfig
 from workbench.errors import WorkbenchError
-from workbench.tiling import BinNormConfig, TilingConfig
+from workbench.tiling import TilingConfig
 
 NY, NX, NT = 12, 15, 20
 
@@ -84,11 +85,11 @@ def test_ids_follow_seed_002():
             == "conus.32x32.4.s16x16.t2")
     assert tiling.tiling_id("conus", TilingConfig(None, 12)) == "conus.full.12"
     tid = "conus.32x32.4.s16x16.t2"
-    ids = {tiling.sampling_id(tid, c) for c in (
+    ids = {binnorm.sampling_id(tid, c) for c in (
         BinNormConfig(), BinNormConfig(seed=1), BinNormConfig(n_bins=5),
         BinNormConfig(method="importance"), BinNormConfig(bin_edges="log"))}
     assert len(ids) == 5 and all(i.startswith(f"{tid}.4.") for i in ids)
-    assert tiling.sampling_id(tid, BinNormConfig(n_time_sample=2)).startswith(f"{tid}.2.")
+    assert binnorm.sampling_id(tid, BinNormConfig(n_time_sample=2)).startswith(f"{tid}.2.")
 
 
 # --------------------------------------------------------------------------- tiling
@@ -165,26 +166,26 @@ def test_bin_counts_and_edges_against_numpy():
     rng = np.random.default_rng(3)
     values = np.concatenate([np.zeros(50), rng.lognormal(0, 2, 950)])
     for kind in ("quantile", "log", "linear"):
-        edges = tiling.make_bin_edges(values, 6, kind)
-        np.testing.assert_array_equal(tiling.bin_counts(values, edges),
+        edges = binnorm.make_bin_edges(values, 6, kind)
+        np.testing.assert_array_equal(binnorm.bin_counts(values, edges),
                                       np.histogram(values, edges)[0])
         assert edges[0] == 0 and edges[1] == values[values > 0].min()
-        assert tiling.bin_counts(values, edges)[0] == 50  # the zeros' own bin
+        assert binnorm.bin_counts(values, edges)[0] == 50  # the zeros' own bin
     positive = values[values > 0]
-    np.testing.assert_allclose(tiling.make_bin_edges(values, 6, "quantile")[1:],
+    np.testing.assert_allclose(binnorm.make_bin_edges(values, 6, "quantile")[1:],
                                np.quantile(positive, np.linspace(0, 1, 6)))
-    np.testing.assert_allclose(tiling.make_bin_edges(values, 6, "log")[1:],
+    np.testing.assert_allclose(binnorm.make_bin_edges(values, 6, "log")[1:],
                                np.geomspace(positive.min(), positive.max(), 6))
-    np.testing.assert_allclose(tiling.make_bin_edges(positive, 4, "linear"),
+    np.testing.assert_allclose(binnorm.make_bin_edges(positive, 4, "linear"),
                                np.linspace(positive.min(), positive.max(), 5))
 
 
 def test_equalize_flattens_a_skewed_histogram(conus_tiles, tmp_path):
     config = BinNormConfig(n_bins=10, bin_edges="linear", n_samples=5007)
-    sample = tiling.bin_norm_sample(conus_tiles, config, tmp_path)
+    sample = binnorm.bin_norm_sample(conus_tiles, config, tmp_path)
     edges = np.array(sample.attrs["bin_edges"])
-    before = tiling.bin_counts(conus_tiles["aggregate"], edges)
-    after = tiling.bin_counts(sample["aggregate"], edges)
+    before = binnorm.bin_counts(conus_tiles["aggregate"], edges)
+    after = binnorm.bin_counts(sample["aggregate"], edges)
     assert list(before) == sample.attrs["counts_before"]
     assert list(after) == sample.attrs["counts_after"]
     assert before[:2].sum() > 0.8 * before.sum()  # tp: most tiles in the lowest bins
@@ -192,7 +193,7 @@ def test_equalize_flattens_a_skewed_histogram(conus_tiles, tmp_path):
     assert after.sum() == len(sample) == 5007
     assert np.all(np.abs(after[non_empty] - 5007 // non_empty.size) <= 1)
     assert np.all(after[before == 0] == 0)
-    np.testing.assert_array_equal(sample["bin"], tiling.assign_bins(sample["aggregate"], edges))
+    np.testing.assert_array_equal(sample["bin"], binnorm.assign_bins(sample["aggregate"], edges))
     # the weights undo the re-balancing: weighted counts = the input's share of each bin
     weighted = np.bincount(sample["bin"], weights=sample["weight"], minlength=before.size)
     np.testing.assert_allclose(weighted, before / before.sum() * 5007, rtol=1e-9)
@@ -201,11 +202,11 @@ def test_equalize_flattens_a_skewed_histogram(conus_tiles, tmp_path):
 
 def test_importance_keeps_tiles_with_probability_q(conus_tiles, tmp_path):
     config = BinNormConfig(method="importance", q_min=0.1, mean_weight=1.0, seed=4)
-    sample = tiling.bin_norm_sample(conus_tiles, config, tmp_path)
+    sample = binnorm.bin_norm_sample(conus_tiles, config, tmp_path)
     a = conus_tiles["aggregate"].to_numpy()
     q = np.clip(a / a.mean(), 0.1, 1.0)  # independent of the module's importance_q
     edges = np.array(sample.attrs["bin_edges"])
-    bins = tiling.assign_bins(a, edges)
+    bins = binnorm.assign_bins(a, edges)
     kept = np.bincount(sample["bin"], minlength=edges.size - 1)
     for b in range(edges.size - 1):
         qb = q[bins == b]
@@ -220,9 +221,9 @@ def test_importance_keeps_tiles_with_probability_q(conus_tiles, tmp_path):
 
 def test_sampling_is_reproducible_per_seed(conus_tiles, tmp_path):
     for method in ("equalize", "importance"):
-        first = tiling.bin_norm_sample(conus_tiles, BinNormConfig(method=method), tmp_path / "a")
-        again = tiling.bin_norm_sample(conus_tiles, BinNormConfig(method=method), tmp_path / "b")
-        other = tiling.bin_norm_sample(conus_tiles, BinNormConfig(method=method, seed=1),
+        first = binnorm.bin_norm_sample(conus_tiles, BinNormConfig(method=method), tmp_path / "a")
+        again = binnorm.bin_norm_sample(conus_tiles, BinNormConfig(method=method), tmp_path / "b")
+        other = binnorm.bin_norm_sample(conus_tiles, BinNormConfig(method=method, seed=1),
                                        tmp_path / "a")
         pd.testing.assert_frame_equal(first, again)
         assert not np.array_equal(first["tile_id"], other["tile_id"])
@@ -235,7 +236,7 @@ def test_index_files_are_named_by_id_and_reused(tmp_path, monkeypatch):
     ds = synthetic()
     config = TilingConfig((4, 5), 3, stride=(2, 5), max_missing_fraction=0.05)
     calls = {"tiles": 0, "sample": 0}
-    compute, sample = tiling._compute_tiles, tiling._sample
+    compute, sample = tiling._compute_tiles, binnorm._sample
 
     def spy_tiles(*args, **kwargs):
         calls["tiles"] += 1
@@ -246,7 +247,7 @@ def test_index_files_are_named_by_id_and_reused(tmp_path, monkeypatch):
         return sample(*args, **kwargs)
 
     monkeypatch.setattr(tiling, "_compute_tiles", spy_tiles)
-    monkeypatch.setattr(tiling, "_sample", spy_sample)
+    monkeypatch.setattr(binnorm, "_sample", spy_sample)
     first = tiling.tile_index(ds, config, "syn", tmp_path)
     path = tmp_path / "syn.4x5.3.s2x5.samples.csv"
     assert first.attrs["path"] == str(path) and path.is_file()
@@ -260,10 +261,10 @@ def test_index_files_are_named_by_id_and_reused(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(pd.read_csv(path), first, check_dtype=False)
 
     sconfig = BinNormConfig(n_bins=4)
-    s1 = tiling.bin_norm_sample(first, sconfig, tmp_path)
-    s2 = tiling.bin_norm_sample(second, sconfig, tmp_path)
+    s1 = binnorm.bin_norm_sample(first, sconfig, tmp_path)
+    s2 = binnorm.bin_norm_sample(second, sconfig, tmp_path)
     assert calls["sample"] == 1
-    name = tiling.sampling_id("syn.4x5.3.s2x5", sconfig)
+    name = binnorm.sampling_id("syn.4x5.3.s2x5", sconfig)
     assert s1.attrs["path"] == str(tmp_path / f"{name}.samples.csv")
     assert s1.attrs["sampling_id"] == name == "syn.4x5.3.s2x5.3.equalize-quantile4-seed0"
     pd.testing.assert_frame_equal(s1, s2)
@@ -275,7 +276,7 @@ def test_index_files_are_named_by_id_and_reused(tmp_path, monkeypatch):
     assert calls["tiles"] == 2
     assert third.attrs["dropped_missing"] < first.attrs["dropped_missing"]
     assert len(third) > len(first) and third.attrs["tiles_total"] == first.attrs["tiles_total"]
-    tiling.bin_norm_sample(third, sconfig, tmp_path)
+    binnorm.bin_norm_sample(third, sconfig, tmp_path)
     assert calls["sample"] == 2
 
 
@@ -293,7 +294,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         tiling.tile_index(ds, TilingConfig((4, 5), 3), "syn", tmp_path / "bad")
     with pytest.raises(OSError):
-        tiling.bin_norm_sample(tiles, BinNormConfig(), tmp_path / "bad")
+        binnorm.bin_norm_sample(tiles, BinNormConfig(), tmp_path / "bad")
     assert os.listdir(tmp_path / "bad") == []
 
 
@@ -343,7 +344,7 @@ def test_bad_sampling_inputs_raise_one_line_errors(tmp_path):
     ds = synthetic()
     tiles = tiling.tile_index(ds, TilingConfig((4, 5), 2, aggregate_variable=None,
                                                max_missing_fraction=1.0), "syn", tmp_path)
-    assert "NaN" in error_of(lambda: tiling.bin_norm_sample(tiles, BinNormConfig(), tmp_path))
+    assert "NaN" in error_of(lambda: binnorm.bin_norm_sample(tiles, BinNormConfig(), tmp_path))
     bare = pd.DataFrame({"aggregate": [1.0, 2.0]})
-    assert "tiling_id" in error_of(lambda: tiling.bin_norm_sample(bare, BinNormConfig(), tmp_path))
+    assert "tiling_id" in error_of(lambda: binnorm.bin_norm_sample(bare, BinNormConfig(), tmp_path))
     assert not [f for f in os.listdir(tmp_path) if f.startswith("syn.4x5.2.2")]

@@ -232,6 +232,12 @@ def _dotted(loc: list, end: str = ": ") -> str:
     return f"{text}{end}" if text else ""
 
 
+def check_choice(value: str, allowed: tuple[str, ...], name: str) -> None:
+    """One line where ``value`` is not one of ``allowed``."""
+    if value not in allowed:
+        raise WorkbenchError(f"unknown {name} {value!r}; use one of {', '.join(allowed)}")
+
+
 def check_keys(raw, allowed: type | Iterable[str], where: str,
                required: Iterable[str] = ()) -> Mapping:
     """``raw`` if it is a mapping of allowed keys holding every required one, else an error

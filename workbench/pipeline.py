@@ -30,7 +30,7 @@ import xarray as xr
 from pydantic import Field
 from torch.utils.data import DataLoader, Dataset
 
-from . import catalog, tiling
+from . import binnorm, catalog, tiling
 from .config import Flag, NonNegative, Positive, Rate, load_yaml, parse, resolve_config, typed
 from .errors import WorkbenchError
 from .statistics import FixedScaling, Normaliser, load_or_compute
@@ -92,7 +92,7 @@ class Tile:
 @typed
 @dataclass(frozen=True)
 class BinNormSample:
-    """Re-balance the tiles over bins of their aggregate (tiling.BinNormConfig's fields)."""
+    """Re-balance the tiles over bins of their aggregate (binnorm.BinNormConfig's fields)."""
 
     n_bins: Positive = 10
     method: str = "equalize"
@@ -106,8 +106,8 @@ class BinNormSample:
     def __call__(self, state: PipelineState) -> PipelineState:
         if state.tiles is None:
             raise WorkbenchError("BinNormSample needs a Tile step before it")
-        config = tiling.BinNormConfig(**dataclasses.asdict(self))
-        samples = tiling.bin_norm_sample(state.tiles, config, state.index_dir)
+        config = binnorm.BinNormConfig(**dataclasses.asdict(self))
+        samples = binnorm.bin_norm_sample(state.tiles, config, state.index_dir)
         paths = {**state.index_paths, "sampling": samples.attrs["path"]}
         return dataclasses.replace(state, samples=samples, index_paths=paths)
 
