@@ -93,3 +93,14 @@ def anemoi_peer(request) -> Path:
     if not (venv / ".installed").exists():
         pytest.skip(f"{request.param} is not installed in {venv.name} (make peer)")
     return venv / "bin"
+
+
+def frozen_run(run_dir: Path, preset: str = "demo", **changes) -> Path:
+    """A tiny run of a training preset whose weights never move (lr 0, so its model is still
+    persistence): hidden_dim 8, one processor layer, one step; ``changes`` set top-level keys."""
+    from workbench import training
+
+    raw = training.config_dict(training.load_training_config(preset))
+    raw["model"].update(hidden_dim=8, processor_layers=1)
+    raw.update({"max_steps": 1, "optimizer": {"lr": 0.0}, **changes})
+    return training.fit(training.training_config_from_dict(raw), run_dir=run_dir, progress=False)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 import xarray as xr
@@ -18,7 +19,6 @@ from workbench import (
     evaluation_inputs,
     forecast_files,
     grids,
-    training,
 )
 from workbench.errors import WorkbenchError
 from workbench.sampling import MultiDomainDataset
@@ -32,12 +32,8 @@ EPS32 = float(np.finfo(np.float32).eps)
 @pytest.fixture(scope="module")
 def frozen_run(tmp_path_factory) -> Path:
     """A run whose weights never moved (lr 0): its model is still persistence."""
-    tmp = tmp_path_factory.mktemp("frozen")
-    raw = training.config_dict(training.load_training_config("demo"))
-    raw["model"].update(hidden_dim=8, processor_layers=1)
-    raw.update(max_steps=1, val_rollout=2, val_batches=2, optimizer={"lr": 0.0})
-    return training.fit(training.training_config_from_dict(raw), run_dir=tmp / "run",
-                        progress=False)
+    return helpers.frozen_run(tmp_path_factory.mktemp("frozen") / "run", val_rollout=2,
+                              val_batches=2)
 
 
 def test_untrained_forecast_is_persistence_with_lam_boundary_from_the_truth(frozen_run):

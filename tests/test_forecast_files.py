@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import helpers
 import netCDF4
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
-from workbench import catalog, cli, evaluation, training
+from workbench import catalog, cli, evaluation
 from workbench import forecast_files as ff
 
 TRAIN = ("2020-01-01", "2020-02-29T18:00")
@@ -21,12 +22,8 @@ TRAIN = ("2020-01-01", "2020-02-29T18:00")
 @pytest.fixture(scope="module")
 def frozen_run(tmp_path_factory) -> Path:
     """A tiny run whose weights never moved (lr 0)."""
-    tmp = tmp_path_factory.mktemp("frozen")
-    raw = training.config_dict(training.load_training_config("demo"))
-    raw["model"].update(hidden_dim=8, processor_layers=1)
-    raw.update(max_steps=1, val_rollout=1, val_batches=1, optimizer={"lr": 0.0})
-    return training.fit(training.training_config_from_dict(raw), run_dir=tmp / "run",
-                        progress=False)
+    return helpers.frozen_run(tmp_path_factory.mktemp("frozen") / "run", val_rollout=1,
+                              val_batches=1)
 
 
 def _units(ds: xr.Dataset) -> dict:

@@ -50,13 +50,22 @@ class _Nodes:
     in_region: np.ndarray  # bool: the data nodes that must not hang
 
 
+def unfixable_encoder(config: graphs.GraphConfig) -> str | None:
+    """The encoder's kind where it is not a plain knn (reversed_knn, cutoff, a knn with
+    lam_k: nothing for the fixes to start from), else None."""
+    encoder = config.encoder
+    if encoder.kind == "knn" and encoder.lam_k is None:
+        return None
+    return f"{encoder.kind}{' with lam_k' if encoder.lam_k else ''}"
+
+
 def _nodes(config: graphs.GraphConfig, region: str, settings: inspection.RegionSettings,
            grid_of=graphs.dataset_grid) -> _Nodes:
     wanted = inspection._region_set(region)
-    if config.encoder.kind != "knn" or config.encoder.lam_k is not None:
+    kind = unfixable_encoder(config)
+    if kind:
         raise WorkbenchError(f"{config.name}: fixes start from a plain knn encoder (the kind "
-                             f"that leaves data nodes hanging), this one is "
-                             f"{config.encoder.kind}{' with lam_k' if config.encoder.lam_k else ''}")
+                             f"that leaves data nodes hanging), this one is {kind}")
     data = graphs.build_data_nodes(config.data, grid_of)
     mesh = graphs.build_hidden(config.hidden, data, grid_of, config.data.datasets[0].name)
     regions = inspection.node_regions(graphs.nodes_graph(data, mesh), "data", settings)
@@ -277,9 +286,8 @@ def fixes_overview(config: graphs.GraphConfig | str | Path, region: str = "lam",
     and no plot."""
     if not isinstance(config, graphs.GraphConfig):
         config = graphs.load_config(config)
-    encoder = config.encoder
-    if encoder.kind != "knn" or encoder.lam_k is not None:
-        kind = f"{encoder.kind}{' with lam_k' if encoder.lam_k else ''}"
+    kind = unfixable_encoder(config)
+    if kind:
         return pd.DataFrame([{"graph": config.name, "encoder": kind,
                               "fixes": "none searched: the fixes start from a plain knn "
                                        "encoder; the hanging counts above are this graph's"}]), None
