@@ -1,0 +1,64 @@
+"""JupyterLab itself, offline, in a real browser: a live kernel is told apart from a batch run."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+from browser import chromium_available
+
+from workbench import runs
+
+pytestmark = pytest.mark.slow
+
+CELLS = [
+    "start = 3  # the slider's first value",
+    "import ipywidgets as widgets\nfrom IPython.display import display\n"
+    "from workbench import live\nLIVE = live.is_live()\nprint('live', LIVE)",
+    "shown = widgets.HTML(live.value_html('square', start ** 2, 'square:'))\n"
+    "slider = widgets.IntSlider(value=start, min=0, max=20, description='number')\n"
+    "slider.observe(lambda ch: setattr(shown, 'value', live.value_html('square', ch['new'] ** 2,"
+    " 'square:')), names='value')\n"
+    "display(widgets.VBox([slider, shown]) if LIVE else shown)\n"
+    "import json, pathlib; pathlib.Path('live.json').write_text(json.dumps(LIVE))",
+]
+
+
+def write_notebook(path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.metadata["kernelspec"] = {"name": runs.ensure_kernel(), "display_name": "Python (workbench)",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.mark.timeout(300)
+def test_jupyterlab_runs_a_live_widget_offline(tmp_path):
+    missing = chromium_available()
+    if missing:
+        pytest.fail(missing)  # make test installs both: a missing one is a defect here
+    from lab import lab_session
+
+    root = tmp_path / "lab"
+    root.mkdir()
+    write_notebook(root / "square.ipynb")
+    with lab_session(root, tmp_path / "lab.log") as lab:
+        lab.open("square.ipynb")
+        lab.run_all(timeout_s=120)
+        assert json.loads((root / "live.json").read_text()) is True  # JupyterLab is live
+        assert lab.value("square") == "9"
+        lab.set_slider("number", 12)
+        assert lab.wait_value("square", "144") == "144"
+        lab.screenshot(tmp_path / "square.png")
+        assert lab.external == [], f"JupyterLab asked outside: {lab.external[:5]}"
+        assert lab.page_errors == []
+
+
+@pytest.mark.timeout(300)
+def test_a_batch_run_is_not_live(tmp_path):
+    write_notebook(tmp_path / "square.ipynb")
+    result = runs.run_notebook(tmp_path / "square.ipynb", runs_dir=tmp_path / "runs", progress=False)
+    assert result.status == "ok", result.error
+    assert json.loads((result.run_dir / "live.json").read_text()) is False
