@@ -46,8 +46,10 @@ test: install peer
 test-fast: install
 	$(PY) -m pytest -q -ra -m "not slow"
 
+# JupyterLab on notebooks/ with the workbench kernel; prints the URL (PORT=8888 by default)
+PORT ?= 8888
 lab: install
-	$(VENV)/bin/jupyter lab notebooks/
+	$(WB) lab notebooks --port $(PORT)
 
 lint: install
 	$(VENV)/bin/ruff check workbench tests benchmarks

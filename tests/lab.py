@@ -1,8 +1,8 @@
 """A real JupyterLab server and headless Chromium (Playwright) for the live-notebook tests.
 
-``lab_session(root)`` starts ``jupyter lab --no-browser`` on a free localhost port with a token,
-serving ``root``, and yields a ``Lab`` whose ``open`` loads one notebook in Chromium with every
-outside address cut off. ``Lab.run_all`` runs all cells through JupyterLab's own command and waits
+``lab_session(root)`` starts JupyterLab as ``workbench lab`` does (``lab.lab_command``) on a free
+localhost port with a token, serving ``root``, and yields a ``Lab`` whose ``open`` loads one
+notebook in Chromium with every outside address cut off. ``Lab.run_all`` runs all cells through JupyterLab's own command and waits
 until the kernel is idle with every code cell executed; widgets are then driven like a person
 does (``set_slider``, ``select``), and figures tagged ``data-wb-value`` (``workbench.live``)
 are read back with ``value``.
@@ -15,7 +15,6 @@ import os
 import secrets
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +23,8 @@ from pathlib import Path
 
 from browser import ARGS, CHROMIUM
 
-JUPYTER = Path(sys.executable).parent / "jupyter"
+from workbench.lab import lab_command
+
 # browser.ARGS, except that 127.0.0.1 (the server) resolves; every other address still does not
 LAB_ARGS = [a if not a.startswith("--host-resolver-rules") else a + ", EXCLUDE 127.0.0.1"
             for a in ARGS]
@@ -151,11 +151,7 @@ def lab_session(root: Path, log: Path) -> Iterator[Lab]:
     port, token = free_port(), secrets.token_hex(16)
     env = dict(os.environ, JUPYTER_NO_CONFIG="1", BROWSER="true")
     env.pop("WORKBENCH_BATCH", None)
-    cmd = [str(JUPYTER), "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--ServerApp.port_retries=0"] + (["--allow-root"] if os.geteuid() == 0 else [])
+    cmd = lab_command(root, port, token, expose_app=True)  # as `workbench lab` starts it
     url = f"http://127.0.0.1:{port}"
     with open(log, "w") as out:
         server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -168,7 +164,7 @@ def lab_session(root: Path, log: Path) -> Iterator[Lab]:
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"jupyter lab did not start: {log.read_text()[-2000:]}")
+                    raise AssertionError(f"jupyter lab did not start: {log.read_text()[-2000:]}") from None
                 time.sleep(0.5)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=LAB_ARGS, headless=True)

@@ -608,6 +608,12 @@ CASES += [  # workbench graph fixes
                                   "encoder: {kind: knn, k: 3, lam_k: 1}")}, ["r.yaml", "r.npz"]),
 ]
 
+CASES += [  # workbench lab
+    Case("lab-no-folder", ["lab", "{d}/nothere"], ["nothere is not a folder", "workbench lab"]),
+    Case("lab-port-zero", ["lab", "--port", "0"], ["--port", "from 1 to 65535"]),
+    Case("lab-ip-name", ["lab", "{d}", "--ip", "my.host"], ["'my.host' is not an IP address"]),
+]
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line(case: Case, tmp_path, monkeypatch, capsys):
     for name, text in case.files.items():

@@ -62,3 +62,47 @@ def test_a_batch_run_is_not_live(tmp_path):
     result = runs.run_notebook(tmp_path / "square.ipynb", runs_dir=tmp_path / "runs", progress=False)
     assert result.status == "ok", result.error
     assert json.loads((result.run_dir / "live.json").read_text()) is False
+
+
+@pytest.mark.timeout(120)
+def test_workbench_lab_prints_a_url_that_answers(tmp_path):
+    """``workbench lab`` (what ``make lab`` runs) registers the kernel, prints the URL with its
+    token, and that URL serves JupyterLab; the kernel list offers ``workbench``."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from lab import free_port, stop
+
+    port = free_port()
+    log = tmp_path / "lab.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "workbench.cli", "lab", str(tmp_path),
+                                   "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True, env=dict(os.environ))
+    try:
+        deadline, url = time.monotonic() + 60, None
+        while url is None and time.monotonic() < deadline and server.poll() is None:
+            url = next((w for w in log.read_text().split() if w.startswith("http://")), None)
+            time.sleep(0.3)
+        assert url and f":{port}/lab?token=" in url, log.read_text()[-1000:]
+        token = url.split("token=")[1]
+        while True:
+            try:
+                page = urllib.request.urlopen(url, timeout=2).read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()[-1000:]
+                time.sleep(0.5)
+        assert "JupyterLab" in page
+        specs = json.loads(urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/kernelspecs?token={token}", timeout=5).read())
+        assert "workbench" in specs["kernelspecs"]
+        with pytest.raises(OSError):  # the token is required
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/kernelspecs", timeout=5)
+    finally:
+        stop(server)
+    assert server.returncode in (0, -signal.SIGTERM, 128 + signal.SIGTERM)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli_args import Parser, catalog_option, common, devices, print_json, whole
+from .cli_args import Parser, catalog_option, common, devices, port_number, print_json, whole
 from .cli_data import add_data_commands
 from .cli_graph import add_graph_commands
 from .errors import WorkbenchError
@@ -249,6 +249,13 @@ def cmd_setup(args) -> int:
     return 0
 
 
+def cmd_lab(args) -> int:
+    from .lab import start_lab
+
+    start_lab(args.root, args.port, args.ip)
+    return 0  # not reached: the process becomes jupyter lab
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -353,6 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebook")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser("lab", help="JupyterLab on the notebooks (workbench kernel, offline)")
+    p.add_argument("root", nargs="?", default="notebooks", help="folder to serve (notebooks)")
+    p.add_argument("--port", type=port_number, default=8888)
+    p.add_argument("--ip", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("setup", help="register the kernel and fetch the report JS (npm pack)")
     p.add_argument("--force", action="store_true")

@@ -24,6 +24,13 @@ def whole(minimum: int):
     return parse
 
 
+def port_number(value: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"takes a port from 1 to 65535, got {value!r}")
+    return int(value)
+
+
 def whole_list(value: str) -> list[int]:
     """An argparse type: a comma list of whole numbers >= 0 (``0,5,10``)."""
     parts = value.split(",")
