@@ -303,8 +303,18 @@ class EncProcDec(nn.Module):
     def forward(self, state: torch.Tensor, forcings: torch.Tensor, statics: torch.Tensor,
                 graph: GraphTensors, generator: torch.Generator | None = None,
                 missing: torch.Tensor | None = None) -> torch.Tensor:
-        """state [B, T_in, V, G], forcings [B, T_f, F, G], statics [S, G] -> [B, T_out, V, G];
-        ``missing`` [B, T_in, n_missing, G]: the was-missing channels (1 where imputed)."""
+        """state [B, T_in, V, G], forcings [B, T_f, F, G], statics [S, G] -> [B, T_out, V, G]:
+        the last input state (every input step when the output is the whole window) plus
+        :meth:`change`; ``missing`` [B, T_in, n_missing, G]: the was-missing channels (1
+        where imputed)."""
+        base = state[:, -1:] if self.config.output_steps == 1 else state
+        return base + self.change(state, forcings, statics, graph, generator, missing)
+
+    def change(self, state: torch.Tensor, forcings: torch.Tensor, statics: torch.Tensor,
+               graph: GraphTensors, generator: torch.Generator | None = None,
+               missing: torch.Tensor | None = None) -> torch.Tensor:
+        """The output layer's values [B, T_out, V, G] (zero untrained): what :meth:`forward`
+        adds to the state, or a normalised tendency (``normalisation.output: tendency``)."""
         cfg = self.config
         if state.shape[-1] != graph.n_data:
             raise WorkbenchError(f"state has {state.shape[-1]} grid points but the graph "
@@ -321,9 +331,7 @@ class EncProcDec(nn.Module):
             hidden = hidden + self.noise_mix(torch.cat([hidden, noise], -1))
         hidden = self.processor(hidden, graph.processor, ckpt)
         data = _call(self.decoder, ckpt, hidden, data, graph.decoder)
-        delta = self.output(data).transpose(1, 2).reshape(b, cfg.output_steps, cfg.n_variables, -1)
-        base = state[:, -1:] if cfg.output_steps == 1 else state
-        return base + delta
+        return self.output(data).transpose(1, 2).reshape(b, cfg.output_steps, cfg.n_variables, -1)
 
 
 def parameter_count(model: nn.Module, trainable_only: bool = False) -> int:

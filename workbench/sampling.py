@@ -432,18 +432,20 @@ class MultiDomainDataModule(pl.LightningDataModule):
     """Lightning DataModule over the domains of a SamplingConfig."""
 
     def __init__(self, config: SamplingConfig | str | Path, graph_ids: Mapping[str, str] | None = None,
-                 cache: str | Path | None = None):
+                 cache: str | Path | None = None,
+                 stats: Mapping[str, VariableStats] | None = None):
         super().__init__()
         self.config = config if isinstance(config, SamplingConfig) else load_sampling_config(config)
         self.graph_ids = dict(graph_ids or {})
         self.cache = cache
+        self.stats = stats  # statistics every domain is normalised with (None: each its own)
         self.domains: list[DomainData] = []
         self.resume: tuple[int, int] | None = None  # (epoch, batches done) of a resumed run
 
     def setup(self, stage: str | None = None) -> None:
         if not self.domains:
-            self.domains = [DomainData(self.config, d, self.graph_ids.get(d.name), self.cache)
-                            for d in self.config.domains]
+            self.domains = [DomainData(self.config, d, self.graph_ids.get(d.name), self.cache,
+                                       self.stats) for d in self.config.domains]
             self.dataset = MultiDomainDataset(self.domains, self.config.same_source,
                                               self.config.seed)
 

@@ -177,9 +177,12 @@ class Normaliser:
         self.unit = torch.tensor(units, dtype=torch.float64)
         self.offset = torch.tensor(offsets, dtype=torch.float64)
         self.scale = torch.tensor(scales, dtype=torch.float64)
+        self.tendency_scale = torch.tensor(
+            [_tendency_scale(stats.get(name), name in fixed, scale)
+             for name, scale in zip(self.variables, scales, strict=True)], dtype=torch.float64)
 
     def _shape(self, t: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        return values.to(t.dtype).view(-1, 1)  # broadcast over [..., variable, grid]
+        return values.to(t.device, t.dtype).view(-1, 1)  # broadcast over [..., variable, grid]
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.where(self._shape(x, self.log1p.double()).bool(),
@@ -191,8 +194,30 @@ class Normaliser:
         return torch.where(self._shape(y, self.log1p.double()).bool(),
                            torch.expm1(x) * self._shape(y, self.unit), x)
 
+    def next_state(self, last: torch.Tensor, tendency: torch.Tensor) -> torch.Tensor:
+        """The normalised next state from the normalised ``last`` state and a normalised
+        tendency (both [..., variable, grid]): in physical units ``last + tendency *
+        diff_std``, computed as ``last + tendency * tendency_scale`` (exact persistence at a
+        zero tendency)."""
+        return last + tendency * self._shape(tendency, self.tendency_scale)
+
+    def tendency(self, last: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """The normalised tendency from the normalised ``last`` state to ``state``, the
+        inverse of :meth:`next_state`: in physical units ``(state - last) / diff_std``."""
+        return (state - last) / self._shape(state, self.tendency_scale)
+
     def state(self) -> dict:
         """Plain values (for run configs and checkpoints)."""
         return {"variables": self.variables, "offset": self.offset.tolist(),
                 "scale": self.scale.tolist(), "unit": self.unit.tolist(),
-                "log1p": self.log1p.tolist()}
+                "log1p": self.log1p.tolist(), "tendency_scale": self.tendency_scale.tolist()}
+
+
+def _tendency_scale(stats: VariableStats | None, fixed: bool, scale: float) -> float:
+    """One normalised state unit per normalised tendency unit: ``diff_std / std`` (so that a
+    tendency of 1 is one ``diff_std`` in physical units). A variable with a fixed scaling
+    (log1p precipitation), or without a positive ``diff_std``, keeps 1: its tendency is its
+    change in its normalised units, as in ``state`` output."""
+    if fixed or stats is None or not (stats.diff_std or 0) > 0:
+        return 1.0
+    return stats.diff_std / scale

@@ -54,6 +54,7 @@ from .checkpoints import (
 from .config import dump_yaml
 from .domain_graphs import DomainGraph, domain_graph
 from .errors import WorkbenchError
+from .evaluation_inputs import training_statistics
 from .finetune import ReplayBuffer, add_lora, clip_bounds, clip_predictions, layerwise_param_groups
 from .losses import compute_loss
 from .model import EncProcDec, GraphTensors
@@ -95,6 +96,9 @@ class Trainer(pl.LightningModule):
         ft = config.finetune
         self.clip = [clip_bounds(variables, ft.clip, n.normalise) if ft.clip else None
                      for n in normalisers]
+        # tendency output: each domain's normaliser makes the model's output the next state
+        # and the states the loss's tendencies (Normaliser.next_state / tendency)
+        self.tendency = normalisers if config.normalisation.tendency else None
         self.replay = (ReplayBuffer(ft.replay_size, ft.replay_refresh)
                        if ft.replay_size and config.task == "forecast" else None)
         self._val_sums: torch.Tensor | None = None
@@ -126,7 +130,11 @@ class Trainer(pl.LightningModule):
         if self.missing_index:
             valid = torch.ones_like(state, dtype=torch.bool) if valid is None else valid
             missing = (~valid[:, :, self.missing_index]).to(state.dtype)
-        pred = self.model(state, forcings, statics, self.graph(d), generator, missing)
+        if self.tendency is None:
+            pred = self.model(state, forcings, statics, self.graph(d), generator, missing)
+        else:
+            pred = self.tendency[d].next_state(state[:, -1:], self.model.change(
+                state, forcings, statics, self.graph(d), generator, missing))
         clip = self.clip[d]
         if clip is not None:
             lo, hi = (t.to(pred.device) for t in clip)
@@ -163,9 +171,14 @@ class Trainer(pl.LightningModule):
             out = out.unflatten(0, (-1, members))
         return out
 
-    def _loss(self, pred, target, d: int, valid: torch.Tensor):
+    def _loss(self, pred, target, d: int, valid: torch.Tensor, last: torch.Tensor | None = None):
         """The configured losses over the points where ``valid`` (bool, target's shape: valid
-        targets, and for masked tasks the masked tokens among them)."""
+        targets, and for masked tasks the masked tokens among them); with tendency output, on
+        the tendencies from ``last`` [B, 1, V, G], the state the forecast started from."""
+        if self.tendency is not None and last is not None:
+            norm = self.tendency[d]
+            pred = norm.tendency(last.unsqueeze(1) if pred.dim() == 5 else last, pred)
+            target = norm.tendency(last, target)
         weights = self.graphs[d].area_weight.to(target.device)
         return compute_loss(pred, target, self.config.loss, weights, self.variables, valid)
 
@@ -178,7 +191,7 @@ class Trainer(pl.LightningModule):
             steps = self.train_rollout()
             pred = self.rollout_forecast(batch, steps, cfg.members, g)
             return self._loss(pred, batch["y"][:, :steps], d,
-                              _mask(batch, "y_mask", batch["y"])[:, :steps])
+                              _mask(batch, "y_mask", batch["y"])[:, :steps], batch["x"][:, -1:])
         window, inputs, mask = self._masked_window(batch, d, g)
         valid = self._window_valid(batch)
         forcings = batch["forcings"][:, :window.shape[1]]
@@ -242,7 +255,7 @@ class Trainer(pl.LightningModule):
         buffer.add_rollout({**sample, "state": state, "state_valid": state_valid,
                             finetune.ROLLOUT: torch.tensor(lead + 1)},
                            min(self.config.finetune.max_rollout, sample["truth"].shape[1]), fresh)
-        return self._loss(pred, one["y"], d, truth_valid[:, lead:lead + 1])
+        return self._loss(pred, one["y"], d, truth_valid[:, lead:lead + 1], one["x"][:, -1:])
 
     # lightning hooks -------------------------------------------------------------------
 
@@ -397,7 +410,9 @@ def prepare_run(config: TrainingConfig, cache: str | Path | None = None):
     sampling = sampling_config(config)
     graphs = [domain_graph(d.graph, d.name, d.dataset, config.boundary_cells, cache)
               for d in sampling.domains]
-    datamodule = MultiDomainDataModule(sampling, {g.name: g.graph_id for g in graphs}, cache)
+    shared = config.normalisation.statistics == "shared"  # every domain the pooled statistics
+    stats = training_statistics(sampling, cache) if shared else None
+    datamodule = MultiDomainDataModule(sampling, {g.name: g.graph_id for g in graphs}, cache, stats)
     datamodule.setup()
     normalisers = [d.normalisers["variables"] for d in datamodule.domains]
     module = Trainer(config, graphs, list(sampling.variables), normalisers)

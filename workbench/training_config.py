@@ -18,7 +18,17 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .config import NonNegative, Positive, Rate, check_keys, load_yaml, parse, resolve_config, typed
+from .config import (
+    NonNegative,
+    Positive,
+    Rate,
+    check_choice,
+    check_keys,
+    load_yaml,
+    parse,
+    resolve_config,
+    typed,
+)
 from .errors import WorkbenchError
 from .finetune import FineTuneConfig, finetune_config_from_dict
 from .losses import LossConfig, loss_config_from_dict
@@ -27,6 +37,8 @@ from .sampling_config import SamplingConfig, input_channels, sampling_config_fro
 from .tasks import MaskingConfig, masking_config_from_dict
 
 TASKS = ("forecast", "bert", "interpolation")
+OUTPUTS = ("state", "tendency")  # normalisation.output
+STATISTICS = ("domain", "shared")  # normalisation.statistics
 LOGGERS = ("csv", "tensorboard", "mlflow")
 MODEL_KEYS = ("processor", "hidden_dim", "processor_layers", "heads", "mlp_ratio",
               "noise_channels", "length_scale_km", "checkpointing")
@@ -79,6 +91,27 @@ class RolloutConfig:
 
 @typed
 @dataclass(frozen=True)
+class NormalisationConfig:
+    """What the model outputs and which statistics normalise each domain.
+
+    ``output``: ``state``, the model's output added to the last input state is the next
+    normalised state; ``tendency`` (anemoi's tendency models, GraphCast), the output is the
+    next state's change from the last input state divided by the variable's ``diff_std``
+    (std of one-step differences), and the loss is taken on those tendencies
+    (:meth:`workbench.statistics.Normaliser.next_state`). ``statistics``: ``domain``, each
+    domain's own over its train split; ``shared``, the training domains' pooled (weighted by
+    grid points x train time steps: :func:`workbench.evaluation_inputs.training_statistics`)
+    for every domain."""
+    output: str = "state"
+    statistics: str = "domain"
+
+    @property
+    def tendency(self) -> bool:
+        return self.output == "tendency"
+
+
+@typed
+@dataclass(frozen=True)
 class TrainingConfig:
     name: str
     sampling: Mapping  # a sampling config (mapping), resolved from a preset or path
@@ -90,6 +123,7 @@ class TrainingConfig:
     finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     rollout: RolloutConfig | None = None  # a schedule (None: sampling.rollout throughout)
+    normalisation: NormalisationConfig = field(default_factory=NormalisationConfig)
     max_steps: Positive = 200
     val_rollout: Positive = 4  # validation lead steps (4 x 6 h = 24 h)
     val_every: Positive = 100  # validate every N training steps (and at the end)
@@ -161,6 +195,12 @@ def _validate(config: TrainingConfig) -> None:
         if schedule.max < schedule.start:
             raise WorkbenchError(f"rollout: max {schedule.max} is below start "
                                  f"{schedule.start}; raise max")
+    norm = config.normalisation
+    check_choice(norm.output, OUTPUTS, "normalisation.output")
+    check_choice(norm.statistics, STATISTICS, "normalisation.statistics")
+    if norm.tendency and config.task != "forecast":
+        raise WorkbenchError(f"training: normalisation.output tendency applies to forecast "
+                             f"training, not {config.task}; use output: state")
     if config.task == "interpolation" and config.sampling.get("rollout", 1) < 2:
         raise WorkbenchError("training: interpolation needs sampling.rollout >= 2 (the "
                              "middle steps of the window are masked)")
