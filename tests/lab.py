@@ -118,7 +118,8 @@ class Lab:
         """The text of the figure tagged ``data-wb-value="name"`` (the last one shown)."""
         loc = self.page.locator(f'[data-wb-value="{name}"]')
         loc.last.wait_for(state="attached", timeout=timeout_s * 1000)
-        return loc.last.inner_text().strip()
+        return (loc.last.text_content() or "").strip()  # inner_text is '' off screen
+        # (JupyterLab 4 gives cells content-visibility: auto)
 
     def wait_value(self, name: str, expected: str, timeout_s: float = 60) -> str:
         """Wait until the figure ``name`` reads ``expected``; return what it reads at the end."""

@@ -232,6 +232,16 @@ def bin_norm_sample(
     return table
 
 
+def rebalance(tiles: pd.DataFrame, config: BinNormConfig) -> pd.DataFrame:
+    """The table :func:`bin_norm_sample` writes for ``tiles`` and ``config``, made in memory
+    (nothing read or written: for settings tried live); ``attrs`` hold ``bin_edges``,
+    ``counts_before`` and ``counts_after``."""
+    values = _check_tiles(tiles, int(config.n_time_sample or 1))
+    table, meta = _sample(tiles, values, config)
+    table.attrs = {key: meta[key] for key in ("bin_edges", "counts_before", "counts_after")}
+    return table
+
+
 def _sample(
     tiles: pd.DataFrame, values: np.ndarray, config: BinNormConfig,
 ) -> tuple[pd.DataFrame, dict]:

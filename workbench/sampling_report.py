@@ -96,13 +96,20 @@ def _plain(value):
     return value
 
 
+def share_figures(shares: pd.DataFrame) -> dict[str, float]:
+    """``requested_share_<domain>`` and ``drawn_share_<domain>`` of a :func:`domain_frequency`
+    table, domain by domain."""
+    figures: dict[str, float] = {}
+    for name, row in shares.to_dict("index").items():
+        figures[f"requested_share_{name}"] = float(row["requested"])
+        figures[f"drawn_share_{name}"] = float(row["drawn"])
+    return figures
+
+
 def notebook_summary(table: pd.DataFrame, shares: pd.DataFrame, index: Mapping,
                      counts_before: Sequence[int], counts_after: Sequence[int]) -> dict:
     """summary.json of notebook 02: requested vs drawn domain shares, tiles and bin counts."""
-    key_figures: dict = {}
-    for name, row in shares.to_dict("index").items():
-        key_figures[f"requested_share_{name}"] = float(row["requested"])
-        key_figures[f"drawn_share_{name}"] = float(row["drawn"])
+    key_figures: dict = share_figures(shares)
     key_figures.update({
         "max_abs_share_diff": float(shares["difference"].abs().max()),
         "tiles_total": int(index.get("tiles_total", 0)),
