@@ -145,7 +145,8 @@ def test_live_panel_recomputes_on_every_change(monkeypatch):
     assert shown(box) == 0 and "reversed_knn" in box.children[2].value
     fix.value = live_graph.NO_FIX
     assert not k.disabled and shown(box) == answer.view(1, 2, "all").count
-    region.value = "lam_interior"  # no hidden... a region that holds nodes: a count, no error
+    region.value = "lam_interior"
+    assert shown(box) == answer.view(1, 2, "lam_interior").count
     assert "error" not in box.children[2].value
 
 

@@ -11,6 +11,7 @@ the report's embedded slider frames, as before, so papermill never waits on a wi
 from __future__ import annotations
 
 import dataclasses
+import html
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -222,7 +223,11 @@ def _live_panel(explorer: GraphExplorer, graph, trims: Sequence[int], region: st
     where = widgets.Dropdown(options=region_options(graph, region, explorer.settings),
                              description="region")
     edges = widgets.Dropdown(options=edge_sets, description="edge set")
-    fix = widgets.Dropdown(options=fix_options(explorer, trims[0], region), description="fix")
+    try:
+        names = fix_options(explorer, trims[0], region)
+    except WorkbenchError:  # the region holds no data node (a decoder sweep's hidden region)
+        names = fix_options(explorer, trims[0], "all")
+    fix = widgets.Dropdown(options=names, description="fix")
     shown, note, figure = widgets.HTML(), widgets.HTML(), widgets.Output()
     extent = inspection.lam_extent(graph)
     busy = [False]
@@ -238,7 +243,9 @@ def _live_panel(explorer: GraphExplorer, graph, trims: Sequence[int], region: st
             k.disabled = edges.disabled = fixing
             view = explorer.view(k.value, trim.value, where.value, edges.value, fix.value)
         except WorkbenchError as error:
-            shown.value, note.value = "", f"<span style='color:#b00'>error: {error}</span>"
+            shown.value = ""
+            note.value = f"<span style='color:#b00'>error: {html.escape(str(error))}</span>"
+            figure.clear_output()
             return
         finally:
             busy[0] = False
