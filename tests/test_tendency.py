@@ -93,6 +93,26 @@ def test_zero_output_is_persistence_and_a_bias_is_diff_std_by_hand(tmp_path):
                                    rtol=1e-5, atol=1e-5 * data.stats[name].std, err_msg=name)
 
 
+def test_loss_is_on_tendencies_by_hand(tmp_path):
+    """The untrained tendency model (persistence) on a global batch: the mse loss is the mean
+    over variables and points of ((y - x_last) / tendency_scale)^2 (no weights: the demo
+    trains without latitude weighting); the replay buffer's loss on that batch is the same."""
+    config = tiny(tmp_path, normalisation=TENDENCY, finetune={"replay_size": 2})
+    _, datamodule, module = training.prepare_run(config)
+    batch = _batch(datamodule, 0, "train")
+    scale = datamodule.domains[0].normalisers["variables"].tendency_scale.view(-1, 1)
+    tendency = ((batch["y"][:, :1].double() - batch["x"][:, -1:].double()) / scale)
+    expect = float((tendency ** 2).mean())
+    with torch.no_grad():
+        replay, _ = module._task_loss(batch)  # replay_size > 0: the replay path
+        module.replay = None
+        forecast, _ = module._task_loss(batch)
+    assert forecast.item() == pytest.approx(expect, rel=1e-5)
+    assert replay.item() == pytest.approx(expect, rel=1e-5)
+    state = ((batch["y"][:, :1] - batch["x"][:, -1:]) ** 2).mean().item()
+    assert forecast.item() != pytest.approx(state, rel=1e-2)  # not the state loss
+
+
 def test_state_output_is_the_default_bitwise(tmp_path):
     """Three steps with `normalisation` absent and with `output: state, statistics: domain`
     give the same losses bit for bit; tendency output gives others (the option acts)."""
