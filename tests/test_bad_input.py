@@ -621,6 +621,10 @@ CASES += [  # workbench lab
     Case("lab-no-folder", ["lab", "{d}/nothere"], ["nothere is not a folder", "workbench lab"]),
     Case("lab-port-zero", ["lab", "--port", "0"], ["--port", "from 1 to 65535"]),
     Case("lab-ip-name", ["lab", "{d}", "--ip", "my.host"], ["'my.host' is not an IP address"]),
+    Case("evaluate-compare-no-run", ["compare", "{d}/a", "{d}/b", "--domain", "conus"],
+         ["checkpoint", "/a does not exist", "train first"]),
+    Case("evaluate-compare-reference", ["compare", "{d}/a", "{d}/b", "--domain", "conus",
+                                        "--reference", "zero"], ["--reference", "invalid choice"]),
 ]
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

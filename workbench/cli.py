@@ -212,6 +212,28 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .comparison import compare_runs
+    from .evaluation import plain_value
+
+    table = compare_runs(args.run_a, args.run_b, args.domain, args.split, args.steps,
+                         args.reference, cache=args.cache, progress=not args.json)
+    if args.json:
+        print_json({"run_a": str(args.run_a), "run_b": str(args.run_b), "domain": args.domain,
+                    "split": args.split, "reference": args.reference,
+                    "rows": [{k: plain_value(v) for k, v in row.items()}
+                             for row in table.to_dict("records")]})
+        return 0
+    print(f"A: {args.run_a}\nB: {args.run_b}\nskill against {args.reference} on {args.domain} "
+          f"({args.split}); A - B with its 95 % interval (block bootstrap over initial times; "
+          "* excludes 0)")
+    cells = [f"{d:+.3g} [{lo:+.3g}, {hi:+.3g}]{'*' if sig else ''}" for d, lo, hi, sig in
+             zip(table.difference, table.ci_low, table.ci_high, table.significant, strict=True)]
+    shown = table.assign(**{"A - B": cells}).set_index(["variable", "lead_hours"])
+    print(shown[["skill_a", "skill_b", "A - B"]].to_string(float_format=lambda v: f"{v:.3g}"))
+    return 0
+
+
 def cmd_forecast(args) -> int:
     from .forecasting import forecast_file
 
@@ -341,6 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the score table as JSON")
     common(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="run A against run B on one domain, with 95 %% intervals")
+    p.add_argument("run_a", metavar="RUN_A", help="a training run dir")
+    p.add_argument("run_b", metavar="RUN_B", help="another training run dir")
+    p.add_argument("--domain", required=True, help="a domain both runs forecast")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--steps", type=whole(1), help="lead steps (default: run A's val_rollout)")
+    p.add_argument("--reference", default="persistence", choices=["persistence", "climatology"],
+                   help="the skill scores' reference forecast (persistence)")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    common(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("forecast", help="one forecast from a checkpoint into a .zarr or .nc")
     p.add_argument("checkpoint", help="a checkpoint file (it needs no run dir) or a run dir")
