@@ -78,6 +78,15 @@ class Lab:
     def run_all(self, timeout_s: float = 600) -> dict:
         """Run all cells (JupyterLab's ``notebook:run-all-cells``); wait until every code cell ran."""
         self.page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        return self.wait_all_ran(timeout_s)
+
+    def start_run_all(self) -> None:
+        """Run all cells without waiting (to press a widget while a cell still runs): the
+        command's promise, which settles once every cell ran, is not awaited."""
+        self.page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+    def wait_all_ran(self, timeout_s: float = 600) -> dict:
+        """Wait until every code cell ran; fail on any cell's error."""
         state = self._wait(lambda s: s and (s["errors"] or (s["kernel"] == "idle"
                                                             and s["executed"] == s["cells"])),
                            timeout_s, "every cell to run")

@@ -438,8 +438,8 @@ class LastCheckpoint(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if step % self.every and step < trainer.max_steps:
-            return
+        if step % self.every and step < trainer.max_steps and not trainer.should_stop:
+            return  # saved every ``every`` steps, at the last and where a callback stops
         trainer.save_checkpoint(self.tmp, weights_only=False)  # collective under DDP
         self._pending = step
 

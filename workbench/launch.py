@@ -39,15 +39,22 @@ def srun_command(config_path: Path, run_dir: Path, tasks: int, nodes: int) -> li
             "--strategy", "ddp", "--no-progress"]
 
 
-def train(config: TrainingConfig, run_dir: str | Path = "train", launcher: str = "auto",
-          progress: bool = True) -> Path:
-    """Train ``config`` into ``run_dir``: inline, or with srun (``auto``: srun when the SLURM
-    job has several tasks). Returns the run dir."""
+def inline(launcher: str) -> bool:
+    """Whether ``launcher`` trains in this process (``auto``: unless the SLURM job has several
+    tasks)."""
     if launcher not in LAUNCHERS:
         raise WorkbenchError(f"launcher {launcher!r} is not one of {', '.join(LAUNCHERS)}")
+    return launcher == "inline" or (launcher == "auto" and slurm_tasks()[0] == 1)
+
+
+def train(config: TrainingConfig, run_dir: str | Path = "train", launcher: str = "auto",
+          progress: bool = True, callbacks: tuple = ()) -> Path:
+    """Train ``config`` into ``run_dir``: inline, or with srun (``auto``: srun when the SLURM
+    job has several tasks). Returns the run dir. ``callbacks`` (Lightning's) go to an inline
+    run only: srun's ranks are other processes."""
+    if inline(launcher):
+        return fit(config, run_dir=run_dir, progress=progress, callbacks=callbacks)
     tasks, nodes = slurm_tasks()
-    if launcher == "inline" or (launcher == "auto" and tasks == 1):
-        return fit(config, run_dir=run_dir, progress=progress)
     if shutil.which("srun") is None or "SLURM_JOB_ID" not in os.environ:
         raise WorkbenchError("launcher 'srun' needs a SLURM job (sbatch with several tasks); "
                              "use launcher 'inline' outside SLURM")

@@ -421,12 +421,15 @@ def prepare_run(config: TrainingConfig, cache: str | Path | None = None):
 
 def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
         resume: str | Path | None = None, run_dir: str | Path | None = None,
-        cache: str | Path | None = None, progress: bool = True, **trainer_kwargs) -> Path:
+        cache: str | Path | None = None, progress: bool = True,
+        callbacks: tuple[pl.Callback, ...] = (), **trainer_kwargs) -> Path:
     """Train ``config`` into a run dir (new, given, or ``resume``'s) and return its path.
 
     ``max_steps`` and the Trainer options the config holds (accelerator, devices, num_nodes,
     strategy, precision) override the config and are saved with it; a new run dir's id covers
-    them and any other Trainer option."""
+    them and any other Trainer option. ``callbacks`` run before the checkpoint callback, so a
+    stop they ask for (``trainer.should_stop``) is checkpointed at that step; the run is then
+    ``stopped`` in run.json, resumable to max_steps."""
     if resume is not None:
         run_dir = Path(resume)
         config = read_run_config(run_dir)
@@ -458,7 +461,7 @@ def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
     fresh = run_dir is None
     run_dir = Path(run_dir) if run_dir else default_run_dir(config, trainer_kwargs)
     try:
-        trainer = _trainer(config, run_dir, start, progress, **trainer_kwargs)
+        trainer = _trainer(config, run_dir, start, progress, callbacks, **trainer_kwargs)
     except WorkbenchError:
         if fresh:  # nothing half-written: the empty dir made for this run goes again
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -471,7 +474,7 @@ def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
     status = "failed"
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        status = "finished"
+        status = "finished" if trainer.global_step >= config.max_steps else "stopped"
     finally:
         if trainer.is_global_zero:
             merge_metrics(run_dir)
@@ -493,12 +496,12 @@ def _quiet_lightning() -> None:
 
 
 def _trainer(config: TrainingConfig, run_dir: Path, start: int, progress: bool,
-             **kwargs) -> pl.Trainer:
+             callbacks: tuple[pl.Callback, ...] = (), **kwargs) -> pl.Trainer:
     checkpoints = LastCheckpoint(run_dir / "checkpoints", config.checkpoint_every)
     options = dict(
         max_steps=config.max_steps, accelerator=config.accelerator, devices=config.devices,
         num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
-        logger=run_loggers(config, run_dir, start), callbacks=[checkpoints],
+        logger=run_loggers(config, run_dir, start), callbacks=[*callbacks, checkpoints],
         val_check_interval=None, check_val_every_n_epoch=None,
         limit_val_batches=config.val_batches if config.val_batches else 1.0,
         gradient_clip_val=config.optimizer.grad_clip or None, use_distributed_sampler=False,
