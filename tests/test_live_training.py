@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_training import assert_same_run, final_state, tiny
+from test_training import _cli, assert_same_run, final_state, tiny
 
 from workbench import live, live_training, runs, training, training_report
 
@@ -23,8 +23,9 @@ def run_json(run_dir: Path) -> dict:
 @pytest.mark.timeout(600)
 def test_stop_after_step_three_leaves_a_run_that_resumes_to_max_steps(tmp_path):
     """The panel's callback path outside a kernel: the stop asked for after step 3 (during
-    its poll, where a click would be handled) ends the run at step 3, checkpointed and
-    validated there; resumed, it equals a run never stopped, bitwise."""
+    its poll, where a click would be handled) ends the run at step 3 (the step in progress
+    when asked), checkpointed and validated there; ``workbench train --resume`` takes it to
+    max_steps, bitwise the run never stopped."""
     config = tiny(tmp_path, max_steps=8)
     panel = live_training.Panel(config.max_steps, redraw_s=0.0)
 
@@ -52,7 +53,10 @@ def test_stop_after_step_three_leaves_a_run_that_resumes_to_max_steps(tmp_path):
     assert live.value_html("loss", last_loss, f"last loss ({last_domain})") in panel.figures.value
     assert panel._drawn_rows == 3  # the curves were drawn with every step's loss
 
-    training.fit(None, resume=part, progress=False)  # to the config's max_steps
+    # as a person resumes it: the CLI, to the config's max_steps
+    resumed = _cli("train", "--resume", str(part), "--no-progress", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{part}: finished after 8 steps" in resumed.stdout
     assert run_json(part)["status"] == "finished" and run_json(part)["steps"] == 8
     whole = training.fit(config, run_dir=tmp_path / "whole", progress=False)
     assert_same_run(whole, part)

@@ -54,10 +54,6 @@ class LiveLosses(pl.Callback):
     def request_stop(self) -> None:
         self._stop.set()
 
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         domain = batch["domain"]
         loss = trainer.callback_metrics.get(f"train/loss_{domain}")
