@@ -11,7 +11,8 @@ import nbformat
 import pytest
 from test_training import _cli, assert_same_run, final_state, tiny
 
-from workbench import live, live_training, runs, training, training_report
+from workbench import launch, live, live_training, runs, training, training_report
+from workbench.errors import WorkbenchError
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_training.ipynb"
 
@@ -60,6 +61,24 @@ def test_stop_after_step_three_leaves_a_run_that_resumes_to_max_steps(tmp_path):
     assert run_json(part)["status"] == "finished" and run_json(part)["steps"] == 8
     whole = training.fit(config, run_dir=tmp_path / "whole", progress=False)
     assert_same_run(whole, part)
+
+
+def test_callbacks_reach_inline_runs_only_and_batch_runs_train_as_before(tmp_path, monkeypatch):
+    """launch.inline: where a panel's callback can run (not in srun's ranks); outside a live
+    kernel live_training.train is launch.train (here its one-line srun refusal)."""
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert launch.inline("auto") and launch.inline("inline") and not launch.inline("srun")
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    assert not launch.inline("auto") and launch.inline("inline")
+    with pytest.raises(WorkbenchError, match="launcher 'x' is not one of auto, inline, srun"):
+        launch.inline("x")
+    monkeypatch.delenv("SLURM_JOB_ID")
+    monkeypatch.delenv(live.BATCH_ENV, raising=False)
+    assert not live.is_live()  # no kernel here
+    with pytest.raises(WorkbenchError, match="launcher 'srun' needs a SLURM job"):
+        live_training.train(tiny(tmp_path), run_dir=tmp_path / "r", launcher="srun")
+    assert not (tmp_path / "r").exists()
 
 
 def parameters_set(source: Path, target: Path, **values) -> Path:
