@@ -261,3 +261,18 @@ def test_bad_normalisation_is_one_line(tmp_path, normalisation, task, message):
     with pytest.raises(WorkbenchError) as err:
         tiny(tmp_path, normalisation=normalisation, task=task)
     assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+@pytest.mark.slow
+def test_init_from_a_checkpoint_of_the_other_output_mode_is_one_line(tendency_run, tmp_path):
+    """A tendency run's weights started as a state model would forecast nonsense: refused,
+    naming the mode to set; the same mode starts from it."""
+    ckpt = str(tendency_run / "checkpoints" / "last.ckpt")
+    state_cfg = tiny(tmp_path / "s", max_steps=1, init_from=ckpt,
+                     normalisation={"statistics": "shared"})
+    with pytest.raises(WorkbenchError, match="trained with normalisation.output 'tendency', "
+                                             "this config has 'state'"):
+        training.fit(state_cfg, progress=False)
+    same = tiny(tmp_path / "t", max_steps=1, init_from=ckpt,
+                normalisation={"output": "tendency", "statistics": "shared"})
+    assert (training.fit(same, progress=False) / "checkpoints" / "last.ckpt").is_file()

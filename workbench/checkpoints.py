@@ -124,6 +124,20 @@ def load_weights(model: torch.nn.Module, state: Mapping[str, torch.Tensor], wher
     model.load_state_dict(state)
 
 
+def check_output_mode(state: Mapping, output: str, where: str) -> None:
+    """One line where a checkpoint was trained with another ``normalisation.output`` than the
+    config that starts from it: its weights would be read as the wrong quantity (a tendency
+    as a state change). A bare state dict records no mode: nothing to check."""
+    info = state.get("workbench")
+    if not isinstance(info, Mapping):
+        return
+    saved = (info.get("config", {}).get("normalisation") or {}).get("output", "state")
+    if saved != output:
+        raise WorkbenchError(f"{where} was trained with normalisation.output {saved!r}, this "
+                             f"config has {output!r}: set normalisation: {{output: {saved}}} "
+                             "to start from it")
+
+
 def model_state(state_dict: Mapping[str, torch.Tensor]) -> dict:
     return {k.removeprefix("model."): v for k, v in state_dict.items() if k.startswith("model.")}
 

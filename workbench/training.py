@@ -39,6 +39,7 @@ from .checkpoints import (
     LastCheckpoint,
     begin_segment,
     catalog_folders,
+    check_output_mode,
     default_run_dir,
     describe_run,
     load_checkpoint,
@@ -448,6 +449,7 @@ def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
     ckpt_path, start = None, 0
     if config.init_from and resume is None:
         state = load_checkpoint(config.init_from)
+        check_output_mode(state, config.normalisation.output, config.init_from)
         load_weights(module.model, model_state(state.get("state_dict", state)), config.init_from)
     if config.finetune.lora:
         add_lora(module.model, config.finetune.lora_rank, config.finetune.lora_alpha,
