@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -141,7 +140,7 @@ def score_run(scores: SkillScores, run_dir: str, domain: str, split: str, steps:
     fc = evaluation.forecast(run, base, split, steps=steps, progress=False, normalise=normalise)
     truth = evaluation.truth_for(fc).load()
     period = scores.periods[domain]
-    name = f"{base} @ {Path(run).parent.name or Path(run).name}/{Path(run).name}"
+    name = f"{base} @ {run.parent.name}/{run.name}"  # e.g. conus @ 03_training-<id>/train
     scores.add(name, evaluation.scores(fc, truth, period), fc, truth, period)
     return name
 
@@ -194,19 +193,23 @@ class SkillPanel:
         self.scores, self.split, self.normalise = scores, split, normalise
         self.steps = steps or len(scores.leads(first.domain))
         style = {"description_width": "initial"}
+
+        def narrow() -> dict:  # as wide as its longest option, so the row fits
+            return {"style": style, "layout": widgets.Layout(width="max-content")}
+
         self.domain = widgets.Dropdown(options=scores.domains(), value=first.domain,
-                                       description="domain", style=style)
+                                       description="domain", **narrow())
         self.variable = widgets.Dropdown(options=scores.variables(first.domain),
                                          value=first.variable, description="variable",
-                                         style=style)
+                                         **narrow())
         self.baseline = widgets.Dropdown(options=list(BASELINES), value=first.baseline,
-                                         description="baseline", style=style)
+                                         description="baseline", **narrow())
         self.band = widgets.Dropdown(options=scores.band_options(first.domain, first.variable),
-                                     value=INTERIOR, description="boundary band", style=style)
+                                     value=INTERIOR, description="boundary band", **narrow())
         self.lead = widgets.IntSlider(description="lead (h)", style=style, continuous_update=False)
         self._set_leads(first.domain, first.lead_hours)
         self.shown = widgets.HTML()
-        self.image = widgets.Image(format="png")
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width="640px"))
         self.run_dir = widgets.Text(description="run dir", placeholder="runs/<id>/train",
                                     style=style, layout=widgets.Layout(width="420px"))
         self.score = widgets.Button(description="score")
@@ -260,7 +263,7 @@ class SkillPanel:
             self.shown.value = f"error: {err}"
             return
         png = io.BytesIO()
-        fig.savefig(png, format="png")
+        fig.savefig(png, format="png", bbox_inches="tight")
         plt.close(fig)
         self.image.value = png.getvalue()
         self.shown.value = live.value_html(
