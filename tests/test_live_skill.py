@@ -90,6 +90,16 @@ def test_band_skill_is_the_boundary_analysis_number(scored):
                                          row.band_label))
             assert got == pytest.approx(getattr(row, f"skill_vs_{baseline}"), rel=1e-12)
     assert scores.value(Selection("lam", "z_500", 6.0, "persistence", "[0, 2) forced")) == 1.0
+    # a band's map: its points alone, the forced ring's included (skill 1 there)
+    for row in every.drop_duplicates("band").itertuples():
+        band = scores.band_maps("lam", "z_500", row.band_label)["z_500"].sel(
+            forecast="model", metric="skill_vs_persistence")
+        drawn = np.isfinite(band.values).all(axis=0)
+        assert drawn.sum() == row.points
+        assert (np.isnan(band.values[:, ~drawn])).all()
+        if row.band == 0:
+            np.testing.assert_allclose(band.values[:, drawn], 1.0)
+            assert (drawn == scored["forecasts"]["lam"]["forced"].values).all()
     # t2m's maps are the notebook's; z_500's are computed once, here
     assert scores.skill_maps("lam", "t2m") is scored["maps"]["lam"]
     assert list(scores.skill_maps("lam", "z_500").data_vars) == ["z_500"]
@@ -161,13 +171,12 @@ def frozen(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_score_button_adds_another_run(scored, frozen):
-    scores = SkillScores(*(dict(scored[k]) for k in ("tables", "forecasts", "truths",
-                                                     "periods")))
-    scores.periods["europe"] = tuple(evaluation.run_config(frozen).sampling["splits"]["train"])
-    scores.tables["europe"] = scored["tables"]["lam"]  # a stand-in for the notebook's europe
+def test_score_button_adds_another_run(frozen):
+    period = tuple(evaluation.run_config(frozen).sampling["splits"]["train"])
+    scores = SkillScores({}, {}, {}, {"europe": period})  # europe's climatology period only
     name = live_skill.score_run(scores, str(frozen), "europe", "val", 1)
     assert name == f"europe @ {frozen.parent.name}/{frozen.name}"
+    assert scores.domains() == [name] and scores.periods[name] == period
     assert scores.leads(name) == [6.0] and scores.forecasts[name].attrs["domain"] == "europe"
     for variable in scores.variables(name):  # the frozen run is persistence: skill 0
         assert scores.value(Selection(name, variable, 6.0)) == pytest.approx(0.0, abs=1e-6)

@@ -401,19 +401,10 @@ def boundary_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tup
     cutout grid (:func:`workbench.domain_graphs.domain_graph` gives a point set no boundary
     mask), so the LAM's outer ring is scored as predicted.
     """
-    from . import grids
-
-    grid = grids.grid_from_dataset(truth)
-    if "cutout_mask" in truth.coords and "lam_edge_cells" in truth.coords:
-        labels, bands = _cutout_bands(truth, band_cells, outside_km)
-    elif grid.shape is None or not catalog.is_limited_area(
-            catalog.load_catalog().get(str(truth.attrs.get("dataset"))), grid):
+    found = band_of_points(truth, band_cells, outside_km)
+    if found is None:
         return pd.DataFrame(columns=BOUNDARY_COLUMNS)
-    else:
-        banded_cells = skill.distance_bands(grids.boundary_distance_cells(grid), band_cells)
-        labels, edges = banded_cells.values, banded_cells.attrs["edges"]
-        bands = [(lo, hi, f"[{lo:g}, {hi:g})") for lo, hi in zip(edges[:-1], edges[1:],
-                                                                  strict=True)]
+    labels, bands = found
     forced = forced_points(forecast_ds)
     if maps is None or (maps.attrs.get("forced_points") == "excluded" and forced.any()):
         maps = skill_maps(forecast_ds, truth, train_period, include_forced=True)
@@ -440,6 +431,24 @@ def boundary_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tup
                              model[b, k], persistence[b, k], climatology[b, k],
                              vs_persistence[b, k], vs_climatology[b, k]))
     return pd.DataFrame(rows, columns=BOUNDARY_COLUMNS)
+
+
+def band_of_points(truth: xr.Dataset, band_cells=(0, 2, 5, 10, 20, 1000),
+                   outside_km=(0, 500, 1000, 2000, 4000, np.inf)):
+    """:func:`boundary_skill`'s bands: each point's band number (-1: in none) and each band's
+    (lower, upper, label); None on a grid without a boundary (global, unstructured)."""
+    from . import grids
+
+    grid = grids.grid_from_dataset(truth)
+    if "cutout_mask" in truth.coords and "lam_edge_cells" in truth.coords:
+        return _cutout_bands(truth, band_cells, outside_km)
+    if grid.shape is None or not catalog.is_limited_area(
+            catalog.load_catalog().get(str(truth.attrs.get("dataset"))), grid):
+        return None
+    banded_cells = skill.distance_bands(grids.boundary_distance_cells(grid), band_cells)
+    edges = banded_cells.attrs["edges"]
+    return banded_cells.values, [(lo, hi, f"[{lo:g}, {hi:g})")
+                                 for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
 
 
 def _cutout_bands(truth: xr.Dataset, band_cells, outside_km):

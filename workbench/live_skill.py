@@ -111,6 +111,19 @@ class SkillScores:
                 self.forecasts[domain][[variable]], self.truths[domain], self.periods[domain])
         return self._bands[key]
 
+    def band_maps(self, domain: str, variable: str, band: str) -> xr.Dataset:
+        """The skill maps of one boundary band: its points (forced ones too, skill 1 there),
+        NaN elsewhere (:func:`evaluation.band_of_points`, the bands of ``bands``)."""
+        key = (domain, variable, "forced included")
+        if key not in self._maps:
+            self._maps[key] = evaluation.skill_maps(self.forecasts[domain][[variable]],
+                                                    self.truths[domain], self.periods[domain],
+                                                    include_forced=True)
+        rows = self.bands(domain, variable)
+        number = rows.loc[rows["band_label"] == band, "band"].iloc[0]
+        labels, _ = evaluation.band_of_points(self.truths[domain])
+        return self._maps[key].where(xr.DataArray(labels == number, dims="grid"))
+
     def band_options(self, domain: str, variable: str) -> list[str]:
         """``interior`` first, then the domain's boundary bands, nearest the edge first."""
         return [INTERIOR, *dict.fromkeys(self.bands(domain, variable)["band_label"])]
@@ -146,12 +159,15 @@ def score_run(scores: SkillScores, run_dir: str, domain: str, split: str, steps:
 
 
 def map_figure(scores: SkillScores, selection: Selection, dpi: int = 80):
-    """The skill map of ``selection`` (its domain, variable, lead and baseline); the title
-    gives the aggregated skill shown beside it. Returns the figure."""
-    maps = scores.skill_maps(selection.domain, selection.variable)
+    """The skill map of ``selection`` (its domain, variable, lead and baseline; a band's points
+    alone when a band is selected); the title gives the aggregated skill shown beside it.
+    Returns the figure."""
+    value = scores.value(selection)  # first: a one-line error for what the scores do not hold
+    s = selection
+    maps = (scores.skill_maps(s.domain, s.variable) if s.band == INTERIOR
+            else scores.band_maps(s.domain, s.variable, s.band))
     fig = plt.figure(figsize=(7.5, 5.0), dpi=dpi)
     ax = fig.add_subplot(1, 1, 1, projection=plotting.map_projection(maps))
-    value = scores.value(selection)
     plotting_skill.skill_map(maps, selection.variable, float(selection.lead_hours),
                              selection.metric, ax=ax,
                              title=f"{selection.domain} {selection.variable} "
