@@ -203,8 +203,9 @@ def set_parameters(notebook: Path, **values) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_notebook_04_live_in_jupyterlab(frozen, tmp_path):
-    """JupyterLab runs notebook 04 on a frozen run over conus and europe; the lead slider and
-    the dropdowns recompute in the kernel, and what the page shows is the library's number."""
+    """JupyterLab runs notebook 04 on a frozen run over conus and europe; the lead slider, the
+    dropdowns and the score button recompute in the kernel, and what the page shows is the
+    library's number, made here."""
     missing = chromium_available()
     if missing:
         pytest.fail(missing)  # make test installs both: a missing one is a defect here
@@ -257,6 +258,13 @@ def test_notebook_04_live_in_jupyterlab(frozen, tmp_path):
         lab.select("boundary band", "[2, 5)")
         band = library("conus", 24.0, "climatology", "[2, 5)")
         assert lab.wait_value("skill", band) == band != library("conus", 24.0, "climatology")
+        # the same run again through the score button: conus forecast anew, the same number
+        lab.widget("run dir").locator("input").fill(str(frozen))
+        lab.click("score")
+        again = f"conus @ {frozen.parent.name}/{frozen.name}"
+        assert lab.wait_value("scored", again, timeout_s=120) == again
+        assert lab.widget("domain").locator("select").first.input_value() == again
+        assert lab.wait_value("skill", band) == band
         lab.page.locator('[data-wb-value="skill"]').last.scroll_into_view_if_needed()
         lab.screenshot(tmp_path / "04_skill_maps.png")
         assert lab.external == [], f"JupyterLab asked outside: {lab.external[:5]}"
