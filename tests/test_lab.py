@@ -52,6 +52,8 @@ def test_jupyterlab_runs_a_live_widget_offline(tmp_path):
         lab.set_slider("number", 12)
         assert lab.wait_value("square", "144") == "144"
         lab.screenshot(tmp_path / "square.png")
+        # the settings workbench lab ships: JupyterLab does not ask whether it may fetch news
+        assert lab.page.get_by_text("notified about official Jupyter news").count() == 0
         assert lab.external == [], f"JupyterLab asked outside: {lab.external[:5]}"
         assert lab.page_errors == []
 

@@ -2,7 +2,8 @@
 
 The widget and BokehJS code come from the installed packages (jupyterlab_widgets, the bokeh
 and panel lab extensions); the news feed and the update check, JupyterLab's only calls out,
-are switched off. The test suite's JupyterLab (tests/lab.py) starts with the same command.
+are switched off, and so is its question whether it may fetch news. The test suite's
+JupyterLab (tests/lab.py) starts with the same command.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from .errors import WorkbenchError
 
 __all__ = ["lab_command", "lab_url", "start_lab"]
 
-OFFLINE = ["--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+# JupyterLab's defaults for its settings (overrides.json): news "Never", no update check, so it
+# neither fetches nor asks whether it may
+SETTINGS = Path(__file__).parent / "templates" / "lab"
+OFFLINE = ["--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           f"--LabApp.app_settings_dir={SETTINGS}"]
 
 
 def lab_command(root: str | Path, port: int, token: str, ip: str = "127.0.0.1",
