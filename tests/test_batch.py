@@ -123,10 +123,11 @@ def test_presets_load_and_chain_graph_training_skill():
     seed = load_plan("seed004")
     trains = [e for e in seed.entries if e.step == "train"]
     skills = [e for e in seed.entries if e.step == "skill"]
-    assert [e.labels["config"] for e in trains] == ["seed004-mmgt", "seed004-nbd", "seed004-tnbd"]
+    assert [(e.labels["config"], e.labels["seed"]) for e in trains] == [
+        (f"seed004-{g}", s) for g in ("mmgt", "nbd", "tnbd", "fix") for s in (0, 1, 2)]
     assert [s.needs for s in skills] == [(t.id,) for t in trains]
     graphs = [e.id for e in seed.entries if e.step == "graph"]
-    assert len(graphs) == 3 and all(set(graphs) <= set(t.needs) for t in trains)
+    assert len(graphs) == 4 and all(set(graphs) <= set(t.needs) for t in trains)
 
 
 # --------------------------------------------------------------------------- plan parameters

@@ -215,11 +215,14 @@ def load_training_config(path: str | Path) -> TrainingConfig:
 
 def apply_overrides(config: TrainingConfig, max_steps: int | None = None,
                     domains: list[str] | None = None, task: str | None = None,
-                    losses: list[str] | None = None) -> TrainingConfig:
-    """The config with a notebook's or command line's overrides (None/empty: keep)."""
+                    losses: list[str] | None = None, seed: int | None = None) -> TrainingConfig:
+    """The config with a notebook's or command line's overrides (None/empty: keep; a
+    ``seed`` of 0 is a seed)."""
     raw = config_dict(config)
     if max_steps:
         raw["max_steps"] = int(max_steps)
+    if seed is not None:
+        raw["seed"] = seed  # checked as the config's own seed (a whole number >= 0)
     if domains:
         known = [d["name"] for d in raw["sampling"]["domains"]]
         unknown = [d for d in domains if d not in known]
