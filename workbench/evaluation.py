@@ -27,6 +27,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from . import catalog, intervals, skill
+from .boundary_band import summary_part
 from .errors import WorkbenchError
 from .evaluation_inputs import (
     REGIONS,
@@ -533,7 +534,8 @@ def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
     :func:`forecast`), ``scoring``: :func:`scoring_note`, the
     points scored and the normalisation), ``scores`` (every row of every table, with its
     domain and region: model and each baseline, per variable and lead) and, when given,
-    ``boundary`` (:func:`boundary_skill` rows per LAM domain). Skill rows carry
+    ``boundary`` (:func:`boundary_skill` rows per LAM domain; then also the boundary band's
+    skill with its interval: :func:`workbench.boundary_band.summary_part`). Skill rows carry
     ``ci_low``, ``ci_high`` and ``significant`` (:func:`scores`). Non-finite numbers are written
     as null.
     """
@@ -562,6 +564,9 @@ def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
     external = {d: fc.attrs.get("forecast_files") for d, fc in (forecasts or {}).items()
                 if fc.attrs.get("split") == "external"}  # files made elsewhere: not the run's
     unseen = [d for d in tables if d not in trained_on and d not in external]
+    band_figures, bands = summary_part(forecasts or {}, boundary or {}, tuple(
+        config.sampling["splits"]["train"]))  # the boundary band's skill with its interval
+    key_figures |= band_figures
     key_figures["unseen_domains"] = ", ".join(unseen)
     records = []
     for domain, table in tables.items():
@@ -580,6 +585,7 @@ def notebook_summary(tables: dict[str, pd.DataFrame], run_dir: str | Path,
                     for d, t in tables.items()},
         "unseen_domains": unseen,
         "scores": records,
+        "boundary_band": bands,  # :mod:`workbench.boundary_band` per domain with a boundary
     }
     for domain, fc in (forecasts or {}).items():
         if domain in summary["domains"]:

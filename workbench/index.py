@@ -3,7 +3,9 @@
 Runs of a batch plan (``runs/<plan>/<entry>/`` with ``batch.json``) are grouped by plan and
 step; a step with several entries gets a comparison table, one column per grid parameter
 and per key figure; a step whose grid varies ``seed`` adds the spread across seeds (each
-numeric key figure's mean, std, min and max per configuration). Graph-inspection sweeps add
+numeric key figure's mean, std, min and max per configuration) and, for key figures with a
+95 % interval (notebook 04's boundary-band skill), each configuration's mean ± std beside each
+run's interval (:func:`interval_table`). Graph-inspection sweeps add
 their hanging counts per k and trim; skill
 maps add the graphs of the run they scored. Reports are copied beside the index, so the
 folder can be shared as is.
@@ -182,18 +184,77 @@ def seed_table(runs: Sequence[Mapping], seed: str = "seed"
     return ["configuration", "seeds"] + [html.escape(f) for f in figures], body
 
 
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard deviation (n - 1; 0 for one value) of a non-empty list."""
+    n = len(values)
+    mean = sum(values) / n
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+
+
 def _spread(values: Sequence[float], runs: int) -> str:
     """``mean ± std [min, max]`` of ``values`` (one value: itself), ``(n=..)`` when fewer
     than ``runs``."""
     if not values:
         return ""
     n = len(values)
-    mean = sum(values) / n
+    mean, std = _mean_std(values)
     text = _fmt(mean)
     if n > 1:
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
         text += f" ± {_fmt(std)} [{_fmt(min(values))}, {_fmt(max(values))}]"
     return text + (f" (n={n})" if n < runs else "")
+
+
+def _number(value) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def interval_table(runs: Sequence[Mapping], seed: str = "seed"
+                   ) -> tuple[list[str], list[list[str]]]:
+    """Key figures that carry a 95 % interval (``F`` with ``F_ci_low`` and ``F_ci_high``,
+    e.g. notebook 04's boundary-band skill) across seeds: per figure, one row per
+    configuration (grid labels but ``seed``) with the mean ± std over its seeds' runs (n - 1),
+    the difference of its mean from the best configuration's, whether that difference
+    exceeds the two configurations' spreads (``|Δ| > std + std of the best``) and each run's
+    value with its interval. Empty where no run has a ``seed`` label or no such figure."""
+    if not any(seed in (r["batch"].get("labels") or {}) for r in runs):
+        return [], []
+    figures = list(dict.fromkeys(
+        k for r in runs for k in _scalars(r["summary"])
+        if f"{k}_ci_low" in r["summary"]["key_figures"]
+        and f"{k}_ci_high" in r["summary"]["key_figures"]))
+    body = []
+    for figure in figures:
+        groups: dict[str, list[tuple[str, list]]] = {}
+        for run in runs:
+            labels = dict(run["batch"].get("labels") or {})
+            seed_value = labels.pop(seed, "")
+            got = run["summary"].get("key_figures", {})
+            cells = [got.get(figure), got.get(f"{figure}_ci_low"), got.get(f"{figure}_ci_high")]
+            groups.setdefault(_pairs(labels) or "(no other label)", []).append(
+                (str(seed_value), [_number(v) for v in cells]))
+        stats = {label: _mean_std(vals) for label, members in groups.items()
+                 if (vals := [c[0] for _, c in members if c[0] is not None])}
+        best = max(stats, key=lambda label: stats[label][0], default=None)
+        for label, members in groups.items():
+            runs_text = "; ".join(
+                f"{seed}={s}: {_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]" for s, (v, lo, hi) in members
+                if v is not None)
+            if label not in stats:
+                body.append([html.escape(figure), html.escape(label), str(len(members)), "",
+                             "", "", html.escape(runs_text)])
+                continue
+            mean, std = stats[label]
+            delta = mean - stats[best][0]
+            exceeds = ("best" if label == best else
+                       "yes" if abs(delta) > std + stats[best][1] else "no")
+            n = sum(c[0] is not None for _, c in members)
+            body.append([html.escape(figure), html.escape(label), str(n),
+                         f"{_fmt(mean)} ± {_fmt(std)}", _fmt(delta), exceeds,
+                         html.escape(runs_text)])
+    header = ["key figure", "configuration", "seeds", "mean ± std across seeds",
+              "Δ mean vs best", "|Δ| > spreads", "each run: value [95 % interval]"]
+    return (header, body) if body else ([], [])
 
 
 def _graphs_of(run: Mapping) -> str:
@@ -237,6 +298,11 @@ def _step_section(step: str, runs: list[Mapping], reports: Path, plan: str) -> s
     if body:
         parts += ["<h4>across seeds: mean ± std [min, max] per configuration</h4>",
                   _table(head, body, "seeds")]
+    head, body = interval_table(runs)
+    if body:
+        parts += ["<h4>across seeds, with each run's 95 % interval (e.g. the boundary band's "
+                  "skill: is a difference between configurations larger than the spread "
+                  "across seeds?)</h4>", _table(head, body, "intervals")]
     if runs[0]["notebook"].startswith("01"):
         head, body = hanging_table(runs)
         if body:
