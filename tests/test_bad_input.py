@@ -627,6 +627,16 @@ CASES += [  # workbench lab
                                         "--reference", "zero"], ["--reference", "invalid choice"]),
 ]
 
+CASES += [  # notebook 03's seed, alone and as a plan grid (seed 004's study)
+    Case("param-seed-text", ["run", "03_training", "-p", "seed", "first", "--runs-dir",
+                             "{d}/runs"],
+         ["parameter seed must be a whole number or null", "got 'first'"], {}, ["runs"]),
+    Case("plan-seed-grid-text", ["batch", "{d}/p.yaml", "--dry-run", "--runs-dir", "{d}/runs"],
+         ["step 't': parameter seed must be a whole number or null", "got 'one'"],
+         {"p.yaml": "name: p\nsteps:\n  - name: t\n    notebook: 03_training\n"
+                    "    grid: {seed: [0, one]}\n"}, ["runs"]),
+]
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line(case: Case, tmp_path, monkeypatch, capsys):
     for name, text in case.files.items():
