@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from .cli_args import catalog_option, common, print_json
 
 
@@ -61,12 +63,14 @@ def cmd_data_stats(args) -> int:
     from dataclasses import asdict
 
     from .catalog import get_entry, open_dataset
+    from .dask_cluster import dask_cluster
     from .statistics import load_or_compute
 
     entry = get_entry(args.name)
     ds = open_dataset(entry, cache=args.cache)
-    stats = load_or_compute(ds, entry.name, args.variables or None, args.start, args.end,
-                            args.cache)
+    with dask_cluster(args.dask, args.slurm_plan):
+        stats = load_or_compute(ds, entry.name, args.variables or None, args.start, args.end,
+                                args.cache)
     if args.json:
         print_json({"dataset": entry.name, "start": args.start, "end": args.end,
                      "variables": {k: asdict(v) for k, v in stats.items()}})
@@ -99,15 +103,39 @@ def cmd_data_export(args) -> int:
 
 
 def cmd_data_index(args) -> int:
+    from .dask_cluster import dask_cluster
     from .pipeline import index_summary, load_pipeline
 
-    summary = index_summary(load_pipeline(args.config).run())
+    pipeline = load_pipeline(args.config)
+    with dask_cluster(args.dask, args.slurm_plan):
+        summary = index_summary(pipeline.run())
     if args.json:
         print_json(summary)
         return 0
     for key, value in summary.items():
         print(f"{key}: {value}")
     return 0
+
+
+def dask_spec(value: str):
+    """An argparse type: ``--dask``'s value as a checked DaskSpec."""
+    from .dask_cluster import parse_spec
+    from .errors import WorkbenchError
+
+    try:
+        return parse_spec(value)
+    except WorkbenchError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--dask ")) from None
+
+
+def dask_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dask", type=dask_spec, metavar="SPEC",
+                        help="run on a dask.distributed cluster: local[:WORKERS[:MEMORY]] "
+                             "(e.g. local:2:1GB), tcp://HOST:PORT (a running scheduler) or "
+                             "slurm[:JOBS] (dask-jobqueue; default: dask's threads here)")
+    parser.add_argument("--slurm-plan", metavar="PLAN",
+                        help="with --dask slurm: the batch plan whose slurm: settings each "
+                             "worker's job asks for (default: the plans' defaults)")
 
 
 def add_data_commands(sub) -> None:
@@ -128,11 +156,13 @@ def add_data_commands(sub) -> None:
     p.add_argument("--end", help="last date of the period (default: the data's)")
     p.add_argument("--variables", nargs="*", help="default: every variable")
     p.add_argument("--json", action="store_true")
+    dask_options(p)
     common(p)
     p.set_defaults(func=cmd_data_stats)
     p = data.add_parser("index", help="run a pipeline's tiling and sampling, write CSV indexes")
     p.add_argument("config", help="configs/pipelines/NAME.yaml or a preset name (conus-tp)")
     p.add_argument("--json", action="store_true")
+    dask_options(p)
     catalog_option(p)
     p.set_defaults(func=cmd_data_index)
     p = data.add_parser("export", help="write a dataset in anemoi-datasets' layout or as CF "

@@ -214,31 +214,52 @@ def _read(block: xr.Dataset, name: str, n_time: int, shape: tuple[int, int]) -> 
     return values.reshape((n_time,) + shape)
 
 
+def _block_sums(
+    block: xr.Dataset, layout: _Layout, variables: list[str], aggregate_variable: str | None,
+) -> dict[str, np.ndarray]:
+    """Per time step of one block of time steps, and per tile: NaN count over ``variables``;
+    sum, valid and non-zero counts of the aggregate variable (each (T, n_j, n_i)). A lazy
+    block is read one variable at a time."""
+    n_time = int(block.sizes["time"])
+    missing = np.zeros((n_time,) + layout.shape, np.int32)
+    for name in variables:
+        missing += np.isnan(_read(block, name, n_time, layout.shape))
+    sums = {"missing": _box_sums(missing, layout)}
+    if aggregate_variable:
+        values = _read(block, aggregate_variable, n_time, layout.shape)
+        valid = ~np.isnan(values)
+        sums["sum"] = _box_sums(np.where(valid, values, 0).astype(np.float64), layout)
+        sums["valid"] = _box_sums(valid, layout)
+        sums["nonzero"] = _box_sums(valid & (values != 0), layout)
+    return sums
+
+
 def _per_step_sums(
     ds: xr.Dataset, layout: _Layout, variables: list[str], aggregate_variable: str | None,
     progress: bool,
 ) -> dict[str, np.ndarray]:
-    """Per time step and tile: NaN count over ``variables``; sum, valid and non-zero counts
-    of the aggregate variable. Each array has shape (n_steps, n_j, n_i)."""
+    """:func:`_block_sums` over every time step (n_steps, n_j, n_i), a block of time steps at
+    a time: here, or on the dask.distributed cluster in use, one task per block."""
+    from functools import partial
+
     from tqdm.auto import tqdm
 
+    from .dask_cluster import active_client, compute_blocks, time_blocks
+
     names = list(dict.fromkeys(variables + ([aggregate_variable] if aggregate_variable else [])))
-    parts: dict[str, list[np.ndarray]] = {"missing": [], "sum": [], "valid": [], "nonzero": []}
-    slices = _chunks(int(ds.sizes["time"]), int(ds.sizes["grid"]))
-    for chunk in tqdm(slices, desc="tiling", unit="chunk", disable=not progress):
-        block = ds[names].isel(time=chunk).compute()
-        n_time = chunk.stop - chunk.start
-        missing = np.zeros((n_time,) + layout.shape, np.int32)
-        for name in variables:
-            missing += np.isnan(_read(block, name, n_time, layout.shape))
-        parts["missing"].append(_box_sums(missing, layout))
-        if aggregate_variable:
-            values = _read(block, aggregate_variable, n_time, layout.shape)
-            valid = ~np.isnan(values)
-            parts["sum"].append(_box_sums(np.where(valid, values, 0).astype(np.float64), layout))
-            parts["valid"].append(_box_sums(valid, layout))
-            parts["nonzero"].append(_box_sums(valid & (values != 0), layout))
-    return {key: np.concatenate(arrays) for key, arrays in parts.items() if arrays}
+    n_steps, n_grid = int(ds.sizes["time"]), int(ds.sizes["grid"])
+    one_block = partial(_block_sums, layout=layout, variables=variables,
+                        aggregate_variable=aggregate_variable)
+    client = active_client()
+    if client is not None:
+        steps = time_blocks(ds, client, names, _chunks(n_steps, n_grid)[0].stop)
+        blocks = [slice(a, min(a + steps, n_steps)) for a in range(0, n_steps, steps)]
+        parts = compute_blocks(client, ds[names], blocks, one_block)
+    else:
+        parts = [one_block(ds[names].isel(time=chunk).compute())
+                 for chunk in tqdm(_chunks(n_steps, n_grid), desc="tiling", unit="chunk",
+                                   disable=not progress)]
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
 def _aggregates(sums: dict[str, np.ndarray], layout: _Layout, how: str) -> np.ndarray:
