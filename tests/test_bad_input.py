@@ -637,6 +637,19 @@ CASES += [  # notebook 03's seed, alone and as a plan grid (seed 004's study)
                     "    grid: {seed: [0, one]}\n"}, ["runs"]),
 ]
 
+CASES += [  # --dask on data stats / data index (workbench.dask_cluster)
+    Case("pipeline-dask-form", ["data", "stats", "conus", "--dask", "cloud"],
+         ["--dask", "'cloud'", "use local[:WORKERS[:MEMORY]], tcp://HOST:PORT or slurm"]),
+    Case("pipeline-dask-workers", ["data", "index", "{d}/p.yaml", "--dask", "local:0"],
+         ["--dask", "workers: should be greater than or equal to 1, got 0"],
+         {"p.yaml": PIPELINE}),
+    Case("pipeline-dask-memory", ["data", "stats", "conus", "--dask", "local:2:lots"],
+         ["memory: should be a memory size of at least 1MB such as 1GB", "'lots'"]),
+    Case("pipeline-dask-slurm-plan", ["data", "index", "{d}/p.yaml", "--dask", "local:1",
+                                      "--slurm-plan", "demo"],
+         ["--slurm-plan demo applies to --dask slurm only"], {"p.yaml": PIPELINE}),
+]
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line(case: Case, tmp_path, monkeypatch, capsys):
     for name, text in case.files.items():
