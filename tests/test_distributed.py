@@ -48,7 +48,7 @@ def small_store(path: Path, seed: int = 0) -> xr.Dataset:
         coords={"time": pd.date_range("2021-01-01", periods=NT, freq="6h")},
         attrs={"grid_shape": [NY, NX]})
     ds.chunk({"time": 4}).to_zarr(path, consolidated=False)
-    return xr.open_zarr(path)
+    return xr.open_zarr(path, consolidated=False)
 
 
 @pytest.fixture
@@ -205,17 +205,17 @@ def test_slurm_cluster_tiles(slurm_cluster, store: xr.Dataset, tmp_path: Path, m
         monkeypatch.setenv(key, value)
     plan = tmp_path / "plan.yaml"
     plan.write_text("name: p\nslurm: {cpus_per_task: 1, mem: 600M, time: '00:10:00'}\n"
-                    "steps:\n  - {name: a, notebook: 01_data_explorer}\n")
+                    "steps:\n  - {name: a, notebook: 00_catalog_tour}\n")
     config = tiling.TilingConfig(tile_size=(6, 5), n_time_window=2)
     expected = tiling.tile_index(store.load(), config, "small", tmp_path / "memory")
     start = time.monotonic()
     with dask_cluster("slurm:1", plan=str(plan)) as client:
         info = client.scheduler_info()["workers"]
         got = tiling.tile_index(store, config, "small", tmp_path / "cluster")
-        jobs = slurm_cluster.run("squeue", "-h", "-o", "%j %C %m").stdout.split()
+        jobs = slurm_cluster.run("squeue", "-h", "-o", "%j %C %t").stdout.split()
     for table in (expected, got):
         table.attrs = {}
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
-    assert len(info) == 1 and jobs[:3] == ["dask-worker", "1", "600M"], jobs
+    assert len(info) == 1 and jobs[:3] == ["dask-worker", "1", "R"], jobs
     assert time.monotonic() - start < 120
     assert os.environ["SLURM_CONF"]
