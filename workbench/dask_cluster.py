@@ -35,7 +35,7 @@ from .errors import WorkbenchError
 
 SPEC_FORMS = "local[:WORKERS[:MEMORY]], tcp://HOST:PORT or slurm[:JOBS]"
 START_TIMEOUT_S = 300  # how long to wait for a SLURM job's worker to join
-BYTES_PER_ELEMENT = 64  # what one grid value of one time step costs a tiling task, roughly
+BYTES_PER_ELEMENT = 32  # what one grid value of one time step costs a tiling task, at most
 
 
 def _memory(value: str) -> str:
@@ -172,13 +172,13 @@ def task_memory(client) -> int | None:
 
 
 def time_blocks(ds: xr.Dataset, client, names: Sequence[str], default: int) -> int:
-    """Time steps per task: ``default``, fewer where a worker's memory asks for it (a quarter
-    of a thread's share), a whole number of the store's time chunks where possible."""
+    """Time steps per task: ``default``, fewer where a worker's memory asks for it (half a
+    thread's share), a whole number of the store's time chunks where possible."""
     steps = default
     budget = task_memory(client)
     if budget:
         per_step = int(ds.sizes["grid"]) * BYTES_PER_ELEMENT
-        steps = max(1, min(steps, budget // 4 // per_step))
+        steps = max(1, min(steps, budget // 2 // per_step))
     chunks = ds[names[0]].chunks if ds[names[0]].chunks else None
     if chunks and "time" in ds[names[0]].dims:
         store = int(chunks[ds[names[0]].dims.index("time")][0])
