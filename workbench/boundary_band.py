@@ -28,16 +28,21 @@ INSIDE_CELLS = 3
 BAND_COLUMNS = ["lead_hours", "value", "ci_low", "ci_high"]
 
 
+def _ring_cells(forecast_ds: xr.Dataset) -> int:
+    """The width in cells of the ring forced from the truth (0 where nothing is forced)."""
+    forced = forced_points(forecast_ds).any()
+    return int(forecast_ds.attrs.get("boundary_cells", 0)) if forced else 0
+
+
 def band_points(forecast_ds: xr.Dataset, truth: xr.Dataset) -> np.ndarray | None:
     """Grid indices of the boundary band (None: the grid has no boundary)."""
     from .evaluation import band_of_points
 
-    forced = forced_points(forecast_ds)
-    start = int(forecast_ds.attrs.get("boundary_cells", 0)) if forced.any() else 0
+    start = _ring_cells(forecast_ds)
     found = band_of_points(truth, (start, start + INSIDE_CELLS), (0, OUTSIDE_KM))
     if found is None:
         return None
-    return np.flatnonzero((found[0] >= 0) & ~forced)
+    return np.flatnonzero((found[0] >= 0) & ~forced_points(forecast_ds))
 
 
 def describe(forecast_ds: xr.Dataset, truth: xr.Dataset) -> str:
@@ -45,9 +50,8 @@ def describe(forecast_ds: xr.Dataset, truth: xr.Dataset) -> str:
     if "cutout_mask" in truth.coords:
         return (f"global points within {OUTSIDE_KM:g} km of the LAM and the LAM's first "
                 f"{INSIDE_CELLS} cells inside its edge")
-    forced = forced_points(forecast_ds)
-    start = int(forecast_ds.attrs.get("boundary_cells", 0)) if forced.any() else 0
-    return f"the first {INSIDE_CELLS} cells inside the edge after the {start} forced from the truth"
+    return (f"the first {INSIDE_CELLS} cells inside the edge after the "
+            f"{_ring_cells(forecast_ds)} forced from the truth")
 
 
 def band_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, str],
