@@ -637,6 +637,12 @@ CASES += [  # notebook 03's seed, alone and as a plan grid (seed 004's study)
                     "    grid: {seed: [0, one]}\n"}, ["runs"]),
 ]
 
+CASES += [  # per-domain gradient norms (workbench.diagnostics, seed 000)
+    Case("train-log-grad-norms-text", ["train", "{d}/t.yaml"],
+         ["log_grad_norms: should be a valid boolean", "got 'yes'"],
+         {"t.yaml": TRAIN + "log_grad_norms: 'yes'\n"}, ["runs"]),
+]
+
 CASES += [  # --dask on data stats / data index (workbench.dask_cluster)
     Case("pipeline-dask-form", ["data", "stats", "conus", "--dask", "cloud"],
          ["--dask", "'cloud'", "use local[:WORKERS[:MEMORY]], tcp://HOST:PORT or slurm"]),

@@ -202,16 +202,28 @@ def _run_block(func: Callable[[xr.Dataset], object], block: _Unread):
         return func(block.ds)
 
 
-def compute_blocks(client, ds: xr.Dataset, blocks: Sequence[slice],
-                   func: Callable[[xr.Dataset], object]) -> list:
-    """``func`` of each time block of the lazy ``ds``, one task per block on the cluster's
-    workers (each reading its own block there), the results in the order of ``blocks``."""
+def blocks_as_completed(client, ds: xr.Dataset, blocks: Sequence[slice],
+                        func: Callable[[xr.Dataset], object]) -> Iterator[tuple[int, object]]:
+    """``(position, func(block))`` for each time block of the lazy ``ds`` as its task ends:
+    one task per block on the cluster's workers, each reading its own block there."""
+    from distributed import as_completed
+
     futures = [client.submit(_run_block, func, _Unread(ds.isel(time=block)), pure=False)
                for block in blocks]
+    position = {future.key: index for index, future in enumerate(futures)}
     try:
-        return client.gather(futures)
+        for future in as_completed(futures):
+            yield position[future.key], future.result()
+            future.release()
     finally:
         client.cancel(futures)
+
+
+def compute_blocks(client, ds: xr.Dataset, blocks: Sequence[slice],
+                   func: Callable[[xr.Dataset], object]) -> list:
+    """:func:`blocks_as_completed`'s results in the order of ``blocks``."""
+    done = dict(blocks_as_completed(client, ds, blocks, func))
+    return [done[index] for index in range(len(blocks))]
 
 
 def worker_peaks(client) -> dict[str, int]:

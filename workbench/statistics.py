@@ -1,7 +1,9 @@
 """Normalisation statistics and the normaliser built from them.
 
 Statistics per dataset and variable over a period: mean, std, min, max, and the std of
-one-step differences (tendencies), computed with dask in parallel and stored as JSON in
+one-step differences (tendencies), computed with dask in parallel (on a dask.distributed
+cluster inside :func:`workbench.dask_cluster.dask_cluster`, one task per block of time steps:
+:mod:`workbench.moments`) and stored as JSON in
 ``<cache>/statistics/`` under the dataset id and period, reused when present (computed once
 under a lock when several processes ask; an unreadable file is computed again). A variable can
 use a fixed scaling instead (``log1p`` for precipitation, or a fixed offset and scale).
@@ -72,6 +74,9 @@ def compute_statistics(
     are left out, and so is every one-step difference that touches one."""
     import dask
 
+    from .dask_cluster import active_client
+    from .moments import moments_on_cluster
+
     variables = list(variables or ds.data_vars)
     missing = [v for v in variables if v not in ds]
     if missing:
@@ -83,15 +88,22 @@ def compute_statistics(
     listed = ds.attrs.get("missing_dates") or []
     kept = None if not listed or "time" not in window.dims else xr.DataArray(
         ~np.isin(iso_list(window["time"].values), list(listed)), dims="time")
+    client = active_client()
+    on_cluster = [n for n in variables if client is not None and "time" in window[n].dims]
     lazy = {}
     for name in variables:
         var = window[name]
         if kept is not None and "time" in var.dims:
             var = var.where(kept)
+        if name in on_cluster:
+            continue
         lazy[name] = [var.mean(), var.std(), var.min(), var.max()]
         if "time" in var.dims and var.sizes["time"] > 1:
             lazy[name].append(var.diff("time").std())
     values = dask.compute(lazy)[0]
+    if on_cluster:
+        values.update(moments_on_cluster(client, window[on_cluster], kept))
+    values = {name: values[name] for name in variables}
     stats = {}
     for name, numbers in values.items():
         numbers = [float(np.asarray(v)) for v in numbers]

@@ -53,6 +53,7 @@ from .checkpoints import (
     write_atomic,
 )
 from .config import dump_yaml
+from .diagnostics import DomainGradNorms
 from .domain_graphs import DomainGraph, domain_graph
 from .errors import WorkbenchError
 from .evaluation_inputs import training_statistics
@@ -503,7 +504,8 @@ def _trainer(config: TrainingConfig, run_dir: Path, start: int, progress: bool,
     options = dict(
         max_steps=config.max_steps, accelerator=config.accelerator, devices=config.devices,
         num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
-        logger=run_loggers(config, run_dir, start), callbacks=[*callbacks, checkpoints],
+        logger=run_loggers(config, run_dir, start), callbacks=[*callbacks, *(
+            [DomainGradNorms()] if config.log_grad_norms else []), checkpoints],
         val_check_interval=None, check_val_every_n_epoch=None,
         limit_val_batches=config.val_batches if config.val_batches else 1.0,
         gradient_clip_val=config.optimizer.grad_clip or None, use_distributed_sampler=False,

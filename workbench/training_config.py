@@ -19,6 +19,7 @@ from typing import Annotated
 from pydantic import Field
 
 from .config import (
+    Flag,
     NonNegative,
     Positive,
     Rate,
@@ -129,6 +130,7 @@ class TrainingConfig:
     val_every: Positive = 100  # validate every N training steps (and at the end)
     val_batches: Positive | None = None  # per validation (None: the whole split)
     checkpoint_every: Positive = 100
+    log_grad_norms: Flag = False  # train/grad_norm_<domain>, update_norm_<domain> (diagnostics)
     boundary_cells: NonNegative = 2  # LAM rows/columns overwritten from the truth at each step
     init_from: str | None = None  # a checkpoint whose weights start this run (fine-tuning)
     logger: str = "csv"
