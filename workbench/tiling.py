@@ -10,7 +10,8 @@ equal number of samples per bin or by importance sampling. Both write a CSV inde
 ``.meta.json`` sidecar, and reuse them when the same inputs ask again.
 
 Tile statistics come from integral images (cumulative sums over y, x and time) computed
-chunk-wise over time, so the cost does not grow with the number of (overlapping) tiles.
+chunk-wise over time, so the cost does not grow with the number of (overlapping) tiles; on a
+dask.distributed cluster (:mod:`workbench.dask_cluster`) one task per block of time steps.
 """
 
 from __future__ import annotations
