@@ -656,6 +656,21 @@ CASES += [  # --dask on data stats / data index (workbench.dask_cluster)
          ["--slurm-plan demo applies to --dask slurm only"], {"p.yaml": PIPELINE}),
 ]
 
+CASES += [  # evaluate of a bert or interpolation run (workbench.evaluation_masked)
+    Case("evaluate-masked-forecast-options", ["evaluate", "{d}", "--domain", "conus", "--steps",
+                                              "2", "--format", "netcdf"],
+         ["trained the 'bert' task and is scored on its masked steps",
+          "--steps, --format apply to forecast runs; leave them out"],
+         {"config.yaml": TRAIN + "task: bert\n", "checkpoints/last.ckpt": "weights\n"},
+         ["forecasts"]),
+    Case("evaluate-masked-train-period", ["evaluate", "{d}", "--domain", "conus",
+                                          "--train-period", "2020-01-01", "2020-01-31"],
+         ["trained the 'interpolation' task", "--train-period applies to forecast runs; leave it "
+          "out"],
+         {"config.yaml": "name: t\nsampling: {preset: demo, rollout: 2}\ntask: interpolation\n",
+          "checkpoints/last.ckpt": "weights\n"}, ["forecasts"]),
+]
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line(case: Case, tmp_path, monkeypatch, capsys):
     for name, text in case.files.items():

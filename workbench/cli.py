@@ -180,6 +180,12 @@ def cmd_evaluate(args) -> int:
         if args.truth or args.variables:
             raise WorkbenchError("evaluate: --truth and --variables go with --forecast FILE; "
                                  "a run's forecasts are scored against its own dataset")
+        if run_config(args.run_dir).task != "forecast":  # bert, interpolation: masked steps
+            from .evaluation_masked import cli_report
+
+            report = cli_report(args)
+            print_json(report) if args.json else print(report)
+            return 0
         path = evaluate(args.run_dir, args.domain, args.split or "test", args.steps,
                         args.members or 1, args.graph, cache=args.cache,
                         progress=not args.json, normalise=args.normalise or "training",

@@ -98,8 +98,14 @@ def domain_graph(spec: str | None, domain: str, dataset: str, boundary_cells: in
 
     dec = graph[EDGE_SETS["decoder"]]
     nearest = torch.full((grid.size,), -1, dtype=torch.long)
-    order = torch.argsort(dec.edge_length_km.reshape(-1), descending=True)  # shortest last
-    nearest[dec.edge_index[1, order]] = dec.edge_index[0, order]
+    # each target's shortest edge: sorted by target, shortest first, the first of each target
+    # (an assignment through repeated indices keeps an arbitrary one of them)
+    order = torch.argsort(dec.edge_length_km.reshape(-1), stable=True)
+    order = order[torch.argsort(dec.edge_index[1, order], stable=True)]
+    target = dec.edge_index[1, order]
+    first = torch.ones_like(target, dtype=torch.bool)
+    first[1:] = target[1:] != target[:-1]
+    nearest[target[first]] = dec.edge_index[0, order[first]]
     area = graph["data"].area_weight.float().reshape(-1) if "area_weight" in graph["data"] \
         else torch.ones(grid.size)
     return DomainGraph(domain, str(graph.graph_id), str(getattr(graph, "name", spec)),

@@ -272,14 +272,16 @@ class ForecastInputs:
 def forecast_inputs(source: str | Path, domain: str, split: str = "test",
                     steps: int | None = None, members: int = 1, graph: str | None = None,
                     normalise: str = "training", cache=None,
-                    start: str | None = None) -> ForecastInputs:
+                    start: str | None = None,
+                    tasks: tuple[str, ...] = ("forecast",)) -> ForecastInputs:
     """The model, data and windows of a forecast of ``source`` (a checkpoint or run dir) on
     ``domain``: every window of ``split``, or with ``start`` the one whose last input step is
-    that time."""
+    that time. ``tasks``: the training tasks the caller handles (masked-step scores:
+    :mod:`workbench.evaluation_masked`)."""
     check_normalise(normalise)
     restored = restore(source)
     config = restored.config
-    if config.task != "forecast":
+    if config.task not in tasks:
         raise WorkbenchError(f"run {restored.name} trained the {config.task!r} task; only "
                              "forecast runs roll out")
     if members > 1 and not config.model.get("noise_channels"):
