@@ -96,12 +96,16 @@ def _slurm(spec: DaskSpec, plan: str | None):
     except ImportError:
         raise WorkbenchError("--dask slurm needs dask-jobqueue: pip install 'workbench[cluster]'"
                              ) from None
+    from .catalog import cache_dir
+
     resources = _plan_resources(plan)
+    logs = cache_dir() / "dask-slurm-logs"  # the worker jobs' output, not slurm-N.out in cwd
+    logs.mkdir(parents=True, exist_ok=True)
     cluster = SLURMCluster(
         cores=resources.cpus_per_task, processes=1, memory=resources.mem or "2G",
         walltime=resources.time, queue=resources.partition, account=resources.account,
         job_extra_directives=list(resources.extra), python=sys.executable,
-        log_directory=None, scheduler_options={"dashboard_address": None})
+        log_directory=str(logs), scheduler_options={"dashboard_address": None})
     cluster.scale(jobs=spec.workers)
     return cluster
 
