@@ -21,8 +21,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from browser import ARGS, CHROMIUM
+import pytest
+from browser import ARGS, CHROMIUM, chromium_available
 
+from workbench import runs
 from workbench.lab import lab_command
 
 # browser.ARGS, except that 127.0.0.1 (the server) resolves; every other address still does not
@@ -54,6 +56,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def lab_root(tmp_path: Path) -> Path:
+    """A fresh folder for JupyterLab to serve, once a browser test can run here: chromium and
+    Playwright present (``make test`` installs both, so a missing one fails the test rather than
+    skipping it) and the ``workbench`` kernel registered."""
+    missing = chromium_available()
+    if missing:
+        pytest.fail(missing)
+    runs.ensure_kernel()
+    root = tmp_path / "lab"
+    root.mkdir()
+    return root
 
 
 @dataclass

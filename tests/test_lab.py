@@ -6,7 +6,6 @@ import json
 
 import nbformat
 import pytest
-from browser import chromium_available
 
 from workbench import runs
 
@@ -36,13 +35,9 @@ def write_notebook(path) -> None:
 
 @pytest.mark.timeout(300)
 def test_jupyterlab_runs_a_live_widget_offline(tmp_path):
-    missing = chromium_available()
-    if missing:
-        pytest.fail(missing)  # make test installs both: a missing one is a defect here
-    from lab import lab_session
+    from lab import lab_root, lab_session
 
-    root = tmp_path / "lab"
-    root.mkdir()
+    root = lab_root(tmp_path)
     write_notebook(root / "square.ipynb")
     with lab_session(root, tmp_path / "lab.log") as lab:
         lab.open("square.ipynb")

@@ -12,7 +12,6 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from browser import chromium_available
 from test_graphs import CONFIG, GRIDS
 
 from workbench import fixes, graphs, inspection, live_graph, runs
@@ -177,10 +176,9 @@ def notebook_copy(folder: Path) -> Path:
 def test_notebook_01_live_in_jupyterlab(tmp_path):
     """Notebook 01 in a real JupyterLab: k 3 -> 12, trim 3 and k 6, region lam, then the
     cheapest fix; each time the count shown is inspection.sweep's (0 with the fix)."""
-    missing = chromium_available()
-    if missing:
-        pytest.fail(missing)  # make test installs both: a missing one is a defect here
-    from lab import lab_session
+    from lab import lab_root, lab_session
+
+    root = lab_root(tmp_path)
 
     config = graphs.load_config("demo-mmgt")
     # the notebook's ks: a sweep's one query at max k breaks ties between equidistant
@@ -195,8 +193,6 @@ def test_notebook_01_live_in_jupyterlab(tmp_path):
     assert expected(0, 3, "all") != expected(0, 12, "all") != "0"
     assert expected(3, 6, "all") != expected(0, 6, "all")  # the trim matters at k = 6
     chosen = fixes.find_fixes(inspection.with_trim(config, 3), "lam")["chosen"]
-    root = tmp_path / "lab"
-    root.mkdir()
     notebook_copy(root)
     started = time.monotonic()
     with lab_session(root, tmp_path / "lab.log") as lab:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import binnorm, live, live_sampling, pipeline, runs, sampling, sampling_report
+from workbench import binnorm, live, live_sampling, pipeline, sampling, sampling_report
 from workbench.errors import WorkbenchError
 
 matplotlib.use("Agg")
@@ -163,16 +163,9 @@ def small_copy(folder: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_notebook_02_live_in_jupyterlab(tmp_path, conus_tp):
-    from browser import chromium_available
+    from lab import lab_root, lab_session
 
-    missing = chromium_available()
-    if missing:
-        pytest.fail(missing)  # make test installs both: a missing one is a defect here
-    from lab import lab_session
-
-    runs.ensure_kernel()
-    root = tmp_path / "lab"
-    root.mkdir()
+    root = lab_root(tmp_path)
     small_copy(root)
     module = sampling.MultiDomainDataModule("demo")
     with lab_session(root, tmp_path / "lab.log") as lab:

@@ -17,10 +17,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from browser import chromium_available
 from test_skill_notebook import TRAIN, frozen_forecast, synthetic_truth
 
-from workbench import evaluation, grids, live, live_skill, plotting, plotting_skill, runs
+from workbench import evaluation, grids, live, live_skill, plotting, plotting_skill
 from workbench.errors import WorkbenchError
 from workbench.live_skill import INTERIOR, Selection, SkillScores
 
@@ -206,18 +205,13 @@ def test_notebook_04_live_in_jupyterlab(frozen, tmp_path):
     """JupyterLab runs notebook 04 on a frozen run over conus and europe; the lead slider, the
     dropdowns and the score button recompute in the kernel, and what the page shows is the
     library's number, made here."""
-    missing = chromium_available()
-    if missing:
-        pytest.fail(missing)  # make test installs both: a missing one is a defect here
-    from lab import lab_session
+    from lab import lab_root, lab_session
 
     started = time.monotonic()
-    root = tmp_path / "lab"
-    root.mkdir()
+    root = lab_root(tmp_path)
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
     set_parameters(root / NOTEBOOK.name, run_dir=str(frozen), domains=["conus", "europe"],
                    lead_steps=4)
-    runs.ensure_kernel()
     period = tuple(evaluation.run_config(frozen).sampling["splits"]["train"])
 
     def library_scores(domain: str):

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from test_training import _cli, assert_same_run, final_state, tiny
 
-from workbench import launch, live, live_training, runs, training, training_report
+from workbench import launch, live, live_training, training, training_report
 from workbench.errors import WorkbenchError
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_training.ipynb"
@@ -98,16 +98,9 @@ def parameters_set(source: Path, target: Path, **values) -> Path:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_stop_button_in_jupyterlab_ends_training_and_later_cells_show_the_stopped_run(tmp_path):
-    from browser import chromium_available
+    from lab import lab_root, lab_session
 
-    missing = chromium_available()
-    if missing:
-        pytest.fail(missing)  # make test installs both: a missing one is a defect here
-    from lab import lab_session
-
-    runs.ensure_kernel()
-    root = tmp_path / "lab"
-    root.mkdir()
+    root = lab_root(tmp_path)
     parameters_set(NOTEBOOK, root / "03_training.ipynb", max_steps=2000)
     timings = {}
     started = time.monotonic()
