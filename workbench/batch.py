@@ -113,6 +113,7 @@ class Plan:
     steps: tuple[Step, ...]
     entries: tuple[Entry, ...]
     params: dict = field(default_factory=dict)  # the plan parameters' values
+    resources: Resources = Resources()  # its top-level ``slurm:`` (every step's defaults)
 
     def entry(self, entry_id: str) -> Entry:
         return next(e for e in self.entries if e.id == entry_id)
@@ -426,7 +427,7 @@ def load_plan(name: str | Path, params: Mapping | None = None) -> Plan:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise WorkbenchError(f"{where}: plan name {name!r} may hold letters, digits, '.-_' only")
     return Plan(name, str(raw.get("description") or ""), path, tuple(steps.values()),
-                tuple(entries), values)
+                tuple(entries), values, defaults)
 
 
 # --------------------------------------------------------------------------- resolving

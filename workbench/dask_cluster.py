@@ -112,14 +112,9 @@ def _slurm(spec: DaskSpec, plan: str | None):
 
 def _plan_resources(plan: str | None):
     """A batch plan's ``slurm:`` defaults (the plan checked whole), or batch.Resources()."""
-    from .batch import Resources, _resources, load_plan, resolve_plan_path
-    from .config import load_yaml
+    from .batch import Resources, load_plan
 
-    if plan is None:
-        return Resources()
-    load_plan(plan)
-    raw = load_yaml(resolve_plan_path(plan))
-    return _resources(raw.get("slurm"), f"{plan} (slurm)")
+    return Resources() if plan is None else load_plan(plan).resources
 
 
 @contextlib.contextmanager
