@@ -216,21 +216,21 @@ def _region_scores(forecast_ds: xr.Dataset, truth: xr.Dataset, clim: xr.Dataset,
         if name != "climatology":
             metric["acc"] = skill.acc(fc, truth, clim, weights, valid)
         for key, ds in metric.items():
-            rows += _tidy(ds, name, key)
+            rows += tidy_rows(ds, name, key)
     block = intervals.block_length(forecast_ds["init_time"].values,
                                    forecast_ds["lead_time"].values)
     for ref in ("persistence", "climatology"):
-        rows += _tidy(skill.skill_score(mses["model"], mses[ref]), "model", f"skill_vs_{ref}",
+        rows += tidy_rows(skill.skill_score(mses["model"], mses[ref]), "model", f"skill_vs_{ref}",
                       intervals.skill_intervals(errors["model"], errors[ref], counted, block))
     if "member" in forecast_ds.dims:
         fc = forecast_ds.assign_coords(latitude=truth["latitude"], longitude=truth["longitude"])
-        rows += _tidy(skill.crps(fc, truth, weights, valid), "model", "crps")
-        rows += _tidy(skill.spread_skill_ratio(fc, truth, weights, valid=valid), "model",
+        rows += tidy_rows(skill.crps(fc, truth, weights, valid), "model", "crps")
+        rows += tidy_rows(skill.spread_skill_ratio(fc, truth, weights, valid=valid), "model",
                       "spread_skill")
     return rows
 
 
-def _tidy(ds: xr.Dataset, forecast_name: str, metric: str,
+def tidy_rows(ds: xr.Dataset, forecast_name: str, metric: str,
           interval: tuple[xr.Dataset, xr.Dataset] | None = None) -> list[tuple]:
     """Rows (forecast, metric, variable, lead hours, value, ci_low, ci_high); NaN bounds
     without ``interval``."""

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from . import intervals, skill
 from .errors import WorkbenchError
-from .evaluation import SCORE_COLUMNS, _tidy, area_weights, truth_for
+from .evaluation import SCORE_COLUMNS, area_weights, tidy_rows, truth_for
 from .evaluation_inputs import REGIONS, forced_points, scored_regions
 from .restore import forecast_inputs, run_config
 from .sampling import MultiDomainDataset
@@ -196,11 +196,11 @@ def _region_rows(forecasts: dict[str, xr.Dataset], truth: xr.Dataset, weights: x
                   "mae": skill.mae(fc, truth, weights, valid),
                   "bias": skill.bias(fc, truth, weights, valid)}
         for key, ds in metric.items():
-            rows += _tidy(ds, name, key)
+            rows += tidy_rows(ds, name, key)
     model_mse = intervals.mean_over_inits(errors["model"], counted)
     for ref in REFERENCES:
         ref_mse = intervals.mean_over_inits(errors[ref], counted)
-        rows += _tidy(skill.skill_score(model_mse, ref_mse), "model", f"skill_vs_{ref}",
+        rows += tidy_rows(skill.skill_score(model_mse, ref_mse), "model", f"skill_vs_{ref}",
                       intervals.skill_intervals(errors["model"], errors[ref], counted, block))
     return rows
 
