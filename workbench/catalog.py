@@ -247,7 +247,7 @@ def load_catalog(extra_dirs: Sequence[str | Path] | None = None) -> dict[str, Ca
     for folder in catalog_dirs(extra_dirs):
         seen: dict[str, Path] = {}
         for path in sorted(folder.glob("*.y*ml")):
-            entry = entry_from_yaml(path)
+            entry = _parsed_entry(path)
             if entry.name in seen:
                 raise WorkbenchError(
                     f"{path}: dataset name {entry.name!r} is already used by {seen[entry.name]}; "
@@ -256,6 +256,22 @@ def load_catalog(extra_dirs: Sequence[str | Path] | None = None) -> dict[str, Ca
             seen[entry.name] = path
             entries[entry.name] = entry
     return entries
+
+
+_PARSED: dict[tuple, CatalogEntry] = {}  # by file version: a kernel reads the catalog often
+
+
+def _parsed_entry(path: Path) -> CatalogEntry:
+    """:func:`entry_from_yaml`, parsed once per version of the file (its path as given and
+    resolved, mtime and size) in this process; the entry is frozen, so it can be shared."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return entry_from_yaml(path)  # its one-line error
+    key = (str(path), str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _PARSED:
+        _PARSED[key] = entry_from_yaml(path)
+    return _PARSED[key]
 
 
 def get_entry(name: str, extra_dirs: Sequence[str | Path] | None = None) -> CatalogEntry:
