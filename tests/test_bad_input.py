@@ -671,6 +671,19 @@ CASES += [  # evaluate of a bert or interpolation run (workbench.evaluation_mask
           "checkpoints/last.ckpt": "weights\n"}, ["forecasts"]),
 ]
 
+CASES += [  # notebook 05 (seed 000's study): one comparison given without its list
+    Case("param-comparisons-mapping", ["run", "05_study", "-p", "comparisons",
+                                       "{question: forgetting, domain: global, a: x, b: y}",
+                                       "--runs-dir", "{d}/runs"],
+         ["parameter comparisons must be a list", "got {'question': 'forgetting'"], {},
+         ["runs"]),
+    Case("plan-study-comparisons-mapping", ["batch", "{d}/p.yaml", "--dry-run"],
+         ["step 's': parameter comparisons must be a list"],
+         {"p.yaml": "name: p\nsteps:\n  - name: s\n    notebook: 05_study\n"
+                    "    params: {comparisons: {question: q, domain: global, a: x, b: y}}\n"},
+         ["runs"]),
+]
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line(case: Case, tmp_path, monkeypatch, capsys):
     for name, text in case.files.items():

@@ -11,6 +11,7 @@ weather of the two runs are both accounted for.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ from . import evaluation, intervals, skill
 from .errors import WorkbenchError
 from .evaluation_inputs import check_scored, forced_points, scored_points
 
-__all__ = ["COMPARISON_COLUMNS", "REFERENCES", "compare_forecasts", "compare_runs"]
+__all__ = ["COMPARISON_COLUMNS", "REFERENCES", "PairedErrors", "compare_forecasts",
+           "compare_runs", "paired_errors"]
 
 REFERENCES = ("persistence", "climatology")
 COMPARISON_COLUMNS = ["variable", "lead_hours", "skill_a", "skill_b", "difference", "ci_low",
@@ -53,6 +55,53 @@ def compare_forecasts(forecast_a: xr.Dataset, forecast_b: xr.Dataset, truth: xr.
     interval, and ``significant`` (the interval excludes 0): one row per variable and lead
     time (:data:`COMPARISON_COLUMNS`). The forecasts must share initial times, lead times,
     grid and variables."""
+    pair = paired_errors(forecast_a, forecast_b, truth, train_period, reference)
+    skills = {k: pair.skill(k) for k in ("a", "b")}  # as evaluation.scores computes each run's
+    rows = []
+    for name in pair.a.data_vars:
+        diff, low, high = intervals.difference_interval(*pair.arrays(name), pair.block)
+        skill_a, skill_b = (np.atleast_1d(skills[k][name].values) for k in ("a", "b"))
+        rows += [(name, float(h), float(sa), float(sb), float(d), float(lo), float(hi))
+                 for h, sa, sb, d, lo, hi in zip(pair.lead_hours, skill_a, skill_b, diff, low,
+                                                 high, strict=True)]
+    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS[:-1])
+    table["significant"] = (table["ci_low"] > 0) | (table["ci_high"] < 0)
+    return table
+
+
+@dataclass(frozen=True)
+class PairedErrors:
+    """Area-weighted MSEs per initial time (dims init_time, lead_time) of run A, run B and the
+    reference on the points both runs predict, where an initial time counts (None: all), and
+    the bootstrap's block length (:func:`workbench.intervals.block_length`)."""
+
+    a: xr.Dataset
+    b: xr.Dataset
+    reference: xr.Dataset
+    counted: xr.Dataset | None
+    block: int
+    lead_hours: np.ndarray
+
+    def skill(self, run: str) -> xr.Dataset:
+        """Run ``a``'s or ``b``'s skill per variable and lead time against the reference."""
+        return skill.skill_score(intervals.mean_over_inits(getattr(self, run), self.counted),
+                                 intervals.mean_over_inits(self.reference, self.counted))
+
+    def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Variable ``name``'s errors of a, b and the reference and where they count: numpy
+        [init, lead] (None: all), the arguments of the intervals functions."""
+        errors = [ds[name].transpose(skill.INIT, ...).values
+                  for ds in (self.a, self.b, self.reference)]
+        where = None if self.counted is None else self.counted[name].transpose(
+            skill.INIT, ...).values
+        return (*errors, where)
+
+
+def paired_errors(forecast_a: xr.Dataset, forecast_b: xr.Dataset, truth: xr.Dataset,
+                  train_period: tuple[str, str], reference: str = "persistence") -> PairedErrors:
+    """The per-initial-time errors :func:`compare_forecasts` compares: A, B and ``reference``
+    on the points neither run forces from the truth, where the truth, both baselines and both
+    runs are valid."""
     if reference not in REFERENCES:
         raise WorkbenchError(f"reference {reference!r} is not one of {', '.join(REFERENCES)}")
     _check_same_forecasts(forecast_a, forecast_b)
@@ -70,23 +119,9 @@ def compare_forecasts(forecast_a: xr.Dataset, forecast_b: xr.Dataset, truth: xr.
     errors = {}
     for name, fc in (("a", first["model"]), ("b", second), ("ref", first[reference])):
         errors[name], counted = intervals.per_init_mse(fc, y, weights, valid)
-    skills = {k: skill.skill_score(intervals.mean_over_inits(errors[k], counted),
-                                   intervals.mean_over_inits(errors["ref"], counted))
-              for k in ("a", "b")}  # as evaluation.scores computes each run's skill
     block = intervals.block_length(fa["init_time"].values, fa["lead_time"].values)
     hours = fa["lead_time"].values / np.timedelta64(1, "h")
-    rows = []
-    for name in errors["a"].data_vars:
-        per_init = [errors[k][name].transpose(skill.INIT, ...).values for k in ("a", "b", "ref")]
-        where = None if counted is None else counted[name].transpose(skill.INIT, ...).values
-        diff, low, high = intervals.difference_interval(*per_init, where, block)
-        skill_a, skill_b = (np.atleast_1d(skills[k][name].values) for k in ("a", "b"))
-        rows += [(name, float(h), float(sa), float(sb), float(d), float(lo), float(hi))
-                 for h, sa, sb, d, lo, hi in zip(hours, skill_a, skill_b, diff, low, high,
-                                                 strict=True)]
-    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS[:-1])
-    table["significant"] = (table["ci_low"] > 0) | (table["ci_high"] < 0)
-    return table
+    return PairedErrors(errors["a"], errors["b"], errors["ref"], counted, block, hours)
 
 
 def _both_valid(a: xr.Dataset | None, b: xr.Dataset | None) -> xr.Dataset | None:

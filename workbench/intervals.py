@@ -9,6 +9,8 @@ start), the same indices for the model and the reference so the pairing is kept,
 (:func:`block_length`): the longest lead in initial-time steps, at least ``ceil(n^(1/3))``,
 at most ``n``. The generator is seeded (``SEED``): the same inputs give the same interval.
 :func:`difference_interval` compares two runs scored on the same initial times the same way.
+:func:`mean_difference_interval` averages that difference over the variables, one bootstrap
+for all of them.
 """
 
 from __future__ import annotations
@@ -70,10 +72,12 @@ def _difference(a: np.ndarray, b: np.ndarray, reference: np.ndarray,
 
 
 def _interval(statistic, errors: list, counted: np.ndarray | None, block: int, resamples: int,
-              seed: int, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              seed: int, level: float, reduce=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``statistic(*errors, counted)`` over all initial times and its ``level`` percentile
     interval over block-bootstrap replicates that resample the same initial times in every
-    array; NaN bounds where fewer than two initial times are counted."""
+    array; NaN bounds where fewer than two initial times are counted. ``reduce``: applied to
+    the statistic of every replicate before the percentiles (e.g. the mean over axis 1), its
+    results then of the shape after axis 1 (NaN bounds where any reduced value has too few)."""
     arrays = [np.asarray(e, np.float64) for e in errors]
     shape = arrays[0].shape
     if any(a.shape != shape for a in arrays):
@@ -89,11 +93,15 @@ def _interval(statistic, errors: list, counted: np.ndarray | None, block: int, r
         chunk = max(1, _CHUNK // max(flat[0].size, 1))  # bounded memory: [chunk, n, k]
         replicates = np.concatenate([statistic(*(a[i] for a in flat)) for i in
                                      (idx[s:s + chunk] for s in range(0, resamples, chunk))])
+    few = flat[-1].sum(axis=0) < 2  # one initial time says nothing about the spread: NaN
+    out = shape[1:]
+    if reduce is not None:
+        point, replicates, few = reduce(point), reduce(replicates), reduce(few) > 0
+        out = shape[2:]
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(replicates, [tail, 100 - tail], axis=0)
-    few = flat[-1].sum(axis=0) < 2  # one initial time says nothing about the spread: NaN
     low, high = np.where(few, np.nan, low), np.where(few, np.nan, high)
-    return point.reshape(shape[1:]), low.reshape(shape[1:]), high.reshape(shape[1:])
+    return point.reshape(out), low.reshape(out), high.reshape(out)
 
 
 def skill_interval(model: np.ndarray, reference: np.ndarray, counted: np.ndarray | None = None,
@@ -119,6 +127,23 @@ def difference_interval(model_a: np.ndarray, model_b: np.ndarray, reference: np.
     the same initial times); arguments and results as :func:`skill_interval`."""
     return _interval(_difference, [model_a, model_b, reference], counted, block, resamples,
                      seed, level)
+
+
+def mean_difference_interval(model_a: np.ndarray, model_b: np.ndarray, reference: np.ndarray,
+                             counted: np.ndarray | None = None, block: int = 1,
+                             resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run against run over several variables at once: the mean over axis 1 (variables) of
+    skill(a) - skill(b), with its interval from ONE block bootstrap that resamples the same
+    initial times for every variable, both runs and the reference. Arrays [init, variable,
+    ...] as :func:`difference_interval`'s; results of the shape after axis 1 (lead times)."""
+    variables = np.shape(model_a)[1]
+
+    def over_variables(x: np.ndarray) -> np.ndarray:  # [..., variable * rest] -> [..., rest]
+        return x.reshape(*x.shape[:-1], variables, -1).mean(axis=-2)
+
+    return _interval(_difference, [model_a, model_b, reference], counted, block, resamples,
+                     seed, level, reduce=over_variables)
 
 
 def per_init_mse(forecast: xr.Dataset, truth: xr.Dataset, weights: xr.DataArray,
