@@ -76,19 +76,41 @@ def test_validation_persistence_against_an_independent_computation(tmp_path):
     val = metrics(run).dropna(subset=["val/mse"]).iloc[-1]
     for domain in datamodule.domains:
         starts = domain.samples("val")[:2]  # val_batches 2: one batch (2 windows) per domain
-        area = domain_graphs.domain_graph(domain.domain.graph, domain.name, domain.domain.dataset,
-                                     2).area_weight.double().numpy()
-        area = area / area.mean()
+        graph = domain_graphs.domain_graph(domain.domain.graph, domain.name,
+                                           domain.domain.dataset, 2)
+        # the LAM ring taken from the truth is not scored (for the model nor for persistence)
+        assert (graph.boundary is not None) == (domain.name == "conus")
+        interior = np.ones(graph.area_weight.shape, bool) if graph.boundary is None else (
+            ~graph.boundary.numpy())
+        weight = graph.area_weight.double().numpy() * interior
         norm = domain.normalisers["variables"]
         errors = []
         for t0 in starts:
             raw = torch.from_numpy(domain.read(domain.variables, int(t0), 3))
             x = norm.normalise(raw).double().numpy()
-            errors.append([((x[0] - x[s]) ** 2 * area).mean() for s in (1, 2)])
+            errors.append([((x[0] - x[s]) ** 2 * weight).sum(-1).mean() / weight.sum()
+                           for s in (1, 2)])
         expected = np.mean(errors, axis=0)
         for s in (1, 2):
             assert val[f"val/persistence_{domain.name}_step{s}"] == pytest.approx(
                 expected[s - 1], rel=1e-4)
+
+
+def test_forecast_loss_leaves_out_the_lam_boundary_ring(tmp_path):
+    """At its initial weights the model predicts persistence (zero-initialised output layer),
+    so a CONUS batch's training loss is persistence's MSE over the interior points alone: the
+    ring the rollout takes from the truth (error 0) neither counts nor dilutes the mean."""
+    _, datamodule, module = training.prepare_run(tiny(tmp_path))
+    conus = [d.name for d in datamodule.domains].index("conus")
+    start = int(datamodule.domains[conus].samples("train")[0])
+    batch = datamodule.dataset.collate([datamodule.dataset[(conus, start)]])
+    loss, _ = module._task_loss(batch)
+    ring = module.graphs[conus].boundary.numpy()
+    assert 0.05 < ring.mean() < 0.15  # 2 cells of 8330 points
+    error = ((batch["x"][0, -1] - batch["y"][0, 0]) ** 2).double().numpy()  # [V, G]
+    assert float(loss) == pytest.approx(error[:, ~ring].mean(), rel=1e-5)
+    with_ring = np.where(ring, 0.0, error).mean()  # what counting the ring at error 0 gave
+    assert float(loss) > 1.05 * with_ring
 
 
 def final_state(run_dir: Path) -> dict:
@@ -417,3 +439,19 @@ def test_mlflow_logger_needs_mlflow_or_logs_to_the_run_dir(tmp_path):
         return
     run = training.fit(config, progress=False)
     assert (run / "mlruns").is_dir()
+
+
+def test_init_from_override_takes_a_checkpoint_or_a_run_dir(tmp_path):
+    """Notebook 03's ``init_from``: a .ckpt file as given, a run dir as its last checkpoint,
+    anything else one error line."""
+    from workbench.training_config import apply_overrides
+
+    config = tiny(tmp_path)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"")
+    assert apply_overrides(config, init_from=str(ckpt)).init_from == str(ckpt)
+    assert apply_overrides(config, init_from=str(tmp_path / "run")).init_from == str(ckpt)
+    assert apply_overrides(config, init_from="").init_from is None
+    with pytest.raises(WorkbenchError, match="init_from .*no checkpoint there"):
+        apply_overrides(config, init_from=str(tmp_path / "nowhere"))

@@ -96,8 +96,9 @@ def reconstruct(run_dir: str | Path, domain: str, split: str = "test", graph: st
         batch = dataset.collate([dataset[(0, int(t))] for t in chunk])
         window = torch.cat([batch["x"], batch["y"][:, :rollout]], 1)
         mask = _window_mask(config.task, window, module, chunk)
-        pred = module._forward(apply_mask(window, mask), batch["forcings"][:, :window.shape[1]],
-                               batch["statics"], 0, None, module._window_valid(batch))
+        pred = module.domain_forward(apply_mask(window, mask),
+                                     batch["forcings"][:, :window.shape[1]], batch["statics"],
+                                     0, None, module.window_valid(batch))
         if not bool(torch.isfinite(pred[mask]).all()):
             raise WorkbenchError(f"run {inputs.restored.name} predicts non-finite values at "
                                  f"masked steps on {domain!r}: check its checkpoint")

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -35,10 +33,7 @@ import torch
 
 from . import finetune
 from .checkpoints import (
-    CATALOG_FILE,
-    LastCheckpoint,
     begin_segment,
-    catalog_folders,
     check_output_mode,
     default_run_dir,
     describe_run,
@@ -49,11 +44,7 @@ from .checkpoints import (
     read_run_config,
     restore_weights,
     resume_sampler,
-    run_loggers,
-    write_atomic,
 )
-from .config import dump_yaml
-from .diagnostics import DomainGradNorms
 from .domain_graphs import DomainGraph, domain_graph
 from .errors import WorkbenchError
 from .evaluation_inputs import training_statistics
@@ -71,13 +62,15 @@ from .training_config import (
     sampling_config,
     training_config_from_dict,
 )
-
-# Trainer options a training config holds: given to fit, they override the config's
-CONFIG_TRAINER_OPTIONS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
+from .training_setup import (
+    CONFIG_TRAINER_OPTIONS,
+    build_trainer,
+    quiet_lightning,
+    write_run_files,
+    write_run_json,
+)
 
 # --------------------------------------------------------------------------- module
-
-
 
 
 class Trainer(pl.LightningModule):
@@ -124,7 +117,7 @@ class Trainer(pl.LightningModule):
         g.manual_seed(int(self.config.seed) * 1_000_003 + int(self.global_step) * 7919 + salt)
         return g
 
-    def _forward(self, state, forcings, statics, d: int, generator=None,
+    def domain_forward(self, state, forcings, statics, d: int, generator=None,
                  valid: torch.Tensor | None = None) -> torch.Tensor:
         """The model on one domain's graph; ``valid`` (bool, state's shape) gives the
         was-missing channels of the variables the imputer lists."""
@@ -159,7 +152,7 @@ class Trainer(pl.LightningModule):
         n_in = x.shape[1]
         preds, state = [], x
         for step in range(steps):
-            pred = self._forward(state, forcings[:, step:step + n_in + 1], statics, d,
+            pred = self.domain_forward(state, forcings[:, step:step + n_in + 1], statics, d,
                                  generator, valid)[:, 0]
             if boundary is not None:
                 truth = batch["y"][:, step]
@@ -172,6 +165,13 @@ class Trainer(pl.LightningModule):
         if members > 1:
             out = out.unflatten(0, (-1, members))
         return out
+
+    def unforced(self, d: int, valid: torch.Tensor) -> torch.Tensor:
+        """``valid`` (bool [..., G]) less domain ``d``'s LAM boundary ring, which a forecast
+        takes from the truth (error 0 by construction): the points its loss and validation
+        count, as ``evaluate`` scores only the interior."""
+        boundary = self.graphs[d].boundary
+        return valid if boundary is None else valid & ~boundary.to(valid.device)
 
     def _loss(self, pred, target, d: int, valid: torch.Tensor, last: torch.Tensor | None = None):
         """The configured losses over the points where ``valid`` (bool, target's shape: valid
@@ -192,15 +192,15 @@ class Trainer(pl.LightningModule):
                 return self._replay_loss(batch, g)
             steps = self.train_rollout()
             pred = self.rollout_forecast(batch, steps, cfg.members, g)
-            return self._loss(pred, batch["y"][:, :steps], d,
-                              _mask(batch, "y_mask", batch["y"])[:, :steps], batch["x"][:, -1:])
+            valid = self.unforced(d, _mask(batch, "y_mask", batch["y"])[:, :steps])
+            return self._loss(pred, batch["y"][:, :steps], d, valid, batch["x"][:, -1:])
         window, inputs, mask = self._masked_window(batch, d, g)
-        valid = self._window_valid(batch)
+        valid = self.window_valid(batch)
         forcings = batch["forcings"][:, :window.shape[1]]
         members = cfg.members
         if members > 1:
             inputs, forcings = (t.repeat_interleave(members, 0) for t in (inputs, forcings))
-        pred = self._forward(inputs, forcings, batch["statics"], d, g,
+        pred = self.domain_forward(inputs, forcings, batch["statics"], d, g,
                              valid.repeat_interleave(members, 0) if members > 1 else valid)
         if members > 1:
             pred = pred.unflatten(0, (-1, members))
@@ -212,7 +212,7 @@ class Trainer(pl.LightningModule):
         return self.rollout if schedule is None else schedule.at(self.current_epoch,
                                                                  self.global_step)
 
-    def _window_valid(self, batch: dict) -> torch.Tensor:
+    def window_valid(self, batch: dict) -> torch.Tensor:
         """bool [B, T, V, G]: the valid values of the bert/interpolation window."""
         return torch.cat([_mask(batch, "x_mask", batch["x"]),
                           _mask(batch, "y_mask", batch["y"])[:, :self.rollout]], 1)
@@ -257,7 +257,8 @@ class Trainer(pl.LightningModule):
         buffer.add_rollout({**sample, "state": state, "state_valid": state_valid,
                             finetune.ROLLOUT: torch.tensor(lead + 1)},
                            min(self.config.finetune.max_rollout, sample["truth"].shape[1]), fresh)
-        return self._loss(pred, one["y"], d, truth_valid[:, lead:lead + 1], one["x"][:, -1:])
+        return self._loss(pred, one["y"], d, self.unforced(d, truth_valid[:, lead:lead + 1]),
+                          one["x"][:, -1:])
 
     # lightning hooks -------------------------------------------------------------------
 
@@ -314,16 +315,16 @@ class Trainer(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int):
         """Area-weighted MSE per lead step of the forecast and of persistence; for masked
         tasks, of the reconstruction and of the mean on the masked tokens. Only valid targets
-        count (for persistence, those whose last input was valid too), the same points for
-        the model and its baseline."""
+        count (for persistence, those whose last input was valid too; for forecasts, not the
+        LAM boundary ring taken from the truth), the same points for the model and baseline."""
         d = int(batch["domain_index"])
         weights = self.graphs[d].area_weight.to(self.device)
         weights = weights / weights.mean()
         generator = self._generator(salt=batch_idx + 1)
         if self.config.task == "forecast":
             target = batch["y"][:, :self.val_steps]
-            valid = _mask(batch, "y_mask", batch["y"])[:, :self.val_steps] & _mask(
-                batch, "x_mask", batch["x"])[:, -1:]
+            valid = self.unforced(d, _mask(batch, "y_mask", batch["y"])[:, :self.val_steps]
+                                  & _mask(batch, "x_mask", batch["x"])[:, -1:])
             pred = self.rollout_forecast(batch, self.val_steps, self.config.members, generator)
             if self.config.members > 1:
                 pred = pred.mean(1)
@@ -341,8 +342,8 @@ class Trainer(pl.LightningModule):
         over the window, summed over time into one step ([B, 1, V, G]), and where they count
         (bool [B, 1, V, G]: some masked, valid token there)."""
         window, inputs, mask = self._masked_window(batch, d, generator)
-        valid = self._window_valid(batch)
-        pred = self._forward(inputs, batch["forcings"][:, :window.shape[1]], batch["statics"],
+        valid = self.window_valid(batch)
+        pred = self.domain_forward(inputs, batch["forcings"][:, :window.shape[1]], batch["statics"],
                              d, None, valid)
         counted = (mask & valid).float()
         count = counted.sum(1, keepdim=True)
@@ -444,7 +445,7 @@ def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
         config = dataclasses.replace(training_config_from_dict(
             {**config_dict(config), **overrides}, f"{config.name} with overrides"),
             file=config.file)
-    _quiet_lightning()
+    quiet_lightning()
     pl.seed_everything(config.seed, workers=True, verbose=False)
     graphs, datamodule, module = prepare_run(config, cache)
     ckpt_path, start = None, 0
@@ -464,7 +465,7 @@ def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
     fresh = run_dir is None
     run_dir = Path(run_dir) if run_dir else default_run_dir(config, trainer_kwargs)
     try:
-        trainer = _trainer(config, run_dir, start, progress, callbacks, **trainer_kwargs)
+        trainer = build_trainer(config, run_dir, start, progress, callbacks, **trainer_kwargs)
     except WorkbenchError:
         if fresh:  # nothing half-written: the empty dir made for this run goes again
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -472,7 +473,7 @@ def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
                 run_dir.parent.rmdir()  # and the runs folder, where it was made for it
         raise
     if trainer.is_global_zero:
-        _write_run_files(config, graphs, module, run_dir)
+        write_run_files(config, graphs, module, run_dir)
         begin_segment(run_dir, start)
     status = "failed"
     try:
@@ -481,75 +482,8 @@ def fit(config: TrainingConfig | str | Path, max_steps: int | None = None,
     finally:
         if trainer.is_global_zero:
             merge_metrics(run_dir)
-            _write_run_json(run_dir, config, module, trainer, status)
+            write_run_json(run_dir, config, module, trainer, status)
     return run_dir
-
-
-def _quiet_lightning() -> None:
-    """Hide Lightning notices that do not apply here (validation is reduced by hand)."""
-    import logging
-    import warnings
-
-    for message in (".*sync_dist=True.*", ".*LeafSpec.*", ".*exists and is not empty.*",
-                    ".*does not have many workers.*", ".*not resumable.*"):
-        warnings.filterwarnings("ignore", message=message)
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
-        lambda record: "litlogger" not in record.getMessage())
-
-
-
-def _trainer(config: TrainingConfig, run_dir: Path, start: int, progress: bool,
-             callbacks: tuple[pl.Callback, ...] = (), **kwargs) -> pl.Trainer:
-    checkpoints = LastCheckpoint(run_dir / "checkpoints", config.checkpoint_every)
-    options = dict(
-        max_steps=config.max_steps, accelerator=config.accelerator, devices=config.devices,
-        num_nodes=config.num_nodes, strategy=config.strategy, precision=config.precision,
-        logger=run_loggers(config, run_dir, start), callbacks=[*callbacks, *(
-            [DomainGradNorms()] if config.log_grad_norms else []), checkpoints],
-        val_check_interval=None, check_val_every_n_epoch=None,
-        limit_val_batches=config.val_batches if config.val_batches else 1.0,
-        gradient_clip_val=config.optimizer.grad_clip or None, use_distributed_sampler=False,
-        enable_progress_bar=progress, log_every_n_steps=1, deterministic=False,
-        num_sanity_val_steps=0, enable_model_summary=True, default_root_dir=run_dir,
-        enable_checkpointing=False)
-    options["val_check_interval"] = min(config.val_every, config.max_steps)
-    options.update(kwargs)
-    from lightning_fabric.utilities.exceptions import MisconfigurationException
-
-    try:
-        return pl.Trainer(**options)
-    except (MisconfigurationException, ValueError, ImportError, RuntimeError) as err:
-        chosen = ", ".join(f"{k}={options[k]!r}" for k in CONFIG_TRAINER_OPTIONS)
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WorkbenchError(f"Lightning cannot train with {chosen}: {reason} (choose what this "
-                             "machine has, e.g. --accelerator cpu --devices 1)") from None
-
-
-def _write_run_files(config: TrainingConfig, graphs: list[DomainGraph], module: Trainer,
-                     run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = config_dict(config)
-    write_atomic(run_dir / "config.yaml", dump_yaml(resolved))
-    write_atomic(run_dir / "config.json", json.dumps(resolved, indent=1))
-    write_atomic(run_dir / "graphs.json", json.dumps(
-        {g.name: {"graph_id": g.graph_id, "graph": g.graph_name, "data_nodes": g.tensors.n_data,
-                  "hidden_nodes": g.n_hidden} for g in graphs}, indent=1))
-    write_atomic(run_dir / CATALOG_FILE, json.dumps(catalog_folders()))
-
-
-def _write_run_json(run_dir: Path, config: TrainingConfig, module: Trainer, trainer: pl.Trainer,
-                    status: str) -> None:
-    from .model import parameter_count
-
-    rates = module.samples_per_s[5:] or module.samples_per_s
-    info = {"kind": "training", "name": config.name, "status": status,
-            "steps": int(trainer.global_step), "parameters": parameter_count(module.model),
-            "trainable_parameters": parameter_count(module.model, trainable_only=True),
-            "samples_per_s": float(np.median(rates)) if rates else None,
-            "graphs": {g.name: g.graph_id for g in module.graphs},
-            "world_size": int(trainer.world_size), "num_nodes": int(trainer.num_nodes),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
-    write_atomic(run_dir / "run.json", json.dumps(info, indent=1))
 
 
 # --------------------------------------------------------------------------- trained runs

@@ -217,10 +217,19 @@ def load_training_config(path: str | Path) -> TrainingConfig:
 
 def apply_overrides(config: TrainingConfig, max_steps: int | None = None,
                     domains: list[str] | None = None, task: str | None = None,
-                    losses: list[str] | None = None, seed: int | None = None) -> TrainingConfig:
+                    losses: list[str] | None = None, seed: int | None = None,
+                    init_from: str | None = None) -> TrainingConfig:
     """The config with a notebook's or command line's overrides (None/empty: keep; a
-    ``seed`` of 0 is a seed)."""
+    ``seed`` of 0 is a seed; ``init_from`` a checkpoint or a training run dir, whose
+    ``checkpoints/last.ckpt`` it means)."""
     raw = config_dict(config)
+    if init_from:
+        path = Path(init_from)
+        path = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
+        if not path.is_file():
+            raise WorkbenchError(f"init_from {init_from}: no checkpoint there (give a .ckpt file "
+                                 "or a training run dir with checkpoints/last.ckpt)")
+        raw["init_from"] = str(path)
     if max_steps:
         raw["max_steps"] = int(max_steps)
     if seed is not None:
