@@ -26,6 +26,10 @@ def fast_demo_plan(tmp_path: Path) -> Path:
     raw = yaml.safe_load((PLAN_DIR / "demo.yaml").read_text())
     training = yaml.safe_load((PLAN_DIR.parent / "training" / "demo.yaml").read_text())
     training.update(val_every=3, val_batches=2, checkpoint_every=3, val_rollout=2)
+    # the skill step forecasts every window of the test split: 4 of its 16 days
+    splits = yaml.safe_load((PLAN_DIR.parent / "sampling" / "demo.yaml").read_text())["splits"]
+    assert splits["test"] == ["2020-03-16", "2020-03-31T18:00"]
+    training["sampling"]["splits"] = {**splits, "test": ["2020-03-16", "2020-03-19T18:00"]}
     config = tmp_path / "train-fast.yaml"
     config.write_text(yaml.safe_dump(training))
     raw["slurm"] = {"cpus_per_task": 1, "time": "00:20:00"}
