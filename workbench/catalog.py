@@ -258,17 +258,17 @@ def load_catalog(extra_dirs: Sequence[str | Path] | None = None) -> dict[str, Ca
     return entries
 
 
-_PARSED: dict[tuple, CatalogEntry] = {}  # by file version: a kernel reads the catalog often
+_PARSED: dict[tuple, CatalogEntry] = {}  # by file and text: a kernel reads the catalog often
 
 
 def _parsed_entry(path: Path) -> CatalogEntry:
-    """:func:`entry_from_yaml`, parsed once per version of the file (its path as given and
-    resolved, mtime and size) in this process; the entry is frozen, so it can be shared."""
+    """:func:`entry_from_yaml`, parsed once per text of the file (and its path as given and
+    resolved) in this process; the entry is frozen, so it can be shared."""
     try:
-        stat = path.stat()
+        text = path.read_bytes()  # not the mtime: two writes can share a clock tick
     except OSError:
         return entry_from_yaml(path)  # its one-line error
-    key = (str(path), str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    key = (str(path), str(path.resolve()), text)
     if key not in _PARSED:
         _PARSED[key] = entry_from_yaml(path)
     return _PARSED[key]
