@@ -110,7 +110,7 @@ def test_missing_sbatch_is_one_line_before_anything_runs(tmp_path, capsys, monke
 
 
 def test_unknown_plan_lists_presets():
-    with pytest.raises(WorkbenchError, match="preset: byod, demo, seed004"):
+    with pytest.raises(WorkbenchError, match="preset: byod, demo, seed000, seed004"):
         load_plan("nothing-like-this")
 
 
@@ -128,6 +128,17 @@ def test_presets_load_and_chain_graph_training_skill():
     assert [s.needs for s in skills] == [(t.id,) for t in trains]
     graphs = [e.id for e in seed.entries if e.step == "graph"]
     assert len(graphs) == 4 and all(set(graphs) <= set(t.needs) for t in trains)
+    study = load_plan("seed000")  # (a) global, (b) conus, (d) joint, joint-all, (c) fine-tuned
+    steps = {}
+    for e in study.entries:
+        steps.setdefault(e.step, []).append(e)
+    assert [(e.labels["config"], e.labels["seed"]) for e in steps["train"]] == [
+        (f"seed000-{c}", s) for c in ("conus", "joint", "joint-all") for s in (0, 1, 2)]
+    assert [e.needs for e in steps["finetune"]] == [(g.id,) for g in steps["global"]]
+    assert all(e.params["init_from"] == "${global.run_dir}/train"
+               and e.params["seed"] == "${global.params.seed}" for e in steps["finetune"])
+    trained = {e.id for name in ("global", "train", "finetune") for e in steps[name]}
+    assert len(trained) == 15 and set(steps["study"][0].needs) == trained
 
 
 # --------------------------------------------------------------------------- plan parameters
