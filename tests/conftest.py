@@ -33,3 +33,24 @@ def slurm_cluster(tmp_path_factory):
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_plan(tmp_path_factory):
+    """``workbench batch demo`` (what `make demo` runs: every notebook through papermill) run
+    once for the session: tests that check the demo plan and those that check notebook 03's
+    demo training read the same runs. Returns (runs dir, reports dir, the CLI arguments)."""
+    import contextlib
+    import io
+
+    from workbench import cli
+
+    folder = tmp_path_factory.mktemp("demo-plan")
+    runs, reports = folder / "runs", folder / "reports"
+    args = ["batch", "demo", "--runs-dir", str(runs), "--reports-dir", str(reports),
+            "--no-progress"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(args)
+    assert code == 0, out.getvalue()[-4000:]
+    return runs, reports, args

@@ -23,11 +23,9 @@ DRAWN = {
 }
 
 
-def test_demo_plan_runs_locally_and_renders_offline(tmp_path, capsys):
-    runs, reports = tmp_path / "runs", tmp_path / "reports"
-    args = ["batch", "demo", "--runs-dir", str(runs), "--reports-dir", str(reports),
-            "--no-progress"]
-    assert cli.main(args) == 0, capsys.readouterr().out
+@pytest.mark.timeout(1800)  # the session's demo plan may run in this test's set-up
+def test_demo_plan_runs_locally_and_renders_offline(demo_plan, capsys):
+    runs, reports, args = demo_plan  # `workbench batch demo`, run once (tests/conftest.py)
     root = runs / "demo"
     summaries = {e: json.loads((root / e / "summary.json").read_text()) for e in DRAWN}
     # the skill maps scored the model the training step trained, also on unseen europe

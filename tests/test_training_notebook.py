@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from test_runs import assert_renders_offline, run_via_cli
+import yaml
+from test_runs import assert_renders_offline
 
 from workbench import plotting_training, training_config, training_report
 from workbench.config import dump_yaml
@@ -235,10 +236,17 @@ def test_forecast_maps_on_a_small_grid():
 
 
 @pytest.mark.slow
-def test_training_run_and_report(tmp_path):
+@pytest.mark.timeout(1800)  # the session's demo plan may run in this test's set-up
+def test_training_run_and_report(demo_plan):
     """Notebook 03 through the CLI: demo training (300 steps), the model beats persistence at
-    the first and last lead step on both domains, and the report renders offline."""
-    run_dir, summary = run_via_cli(tmp_path, "03_training", "max_steps", "300")
+    the first and last lead step on both domains, and the report renders offline. The run is
+    the demo plan's train step (``workbench batch demo`` runs ``workbench run 03_training``
+    with the notebook's defaults), shared with tests/test_batch_demo.py."""
+    runs, _, _ = demo_plan
+    run_dir = runs / "demo" / "train"
+    params = yaml.safe_load((run_dir / "params.yaml").read_text()) or {}
+    assert params.get("config", "demo") == "demo" and params.get("max_steps", 300) == 300
+    summary = json.loads((run_dir / "summary.json").read_text())
     figures = summary["key_figures"]
     assert list(summary)[0] == "key_figures"
     train = run_dir / "train"
