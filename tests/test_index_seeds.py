@@ -104,6 +104,11 @@ def test_interval_table_gives_mean_std_difference_and_each_runs_interval(band_ru
     assert [rows[k][5] for k in ("config=fix", "config=mmgt", "config=nbd")] == ["best", "yes",
                                                                                  "yes"]
     assert "seed=2" not in rows["config=nbd"][6]
+    # paired by seed against fix: mmgt -0.20, -0.22, -0.15; nbd -0.17, -0.27 (no seed 2)
+    assert rows["config=fix"][7] == "best"
+    for label, diffs in (("config=mmgt", [-0.20, -0.22, -0.15]), ("config=nbd", [-0.17, -0.27])):
+        assert rows[label][7] == (f"{statistics.mean(diffs):.4g} ± {statistics.stdev(diffs):.4g} "
+                                  f"(n={len(diffs)}), same sign on every seed")
 
 
 def test_interval_table_says_no_where_the_spread_covers_the_difference(tmp_path):
@@ -115,6 +120,8 @@ def test_interval_table_says_no_where_the_spread_covers_the_difference(tmp_path)
     # a: 0.3 ± 0.2828, b: 0.25 ± 0.0707; a is best, |Δ| = 0.05 < 0.3536
     assert body["config=a"][5] == "best" and body["config=b"][5] == "no"
     assert body["config=b"][4] == "-0.05"
+    # paired: b - a = +0.1 (seed 0), -0.2 (seed 1): no common sign
+    assert body["config=b"][7] == f"-0.05 ± {statistics.stdev([0.1, -0.2]):.4g} (n=2)"
 
 
 def test_the_index_shows_the_interval_table_only_for_a_seed_grid(band_runs, tmp_path):

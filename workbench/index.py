@@ -215,8 +215,9 @@ def interval_table(runs: Sequence[Mapping], seed: str = "seed"
     e.g. notebook 04's boundary-band skill) across seeds: per figure, one row per
     configuration (grid labels but ``seed``) with the mean ± std over its seeds' runs (n - 1),
     the difference of its mean from the best configuration's, whether that difference
-    exceeds the two configurations' spreads (``|Δ| > std + std of the best``) and each run's
-    value with its interval. Empty where no run has a ``seed`` label or no such figure."""
+    exceeds the two configurations' spreads (``|Δ| > std + std of the best``), each run's
+    value with its interval, and the difference from the best paired by seed
+    (:func:`_paired`). Empty where no run has a ``seed`` label or no such figure."""
     if not any(seed in (r["batch"].get("labels") or {}) for r in runs):
         return [], []
     figures = list(dict.fromkeys(
@@ -242,19 +243,36 @@ def interval_table(runs: Sequence[Mapping], seed: str = "seed"
                 if v is not None)
             if label not in stats:
                 body.append([html.escape(figure), html.escape(label), str(len(members)), "",
-                             "", "", html.escape(runs_text)])
+                             "", "", html.escape(runs_text), ""])
                 continue
             mean, std = stats[label]
             delta = mean - stats[best][0]
             exceeds = ("best" if label == best else
                        "yes" if abs(delta) > std + stats[best][1] else "no")
             n = sum(c[0] is not None for _, c in members)
+            paired = "best" if label == best else _paired(members, groups[best])
             body.append([html.escape(figure), html.escape(label), str(n),
                          f"{_fmt(mean)} ± {_fmt(std)}", _fmt(delta), exceeds,
-                         html.escape(runs_text)])
+                         html.escape(runs_text), paired])
     header = ["key figure", "configuration", "seeds", "mean ± std across seeds",
-              "Δ mean vs best", "|Δ| > spreads", "each run: value [95 % interval]"]
+              "Δ mean vs best", "|Δ| > spreads", "each run: value [95 % interval]",
+              "Δ vs best, paired by seed"]
     return (header, body) if body else ([], [])
+
+
+def _paired(members: list, best: list) -> str:
+    """This configuration minus the best one seed by seed (the same seed: the same initial
+    weights and batches): ``mean ± std (n=..)`` of the differences, and ``same sign on
+    every seed`` where n > 1 and none is 0 or of the other sign."""
+    theirs = {seed: cells[0] for seed, cells in best if cells[0] is not None}
+    diffs = [cells[0] - theirs[seed] for seed, cells in members
+             if cells[0] is not None and seed in theirs]
+    if not diffs:
+        return ""
+    mean, std = _mean_std(diffs)
+    same = len(diffs) > 1 and (all(d > 0 for d in diffs) or all(d < 0 for d in diffs))
+    return f"{_fmt(mean)} ± {_fmt(std)} (n={len(diffs)})" + (
+        ", same sign on every seed" if same else "")
 
 
 def _graphs_of(run: Mapping) -> str:
@@ -302,7 +320,8 @@ def _step_section(step: str, runs: list[Mapping], reports: Path, plan: str) -> s
     if body:
         parts += ["<h4>across seeds, with each run's 95 % interval (e.g. the boundary band's "
                   "skill: is a difference between configurations larger than the spread "
-                  "across seeds?)</h4>", _table(head, body, "intervals")]
+                  "across seeds, and does it keep its sign seed by seed?)</h4>",
+                  _table(head, body, "intervals")]
     if runs[0]["notebook"].startswith("01"):
         head, body = hanging_table(runs)
         if body:
