@@ -135,6 +135,9 @@ def test_presets_load_and_chain_graph_training_skill():
     assert [(e.labels["config"], e.labels["seed"]) for e in steps["train"]] == [
         (f"seed000-{c}", s) for c in ("conus", "joint", "joint-all") for s in (0, 1, 2)]
     assert [e.needs for e in steps["finetune"]] == [(g.id,) for g in steps["global"]]
+    # labelled with the config it trains (its own), and the seed inherited from its parent
+    assert [e.id for e in steps["finetune"]] == [
+        f"finetune-config=seed000-finetune-seed={s}" for s in (0, 1, 2)]
     assert all(e.params["init_from"] == "${global.run_dir}/train"
                and e.params["seed"] == "${global.params.seed}" for e in steps["finetune"])
     trained = {e.id for name in ("global", "train", "finetune") for e in steps[name]}

@@ -99,7 +99,8 @@ class Entry:
     step: str
     notebook: Path
     params: dict
-    labels: dict  # the grid values that tell this entry from its siblings (inherited too)
+    labels: dict  # the grid values that tell this entry from its siblings (inherited too;
+    # an inherited label the step sets in its own params takes that value)
     needs: tuple[str, ...]  # entry ids that must finish first
     sources: dict[str, str] = field(default_factory=dict)  # step name -> entry id read by ${}
     resources: Resources = Resources()
@@ -260,6 +261,9 @@ def _expand(steps: Mapping[str, Step], order: list[str], where: str) -> list[Ent
         for parent in parents:
             for combo in combos:
                 labels = {**(parent.labels if parent else {}), **combo}
+                for key, value in step.params.items():  # what this entry runs with, e.g. a
+                    if key in labels and "${" not in json.dumps(value):  # fine-tuning's config
+                        labels[key] = value
                 params = {**step.params, **combo}
                 needs: list[str] = []
                 sources: dict[str, str] = {}
