@@ -77,8 +77,8 @@ class Comparison:
 def trained_runs(runs_dir: str | Path) -> dict[tuple[str, int], Path]:
     """The finished training runs of a plan's runs folder: each entry that ran notebook 03
     and whose ``train/run.json`` says finished, keyed by (config, seed): the config its
-    params.yaml names (the training config's name where it names none; a foreach entry's
-    labels are its parent's, so they are not read) and the seed the run trained with (its
+    params.yaml names (the training config's name where it names none; the params, not
+    the batch labels, which a foreach entry partly inherits from its parent) and the seed the run trained with (its
     config.yaml: the grid's seed or a ``${STEP.params.seed}`` resolved). One error line where
     the folder has none or two entries trained the same config and seed."""
     root = Path(runs_dir).expanduser()
