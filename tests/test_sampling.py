@@ -195,19 +195,71 @@ def test_aurora_sources_same_or_mixed_per_batch(tmp_path, monkeypatch):
     for same in (True, False):
         dm = sampling.MultiDomainDataModule(
             sampling.sampling_config_from_dict({**raw, "same_source": same}))
-        norm = None
         for batch in dm.val_dataloader():
-            norm = dm.domains[0].normalisers["variables"]
+            domain = dm.domains[0]
             src_in, src_out = batch["source_input"], batch["source_target"]
             pairs[(same, src_in == src_out)] += 1
             t0 = int(batch["t0"][0])
-            x = norm.denormalise(batch["x"][0])[0, 0].numpy()
-            y = norm.denormalise(batch["y"][0])[0, 0].numpy()
+            norm_in, norm_out = (domain.source_normaliser(domain.source_names.index(s))
+                                 for s in (src_in, src_out))  # each source its own
+            x = norm_in.denormalise(batch["x"][0])[0, 0].numpy()
+            y = norm_out.denormalise(batch["y"][0])[0, 0].numpy()
             np.testing.assert_allclose(x, data[src_in][t0], rtol=1e-5)
             np.testing.assert_allclose(y, data[src_out][t0 + 1], rtol=1e-5)
     assert pairs[(True, False)] == 0 and pairs[(True, True)] > 0
     assert pairs[(False, False)] > 0  # 20 batches: P(no mixed batch) = 2**-20
     assert not np.allclose(data["conus"], data["conus-b"])
+
+
+def test_aurora_source_keeps_its_own_normaliser_and_may_lack_variables(tmp_path, monkeypatch):
+    """A second analysis of CONUS written as a netCDF file the way HRRR-like archives write
+    it (time, y, x with 2-D latitude/longitude), 12 K warmer and without u10: its batches are
+    normalised with its own statistics, and its u10 is imputed in the input and masked out of
+    the target (no loss)."""
+    import xarray as xr
+
+    conus = catalog.open_dataset("conus")
+    ny, nx = 70, 119
+    t2m = conus["t2m"].values.reshape(-1, ny, nx) + 12.0
+    xr.Dataset(
+        {"t2m": (("time", "y", "x"), t2m, {"units": "K"})},
+        coords={"time": conus["time"].values,
+                "latitude": (("y", "x"), conus["latitude"].values.reshape(ny, nx)),
+                "longitude": (("y", "x"), conus["longitude"].values.reshape(ny, nx))},
+    ).to_netcdf(tmp_path / "warm.nc")
+    (tmp_path / "warm.yaml").write_text(
+        f"name: warm\ndomain: conus\nsource: {{kind: netcdf, path: {tmp_path / 'warm.nc'}}}\n"
+        "variables: [t2m]\ntime_step: 6h\ngrid: {kind: lambert_conformal, resolution: 45 km}\n")
+    monkeypatch.setenv("WORKBENCH_CATALOG", str(tmp_path))
+    config = sampling.sampling_config_from_dict(
+        {"name": "x", "variables": ["t2m", "u10"], "batch_size": 3,
+         "splits": {"train": ["2020-01-01", "2020-02-28"], "val": ["2020-03-01", "2020-03-15"]},
+         "domains": [{"name": "conus", "dataset": "conus", "sources": ["warm"]}]})
+    dm = sampling.MultiDomainDataModule(config)
+    dm.setup()
+    domain = dm.domains[0]
+    own, warm = domain.source_normaliser(0), domain.source_normaliser(1)
+    # each normaliser's mean is its source's own over the train split (hand-computed here)
+    train = conus["t2m"].sel(time=slice("2020-01-01", "2020-02-28")).values
+    assert float(own.offset[0]) == pytest.approx(train.mean(), rel=1e-4)
+    assert float(warm.offset[0]) == pytest.approx(train.mean() + 12.0, rel=1e-4)
+    seen = set()
+    for batch in dm.val_dataloader():
+        source = batch["source_input"]
+        seen.add(source)
+        norm = warm if source == "warm" else own
+        t0 = int(batch["t0"][0])
+        x = norm.denormalise(batch["x"][0])[0]
+        expected = conus["t2m"].values[t0] + (12.0 if source == "warm" else 0.0)
+        np.testing.assert_allclose(x[0].numpy(), expected, rtol=1e-5)
+        lacks = source == "warm"
+        assert bool(batch["x_mask"][:, :, 1].any()) is not lacks  # u10: valid only in conus
+        assert bool(batch["y_mask"][:, :, 1].any()) is not lacks  # ... so no u10 loss from warm
+        assert bool(batch["y_mask"][:, :, 0].all()) and torch.isfinite(batch["x"]).all()
+    assert seen == {"conus", "warm"}
+    none = dataclasses.replace(config, variables=("u10",))
+    with pytest.raises(WorkbenchError, match="source 'warm' holds none of the variables"):
+        sampling.DomainData(none, none.domains[0])
 
 
 def test_demo_domain_graphs_match_their_grids_and_leave_no_data_node_hanging():

@@ -93,12 +93,12 @@ class DomainData:
             entry.source.kind == "generator") else None
         self._zarr = None
         self.source_names = [domain.dataset, *domain.sources]
-        self.extra_sources = [_SourceReader(name, self, cache) for name in domain.sources]
         self.splits = {s: self._split_range(s, (domain.splits or config.splits).get(s))
                        for s in SPLITS if (domain.splits or config.splits).get(s)}
         train = self.splits.get("train")
         start, end = (iso(self.times[train[0]]), iso(self.times[train[1]])) if train else (None, None)
         measured = [v for v in needed if v not in config.fixed_scaling]
+        stats_given = stats
         if stats is None:
             try:  # (all-NaN slices warn on their way to the error below)
                 with warnings.catch_warnings(action="ignore", category=RuntimeWarning):
@@ -119,6 +119,10 @@ class DomainData:
                                    {**{f: FixedScaling() for f in self.computed}, **fixed}),
             "statics": Normaliser(self.statics, stats, fixed),
         }
+        # Aurora (seed 003): each further source with its own normaliser, over its train split
+        # (or the statistics given); a variable it lacks reads as missing (no loss for it)
+        self.extra_sources = [_SourceReader(name, self, config, cache, (start, end), stats_given)
+                              for name in domain.sources]
         self.index_t = self._sampled(_read_index(domain.index)) if domain.index else None
         raw_statics = np.stack([ds[v].values for v in self.statics]).astype(np.float32) if (
             self.statics) else np.zeros((0, self.n_grid), np.float32)
@@ -184,6 +188,11 @@ class DomainData:
         return self.read(names, t0, n) if source == 0 else self.extra_sources[source - 1].read(
             names, t0, n)
 
+    def source_normaliser(self, source: int) -> Normaliser:
+        """The variables' normaliser of source ``source`` (0: the domain's own)."""
+        return self.normalisers["variables"] if source == 0 else (
+            self.extra_sources[source - 1].normaliser)
+
     def read(self, names: Sequence[str], t0: int, n: int) -> np.ndarray:
         """float32 array (n, variable, grid) read chunk-aware (zarr directly when possible).
 
@@ -207,9 +216,13 @@ class DomainData:
 
 
 class _SourceReader:
-    """Another dataset of a domain, read like the domain's own (same grid and times)."""
+    """Another dataset of a domain (same grid and times), read like the domain's own, with
+    its own normaliser. It may lack some of the variables: those read as NaN, so they are
+    imputed in an input and masked out of the loss in a target."""
 
-    def __init__(self, name: str, domain: DomainData, cache: str | Path | None):
+    def __init__(self, name: str, domain: DomainData, config: SamplingConfig,
+                 cache: str | Path | None, train: tuple[str | None, str | None],
+                 stats: Mapping[str, VariableStats] | None):
         entry = catalog.get_entry(name)
         ds = catalog.open_dataset(entry, cache=cache)
         native = domain.native_times
@@ -218,14 +231,34 @@ class _SourceReader:
                 f"domain {domain.name!r}: source {name!r} has {ds.sizes['grid']} points and "
                 f"{ds.sizes['time']} times, {domain.domain.dataset!r} {domain.n_grid} and "
                 f"{native.size}; sources of one domain must share grid and times")
-        self.ds = ds
+        self.present = [v for v in domain.variables if v in ds]
+        if not self.present:
+            raise WorkbenchError(
+                f"domain {domain.name!r}: source {name!r} holds none of the variables "
+                f"{domain.variables}; give it at least one or drop it from `sources`")
+        self.ds = ds[self.present]
+        if stats is None:
+            measured = [v for v in self.present if v not in config.fixed_scaling]
+            with warnings.catch_warnings(action="ignore", category=RuntimeWarning):
+                stats = load_or_compute(ds, name, measured, *train, cache) if measured else {}
+            stats = {**domain.stats, **stats}  # an absent variable keeps the domain's (unused)
+        self.normaliser = Normaliser(domain.variables, stats, config.fixed_scaling)
         self.offset, self.stride = domain.offset, domain.stride
         self.n_grid = domain.n_grid
         self.zarr_path = str(catalog.cache_path(entry, cache)) if (
             entry.source.kind == "generator") else None
         self._zarr = None
 
-    read = DomainData.read
+    def read(self, names: Sequence[str], t0: int, n: int) -> np.ndarray:
+        """float32 (n, variable, grid); NaN for a variable this source lacks."""
+        have = [v for v in names if v in self.present]
+        part = DomainData.read(self, have, t0, n)
+        if len(have) == len(names):
+            return part
+        out = np.full((n, len(names), self.n_grid), np.nan, np.float32)
+        out[:, [names.index(v) for v in have]] = part
+        return out
+
     _native = DomainData._native
     __getstate__ = DomainData.__getstate__
 
@@ -284,13 +317,13 @@ class MultiDomainDataset(Dataset):
         domain = self.domains[d_index]
         s_in, s_out = sources
         steps = domain.input_steps
-        if s_in == s_out:  # one read of the whole window
+        if s_in == s_out:  # one read of the whole window, in its source's normalised units
             raw = domain.read_source(s_in, domain.variables, t0, domain.window)
-        else:
-            raw = np.concatenate([
-                domain.read_source(s_in, domain.variables, t0, steps),
-                domain.read_source(s_out, domain.variables, t0 + steps, domain.window - steps)])
-        state = domain.normalisers["variables"].normalise(torch.from_numpy(raw))
+            state = domain.source_normaliser(s_in).normalise(torch.from_numpy(raw))
+        else:  # input and target each in their own source's
+            state = torch.cat([domain.source_normaliser(s).normalise(torch.from_numpy(
+                domain.read_source(s, domain.variables, t, n))) for s, t, n in (
+                    (s_in, t0, steps), (s_out, t0 + steps, domain.window - steps))])
         state, valid = domain.imputers["variables"](state, inputs=steps)
         forcing = torch.from_numpy(domain.read_forcings(t0, domain.window))
         forcing = domain.imputers["forcings"].with_channels(
