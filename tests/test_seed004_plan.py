@@ -52,7 +52,8 @@ def tiny_plan(folder: Path, configs: list[str] = CONFIGS) -> Path:
     the stretched grid at 2 lead steps."""
     raw = yaml.safe_load((PLAN_DIR / "seed004.yaml").read_text())
     steps = {s["name"]: s for s in raw["steps"]}
-    assert set(steps) == {"graph", "train", "skill"}
+    assert set(steps) == {"graph", "train", "skill", "study"}
+    raw["steps"] = [s for s in raw["steps"] if s["name"] != "study"]  # tests/test_study.py
     assert steps["train"]["grid"]["seed"] == [0, 1, 2] and "seed004-fix" in steps[
         "train"]["grid"]["config"]
     steps["graph"]["grid"] = {"config": ["demo-fix"]}
@@ -181,3 +182,15 @@ def test_the_plan_trains_four_graphs_with_three_seeds_and_scores_each():
         (f"seed004-{g}", s) for g in ("mmgt", "nbd", "tnbd", "fix") for s in (0, 1, 2)}
     assert all(e.params["domains"] == ["stretched", "europe"] for e in entries["skill"])
     assert [e.labels for e in entries["skill"]] == [e.labels for e in entries["train"]]
+    (entry,) = [e for e in plan.entries if e.step == "study"]
+    assert entry.params["region"] == "boundary_band" and entry.params["runs"] == ".."
+    assert set(entry.needs) == {e.id for e in entries["train"]}
+    from workbench import study
+    from workbench.config import parse
+
+    checked = [parse(study.Comparison, c, "comparison") for c in entry.params["comparisons"]]
+    assert {(c.a, c.b) for c in checked} == {("seed004-tnbd", "seed004-nbd"),
+                                             ("seed004-fix", "seed004-mmgt"),
+                                             ("seed004-fix", "seed004-nbd"),
+                                             ("seed004-nbd", "seed004-mmgt")}
+    assert {c.domain for c in checked} == {"stretched", "europe"} and len(checked) == 8

@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
-from workbench import cli, comparison, evaluation, intervals, study, training
+from workbench import boundary_band, cli, comparison, evaluation, intervals, study, training
 from workbench.checkpoints import load_checkpoint, model_state
 from workbench.errors import WorkbenchError
 from workbench.forecast_files import read_forecast
@@ -163,12 +163,15 @@ def test_each_seeds_difference_is_compare_runs_mean_over_variables(plan, compare
     assert (table.difference != 0).all()  # two trained models differ everywhere
 
 
-def _hand_errors(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Per-initial-time area-weighted MSE [init, variable, lead] of a global forecast file and
-    of persistence, in numpy from the truth."""
+def _hand_errors(path: Path, points: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-initial-time area-weighted MSE [init, variable, lead] of a forecast file and of
+    persistence on ``points`` (None: all; a file forcing none), in numpy from the truth."""
     fc = read_forecast(path)
     truth = evaluation.truth_for(fc)
     weights = evaluation.area_weights(truth).values
+    if points is not None:
+        fc, truth, weights = fc.isel(grid=points), truth.isel(grid=points), weights[points]
     init, lead = fc["init_time"].values, fc["lead_time"].values
     model, persistence = [], []
     for name in fc.data_vars:
@@ -208,6 +211,47 @@ def test_the_interval_is_one_block_bootstrap_over_all_variables(plan, compared):
     np.testing.assert_allclose(rows["ci_low"], low, atol=1e-6)
     np.testing.assert_allclose(rows["ci_high"], high, atol=1e-6)
     assert (rows["ci_low"] < rows["ci_high"]).all()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_boundary_band_region_scores_each_runs_band_with_one_joint_bootstrap(plan):
+    """``region='boundary_band'`` (seed 004): on CONUS each run's skill in its band (the
+    first cells inside the forced ring), the difference and its interval against a numpy
+    bootstrap of hand-computed band errors; a global domain has no band: one error line."""
+    folder, _ = plan
+    found = study.trained_runs(folder)
+    table = study.compare_across_seeds(folder, [TRANSFER], steps=STEPS, progress=None,
+                                       region="boundary_band")
+    seed = 1
+    paths = [evaluation.forecast_path(found[c, seed], "conus", "test")
+             for c in ("seed000-finetune", "seed000-global")]
+    fc = read_forecast(paths[0])
+    band = boundary_band.band_points(fc, evaluation.truth_for(fc))
+    assert 0 < band.size < fc.sizes["grid"] / 4
+    (a, ref), (b, _) = (_hand_errors(p, band) for p in paths)
+    block = intervals.block_length(fc["init_time"].values, fc["lead_time"].values)
+
+    def skills(i):  # [run, lead]: mean over variables of 1 - MSE / MSE(persistence)
+        return np.stack([(1 - e[i].mean(0) / ref[i].mean(0)).mean(0) for e in (a, b)])
+
+    everything = skills(np.arange(len(a)))
+    replicates = np.array([np.subtract(*skills(i)) for i in intervals.block_indices(len(a),
+                                                                                   block)])
+    low, high = np.percentile(replicates, [2.5, 97.5], axis=0)
+    rows = table[table.seed == seed]
+    np.testing.assert_allclose(rows["skill_a"], everything[0], atol=1e-6)
+    np.testing.assert_allclose(rows["skill_b"], everything[1], atol=1e-6)
+    np.testing.assert_allclose(rows["difference"], everything[0] - everything[1], atol=1e-6)
+    np.testing.assert_allclose(rows["ci_low"], low, atol=1e-6)
+    np.testing.assert_allclose(rows["ci_high"], high, atol=1e-6)
+    interior = study.compare_across_seeds(found, [TRANSFER], steps=STEPS, progress=None)
+    assert not np.allclose(interior["skill_a"], table["skill_a"])  # the band is not the domain
+    with pytest.raises(WorkbenchError, match="'global' has no boundary band"):
+        study.compare_across_seeds(found, [FORGETTING], steps=STEPS, progress=None,
+                                   region="boundary_band")
+    with pytest.raises(WorkbenchError, match="region 'ring' is not one of all, boundary_band"):
+        study.compare_across_seeds(found, [TRANSFER], region="ring")
 
 
 @pytest.mark.slow

@@ -15,12 +15,14 @@ and persistence, so the interval is that of the mean.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from . import intervals, skill
+from .errors import WorkbenchError
 from .evaluation_inputs import forced_points, scored_points
 
 OUTSIDE_KM = 150.0
@@ -54,15 +56,27 @@ def describe(forecast_ds: xr.Dataset, truth: xr.Dataset) -> str:
             f"{_ring_cells(forecast_ds)} forced from the truth")
 
 
-def band_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, str],
-               reference: str = "persistence") -> pd.DataFrame:
-    """The band's skill against ``reference`` per lead time (:data:`BAND_COLUMNS`), the mean
-    over the forecast's variables with its 95 % interval; empty without a boundary band."""
+@dataclass(frozen=True)
+class BandErrors:
+    """Area-weighted MSEs per initial time in a forecast's boundary band: the model's and the
+    reference's [init, lead, variable], where they count, the bootstrap's block length."""
+
+    model: np.ndarray
+    reference: np.ndarray
+    counted: np.ndarray
+    block: int
+    lead_hours: np.ndarray
+    init_times: np.ndarray
+
+
+def band_errors(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, str],
+                reference: str = "persistence") -> BandErrors | None:
+    """The errors :func:`band_skill` scores (None: the grid has no boundary band)."""
     from .evaluation import area_weights, baselines
 
     index = band_points(forecast_ds, truth)
     if index is None or index.size == 0:
-        return pd.DataFrame(columns=BAND_COLUMNS)
+        return None
     names = list(forecast_ds.data_vars)
     fc, y = forecast_ds.isel(grid=index), truth[names].isel(grid=index)
     weights = area_weights(truth).isel(grid=index)
@@ -74,11 +88,31 @@ def band_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[s
              for ds in (model, ref)]  # [init, lead, variable]
     where = (np.ones(stack[0].shape, bool) if counted is None else
              np.stack([counted[n].transpose(skill.INIT, "lead_time").values for n in names], -1))
-    value, low, high = mean_skill_interval(*stack, where, intervals.block_length(
-        fc["init_time"].values, fc["lead_time"].values))
-    hours = fc["lead_time"].values / np.timedelta64(1, "h")
-    return pd.DataFrame({"lead_hours": hours.astype(float), "value": value, "ci_low": low,
-                         "ci_high": high}, columns=BAND_COLUMNS)
+    return BandErrors(*stack, where, intervals.block_length(
+        fc["init_time"].values, fc["lead_time"].values),
+        fc["lead_time"].values / np.timedelta64(1, "h"), fc["init_time"].values)
+
+
+def band_skill(forecast_ds: xr.Dataset, truth: xr.Dataset, train_period: tuple[str, str],
+               reference: str = "persistence") -> pd.DataFrame:
+    """The band's skill against ``reference`` per lead time (:data:`BAND_COLUMNS`), the mean
+    over the forecast's variables with its 95 % interval; empty without a boundary band."""
+    errors = band_errors(forecast_ds, truth, train_period, reference)
+    if errors is None:
+        return pd.DataFrame(columns=BAND_COLUMNS)
+    value, low, high = mean_skill_interval(errors.model, errors.reference, errors.counted,
+                                           errors.block)
+    return pd.DataFrame({"lead_hours": errors.lead_hours.astype(float), "value": value,
+                         "ci_low": low, "ci_high": high}, columns=BAND_COLUMNS)
+
+
+def mean_skill(m: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """[..., init, lead, variable] -> [..., lead]: the mean over variables of ``1 -
+    mean(model) / mean(reference)`` over the initial times where they count."""
+    shape = m.shape
+    flat = [a.reshape(*shape[:-2], -1) for a in (m, r, c)]
+    skills = 1 - intervals._mean(flat[0], flat[2]) / intervals._mean(flat[1], flat[2])
+    return skills.reshape(*shape[:-3], *shape[-2:]).mean(axis=-1)
 
 
 def mean_skill_interval(model: np.ndarray, reference: np.ndarray, counted: np.ndarray,
@@ -88,19 +122,39 @@ def mean_skill_interval(model: np.ndarray, reference: np.ndarray, counted: np.nd
     """The mean over the last axis (variables) of ``1 - mean(model) / mean(reference)`` over
     axis 0 (initial times), per middle index (lead time), with its ``level`` interval from
     :func:`intervals.block_indices` replicates; NaN bounds with fewer than two initial times."""
-    def statistic(m, r, c):  # [..., init, lead, variable] -> [..., lead]
-        shape = m.shape
-        flat = [a.reshape(*shape[:-2], -1) for a in (m, r, c)]
-        skills = 1 - intervals._mean(flat[0], flat[2]) / intervals._mean(flat[1], flat[2])
-        return skills.reshape(*shape[:-3], *shape[-2:]).mean(axis=-1)
-
     with np.errstate(invalid="ignore", divide="ignore"):
-        point = statistic(model, reference, counted)
+        point = mean_skill(model, reference, counted)
         idx = intervals.block_indices(model.shape[0], block, resamples, seed)
-        replicates = statistic(model[idx], reference[idx], counted[idx])
+        replicates = mean_skill(model[idx], reference[idx], counted[idx])
+    return _bounds(point, replicates, counted.all(axis=-1).sum(axis=0) < 2, level)
+
+
+def difference_interval(a: BandErrors, b: BandErrors, resamples: int = intervals.RESAMPLES,
+                        seed: int = intervals.SEED, level: float = intervals.LEVEL
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Band skill of A minus band skill of B per lead, each on its own band (two runs may
+    forecast different grids, e.g. a trimmed one), with its ``level`` interval from ONE block
+    bootstrap over their shared initial times: the same resampled times for both."""
+    if not (np.array_equal(a.init_times, b.init_times)
+            and np.array_equal(a.lead_hours, b.lead_hours)):
+        raise WorkbenchError("the two forecasts' initial or lead times differ: forecast the "
+                             "same split and lead steps with both runs")
+    block = max(a.block, b.block)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = (mean_skill(a.model, a.reference, a.counted)
+                 - mean_skill(b.model, b.reference, b.counted))
+        idx = intervals.block_indices(a.model.shape[0], block, resamples, seed)
+        replicates = (mean_skill(a.model[idx], a.reference[idx], a.counted[idx])
+                      - mean_skill(b.model[idx], b.reference[idx], b.counted[idx]))
+    few = (a.counted.all(axis=-1) & b.counted.all(axis=-1)).sum(axis=0) < 2
+    return _bounds(point, replicates, few, level)
+
+
+def _bounds(point: np.ndarray, replicates: np.ndarray, few: np.ndarray, level: float
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``point`` and the ``level`` percentile interval of ``replicates`` (NaN where ``few``)."""
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(replicates, [tail, 100 - tail], axis=0)
-    few = counted.all(axis=-1).sum(axis=0) < 2
     return point, np.where(few, np.nan, low), np.where(few, np.nan, high)
 
 

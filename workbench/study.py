@@ -58,6 +58,7 @@ STUDY_COLUMNS = ["question", "domain", "a", "b", "seed", "lead_hours", "skill_a"
 SUMMARY_COLUMNS = ["question", "domain", "a", "b", "lead_hours", "mean", "std", "seeds",
                    "consistent", "exceeds_spread"]
 _KEYS = ["question", "domain", "a", "b"]
+REGIONS = ("all", "boundary_band")  # where the skills are compared
 
 
 @typed
@@ -159,13 +160,18 @@ def _seed_text(config: str, runs: Mapping[tuple[str, int], Path]) -> str:
 def compare_across_seeds(runs: Mapping[tuple[str, int], Path] | str | Path,
                          comparisons: Sequence, split: str = "test", steps: int = 4,
                          reference: str = "persistence", cache: str | Path | None = None,
-                         progress: Callable[[str], object] | None = print) -> pd.DataFrame:
+                         progress: Callable[[str], object] | None = print,
+                         region: str = "all") -> pd.DataFrame:
     """Per comparison, seed and lead time (:data:`STUDY_COLUMNS`): the skill of A and of B
     against ``reference`` on ``domain`` (mean over variables), the difference A - B and its
     95 % interval, ``significant`` where it excludes 0. ``runs``: :func:`trained_runs`'
     mapping or a runs folder. Each (run, domain) is forecast once (``evaluation.evaluate``:
     ``steps`` lead steps from every initial time of ``split``), one domain after another so
-    that only one domain's forecasts are held; ``progress`` gets one line per forecast."""
+    that only one domain's forecasts are held; ``progress`` gets one line per forecast.
+    ``region``: ``all`` (the points both runs predict) or ``boundary_band`` (each run's own
+    boundary band, :func:`workbench.boundary_band.difference_interval`; seed 004)."""
+    if region not in REGIONS:
+        raise WorkbenchError(f"region {region!r} is not one of {', '.join(REGIONS)}")
     runs = trained_runs(runs) if isinstance(runs, str | os.PathLike) else dict(runs)
     checked = check_comparisons(comparisons, runs)
     by_domain: dict[str, list[Comparison]] = {}
@@ -185,7 +191,7 @@ def compare_across_seeds(runs: Mapping[tuple[str, int], Path] | str | Path,
             if progress is not None:
                 progress(f"forecast {done}/{total}: {config} seed {seed} on {domain} ({split}, "
                          f"{steps} steps) in {time.monotonic() - started:.0f} s")
-        rows += _domain_rows(comps, files, runs, reference, cache)
+        rows += _domain_rows(comps, files, runs, reference, cache, region)
     table = pd.DataFrame(rows, columns=STUDY_COLUMNS[:-1])
     table["significant"] = (table["ci_low"] > 0) | (table["ci_high"] < 0)
     return table
@@ -193,20 +199,42 @@ def compare_across_seeds(runs: Mapping[tuple[str, int], Path] | str | Path,
 
 def _domain_rows(comps: list[Comparison], files: Mapping[tuple[str, int], Path],
                  runs: Mapping[tuple[str, int], Path], reference: str,
-                 cache: str | Path | None) -> list[tuple]:
+                 cache: str | Path | None, region: str = "all") -> list[tuple]:
     """The rows of one domain's comparisons, from its forecast files (two in memory at once)."""
     from .forecast_files import read_forecast
 
-    rows, truth = [], None
+    rows, truths = [], {}
     for comp in comps:
         for seed in _seeds(comp, runs):
             fa, fb = read_forecast(files[comp.a, seed]), read_forecast(files[comp.b, seed])
-            truth = evaluation.truth_for(fa, cache) if truth is None else truth  # one per domain
+            for fc in (fa, fb):  # one truth per dataset (a trimmed run forecasts its own)
+                if fc.attrs["dataset"] not in truths:
+                    truths[fc.attrs["dataset"]] = evaluation.truth_for(fc, cache)
+            ya, yb = truths[fa.attrs["dataset"]], truths[fb.attrs["dataset"]]
             train = tuple(evaluation.run_config(runs[comp.a, seed]).sampling["splits"]["train"])
-            pair = paired_errors(fa, fb, truth, train, reference)
-            rows += [(comp.question, comp.domain, comp.a, comp.b, seed, *values)
-                     for values in _pair_values(pair)]
+            if region == "boundary_band":
+                values = _band_values(comp, fa, fb, ya, yb, train, reference)
+            else:
+                values = _pair_values(paired_errors(fa, fb, ya, train, reference))
+            rows += [(comp.question, comp.domain, comp.a, comp.b, seed, *v) for v in values]
     return rows
+
+
+def _band_values(comp: Comparison, fa, fb, ya, yb, train: tuple[str, str],
+                 reference: str) -> list[tuple]:
+    """Per lead: (hours, band skill A, band skill B, difference, low, high)."""
+    from . import boundary_band
+
+    a, b = (boundary_band.band_errors(fc, y, train, reference) for fc, y in ((fa, ya), (fb, yb)))
+    if a is None or b is None:
+        raise WorkbenchError(f"domain {comp.domain!r} has no boundary band in "
+                             f"{comp.a if a is None else comp.b}'s forecast (a global grid): "
+                             "compare it with region all")
+    diff, low, high = boundary_band.difference_interval(a, b)
+    skill_a, skill_b = (boundary_band.mean_skill(e.model, e.reference, e.counted)
+                        for e in (a, b))
+    return [tuple(float(x) for x in v) for v in zip(a.lead_hours, skill_a, skill_b, diff, low,
+                                                      high, strict=True)]
 
 
 def _pair_values(pair: PairedErrors) -> list[tuple]:
@@ -259,7 +287,7 @@ def _short(a: str, b: str) -> str:
 
 def notebook_summary(table: pd.DataFrame, summary: pd.DataFrame,
                      runs: Mapping[tuple[str, int], Path], reference: str = "persistence",
-                     split: str = "test") -> dict:
+                     split: str = "test", region: str = "all") -> dict:
     """Notebook 05's summary.json: key figures at the first and the last lead of every
     comparison (``<stem>_<h>h``: the mean difference A - B across seeds, then ``_std``,
     ``_seeds``, ``_consistent``, ``_exceeds_spread``; stems from :func:`figure_names`), the
@@ -279,7 +307,7 @@ def notebook_summary(table: pd.DataFrame, summary: pd.DataFrame,
                         f"{key}_exceeds_spread": bool(row.exceeds_spread)})
     records = [{k: plain(v) for k, v in r.items()} for r in table.to_dict("records")]
     return {"key_figures": {**means, **details},
-            "reference": reference, "split": split,
+            "reference": reference, "split": split, "region": region,
             "comparisons": {name: dict(zip(["question", "domain", "a", "b"], key, strict=True))
                             for key, name in names.items()},
             "per_seed": records,
