@@ -41,9 +41,11 @@ def inputs(n_grid: int, batch: int = 2, steps: int = 1, forcing_steps: int = 2):
             torch.randn(2, n_grid, generator=g))
 
 
-@pytest.mark.parametrize("processor", ["interaction", "transformer"])
-def test_untrained_model_is_persistence(graphs, processor):
-    model = small(processor)
+@pytest.mark.parametrize("processor, extra", [
+    ("interaction", {}), ("transformer", {}),
+    ("transformer", {"attention_edges": "features"})])
+def test_untrained_model_is_persistence(graphs, processor, extra):
+    model = small(processor, **extra)
     for graph in graphs.values():
         state, forcings, statics = inputs(graph.n_data)
         out = model(state, forcings, statics, graph)
@@ -112,13 +114,14 @@ def test_edge_mlp_equals_the_mlp_of_concatenated_inputs():
     assert torch.allclose(edge_mlp(e, src, dst, index), expected, atol=1e-6)
 
 
-def test_transformer_layer_against_a_dense_per_node_attention():
+@pytest.mark.parametrize("edge_dim", [None, 5])  # an edge embedding, or raw features
+def test_transformer_layer_against_a_dense_per_node_attention(edge_dim):
     torch.manual_seed(4)
     dim, heads, n = 8, 2, 5
-    layer = TransformerLayer(dim, 12, heads)
+    layer = TransformerLayer(dim, 12, heads, edge_dim)
     src = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3])
     dst = torch.tensor([1, 1, 1, 2, 2, 3, 4, 4, 0])
-    h, e = torch.randn(1, n, dim), torch.randn(len(src), dim)
+    h, e = torch.randn(1, n, dim), torch.randn(len(src), edge_dim or dim)
     out, _ = layer(h, e, torch.stack([src, dst]))
     hd = dim // heads
     q, k, v = layer.qkv(layer.norm_nodes(h[0])).chunk(3, -1)
@@ -137,6 +140,22 @@ def test_transformer_layer_against_a_dense_per_node_attention():
     assert torch.allclose(out[0], expected, atol=1e-5)
 
 
+def test_feature_attention_edges_project_the_raw_features_in_every_layer(graphs):
+    """attention_edges: features (anemoi's lin_edge): no processor edge embedding, each
+    layer's edge keys and values a linear map of the 5 edge features, and the model trains
+    (gradients reach every layer's edge projection)."""
+    model = small("transformer", attention_edges="features")
+    embedded = small("transformer")
+    assert model.processor.edge_embed is None
+    assert all(layer.edge_kv.in_features == 5 for layer in model.processor.layers)
+    fewer = parameter_count(embedded) - parameter_count(model)
+    assert fewer == parameter_count(embedded.processor.edge_embed) + 2 * (16 - 5) * 32
+    nn.init.normal_(model.output.weight)  # past persistence, so gradients flow back
+    state, forcings, statics = inputs(graphs["demo-conus"].n_data)
+    model(state, forcings, statics, graphs["demo-conus"]).square().mean().backward()
+    assert all(layer.edge_kv.weight.grad.abs().sum() > 0 for layer in model.processor.layers)
+
+
 def test_full_preset_is_seed_004_size_without_any_graph():
     config = load_training_config("full")
     model = EncProcDec(model_config(config, sampling_config(config)))
@@ -148,6 +167,9 @@ def test_full_preset_is_seed_004_size_without_any_graph():
     ({"n_variables": 3, "processor": "gru"}, "processor"),
     ({"n_variables": 3, "processor": "transformer", "hidden_dim": 10, "heads": 4}, "divisible"),
     ({"n_variables": 3, "input_steps": 2, "output_steps": 3}, "output_steps"),
+    ({"n_variables": 3, "processor": "transformer", "attention_edges": "raw"}, "attention_edges"),
+    ({"n_variables": 3, "processor": "interaction", "attention_edges": "features"},
+     "needs processor: transformer"),
 ])
 def test_bad_model_config_is_one_line_error(raw, message):
     with pytest.raises(WorkbenchError, match=message) as err:

@@ -34,6 +34,7 @@ from .config import Flag, NonNegative, Positive, parse, typed
 from .errors import WorkbenchError
 
 PROCESSORS = ("interaction", "transformer")
+ATTENTION_EDGES = ("embedded", "features")
 EDGE_FEATURES = 5  # length / 1000 km, east, north, east * length, north * length
 POSITION_FEATURES = 3  # unit vector on the sphere
 
@@ -51,6 +52,10 @@ class ModelConfig:
     hidden_dim: Positive = 64
     processor_layers: Positive = 4
     heads: Positive = 4  # transformer only
+    # transformer only: what each layer's attention adds to keys and values per edge, a
+    # linear map of the processor's edge embedding (embedded, D wide) or of the raw edge
+    # features (features, 5 wide: anemoi's lin_edge; at 512 channels half the processor's work)
+    attention_edges: str = "embedded"
     mlp_ratio: Annotated[float, Field(gt=0)] = 2.0  # MLP width / hidden_dim
     noise_channels: NonNegative = 0  # > 0: ensemble members by noise injection
     length_scale_km: Annotated[float, Field(gt=0)] = 1000.0  # edge lengths in this unit
@@ -75,6 +80,12 @@ def model_config_from_dict(raw: Mapping, where: str = "model") -> ModelConfig:
     if config.output_steps not in (1, config.input_steps):
         raise WorkbenchError(f"{where}: output_steps must be 1 (forecast) or input_steps (bert, "
                              f"interpolation), got {config.output_steps}")
+    if config.attention_edges not in ATTENTION_EDGES:
+        raise WorkbenchError(f"{where}: attention_edges {config.attention_edges!r}; use one of "
+                             f"{ATTENTION_EDGES}")
+    if config.attention_edges == "features" and config.processor != "transformer":
+        raise WorkbenchError(f"{where}: attention_edges: features needs processor: transformer "
+                             "(interaction layers update an edge embedding)")
     if config.processor == "transformer" and config.hidden_dim % config.heads:
         raise WorkbenchError(f"{where}: hidden_dim {config.hidden_dim} must be divisible by "
                              f"heads {config.heads}")
@@ -197,14 +208,16 @@ class InteractionLayer(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-    """anemoi-style graph transformer layer: attention over incoming edges, then an MLP."""
+    """anemoi-style graph transformer layer: attention over incoming edges, then an MLP.
+    ``edge_dim``: the width of the edge values it adds to keys and values (``dim``: an edge
+    embedding; :data:`EDGE_FEATURES`: the raw features, as anemoi's lin_edge)."""
 
-    def __init__(self, dim: int, hidden: int, heads: int):
+    def __init__(self, dim: int, hidden: int, heads: int, edge_dim: int | None = None):
         super().__init__()
         self.heads, self.head_dim = heads, dim // heads
         self.norm_nodes, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
-        self.edge_kv = nn.Linear(dim, 2 * dim)
+        self.edge_kv = nn.Linear(edge_dim or dim, 2 * dim)
         self.project = nn.Linear(dim, dim)
         self.mlp = mlp(dim, dim, hidden, norm=False)
 
@@ -230,18 +243,21 @@ class Processor(nn.Module):
     def __init__(self, config: ModelConfig, hidden: int):
         super().__init__()
         dim = config.hidden_dim
-        self.edge_embed = mlp(EDGE_FEATURES, dim, hidden)
+        raw = config.attention_edges == "features"  # the layers read the edge features
+        self.edge_embed = None if raw else mlp(EDGE_FEATURES, dim, hidden)
         if config.processor == "interaction":
             self.layers = nn.ModuleList(InteractionLayer(dim, hidden)
                                         for _ in range(config.processor_layers))
         else:
-            self.layers = nn.ModuleList(TransformerLayer(dim, hidden, config.heads)
+            edge_dim = EDGE_FEATURES if raw else dim
+            self.layers = nn.ModuleList(TransformerLayer(dim, hidden, config.heads, edge_dim)
                                         for _ in range(config.processor_layers))
 
     def forward(self, h: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor],
                 checkpointing: Flag = False) -> torch.Tensor:
         index, features = edges
-        e = self.edge_embed(features)  # [E, D]; interaction layers make it [B, E, D]
+        # [E, D] ([B, E, D] after an interaction layer), or the raw [E, 5] features
+        e = features if self.edge_embed is None else self.edge_embed(features)
         for layer in self.layers:
             h, e = _call(layer, checkpointing, h, e, index)
         return h

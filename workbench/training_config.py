@@ -42,7 +42,8 @@ OUTPUTS = ("state", "tendency")  # normalisation.output
 STATISTICS = ("domain", "shared")  # normalisation.statistics
 LOGGERS = ("csv", "tensorboard", "mlflow")
 MODEL_KEYS = ("processor", "hidden_dim", "processor_layers", "heads", "mlp_ratio",
-              "noise_channels", "length_scale_km", "checkpointing")
+              "noise_channels", "length_scale_km", "checkpointing",
+              "attention_edges")
 
 
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
