@@ -159,7 +159,9 @@ def test_feature_attention_edges_project_the_raw_features_in_every_layer(graphs)
 def test_full_preset_is_seed_004_size_without_any_graph():
     config = load_training_config("full")
     model = EncProcDec(model_config(config, sampling_config(config)))
-    assert 65e6 < parameter_count(model) < 80e6  # seed 004: 71.5 M (mmgt) and 73.5 M (nbd)
+    # seed 004: 71.5 M (mmgt) and 73.5 M (nbd) with its ~90 variables and trainable node and
+    # edge tensors; anemoi-models at this preset's sizes on the demo's 8 variables: 61.5 M
+    assert 55e6 < parameter_count(model) < 80e6
 
 
 @pytest.mark.parametrize("raw, message", [
