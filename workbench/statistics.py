@@ -197,9 +197,11 @@ class Normaliser:
         return values.to(t.device, t.dtype).view(-1, 1)  # broadcast over [..., variable, grid]
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.where(self._shape(x, self.log1p.double()).bool(),
-                        torch.log1p(torch.clamp(x / self._shape(x, self.unit), min=0)), x)
-        return (y - self._shape(x, self.offset)) / self._shape(x, self.scale)
+        y = x
+        if bool(self.log1p.any()):  # else skip it: a 200 MB sample's clamp, log1p and where
+            y = torch.where(self._shape(x, self.log1p.double()).bool(),
+                            torch.log1p(torch.clamp(x / self._shape(x, self.unit), min=0)), x)
+        return (y - self._shape(x, self.offset)).div_(self._shape(x, self.scale))  # one copy
 
     def denormalise(self, y: torch.Tensor) -> torch.Tensor:
         x = y * self._shape(y, self.scale) + self._shape(y, self.offset)
