@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import resource
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -35,3 +36,28 @@ def report(title: str, rows: list[dict], notes: str = "") -> None:
         block += f"\n{notes}\n"
     with RESULTS.open("a") as fh:
         fh.write(block)
+
+
+def machine_busy_s() -> float | None:
+    """CPU seconds every process on the machine has used since boot (/proc/stat), or None."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # guest time is in user
+
+
+def children_cpu_s() -> float:
+    """CPU seconds this process's finished children used."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def publish(title: str, rows: list[dict], notes: str, quick: bool) -> None:
+    """Print the table and notes (a quick check), or :func:`report` them to RESULTS.md."""
+    if quick:
+        print(markdown_table(rows), "", notes, sep="\n")
+    else:
+        report(title, rows, notes)

@@ -44,7 +44,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import zarr  # noqa: E402
-from common import markdown_table, report  # noqa: E402
+from common import publish  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from workbench import catalog, sampling  # noqa: E402
@@ -369,10 +369,7 @@ def main() -> None:
     )
     what = "0.25 deg global store, 24 variables" if args.large else "demo train split"
     title = f"Multi-domain data loader vs raw zarr reads ({what})"
-    if args.quick:
-        print(markdown_table(rows), "", notes, sep="\n")
-    else:
-        report(title, rows, notes)
+    publish(title, rows, notes, args.quick)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import socket
 import statistics
 import subprocess
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from common import markdown_table, report
+from common import children_cpu_s, machine_busy_s, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STEPS = {"demo": (3, 10)}  # (warm-up, timed); other configs: FALLBACK_STEPS
@@ -230,23 +229,6 @@ class Child:
         return json.loads(self.out.read_text())
 
 
-def machine_busy_s() -> float | None:
-    """CPU seconds every process on the machine has used since boot (/proc/stat), or None
-    (as benchmarks/train_step.py's)."""
-    try:
-        with open("/proc/stat") as fh:
-            fields = [int(v) for v in fh.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -413,10 +395,7 @@ def main() -> None:
     wall = time.perf_counter() - wall
     notes = make_notes(spec, one, ddp, rows, probe, wall, (load_start, os.getloadavg()[0]))
     title = f"DDP training step, 2 ranks on CPU (gloo) vs 1 rank ({args.config}/{args.domain})"
-    if args.quick:
-        print(markdown_table(rows), "", notes, sep="\n")
-    else:
-        report(title, rows, notes)
+    publish(title, rows, notes, args.quick)
 
 
 if __name__ == "__main__":

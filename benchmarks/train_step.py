@@ -60,7 +60,7 @@ from pathlib import Path
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "2")
 
-from common import markdown_table, report  # noqa: E402
+from common import children_cpu_s, machine_busy_s, markdown_table, report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_VARIANTS = ("ckpt", "nockpt")  # anemoi with activation checkpointing on / off
@@ -581,22 +581,6 @@ def run_flops(impl: str, python: str, spec: dict, tmp: Path) -> dict:
     if line is not None:
         print(f"  {impl:22s}{line.strip()}", flush=True)
     return child.finish()
-
-
-def machine_busy_s() -> float | None:
-    """CPU seconds every process on the machine has used since boot (/proc/stat), or None."""
-    try:
-        with open("/proc/stat") as fh:
-            fields = [int(v) for v in fh.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # guest time is in user
-
-
-def children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def child_main(kind: str, spec_path: str, out_path: str) -> None:
