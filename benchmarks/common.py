@@ -61,3 +61,23 @@ def publish(title: str, rows: list[dict], notes: str, quick: bool) -> None:
         print(markdown_table(rows), "", notes, sep="\n")
     else:
         report(title, rows, notes)
+
+
+def workbench_case(spec: dict, device: str = "cpu") -> tuple:
+    """(training config, sampling config, domain graph, batches) of a benchmark child's spec
+    (``config``, ``domain``, ``batches``: a .pt of x/y/forcings lists and statics), the
+    batches on ``device``."""
+    import torch
+
+    from workbench import domain_graphs, training
+
+    config = training.load_training_config(spec["config"])
+    sampling = training.sampling_config(config)
+    domain = next(d for d in sampling.domains if d.name == spec["domain"])
+    graph = domain_graphs.domain_graph(domain.graph, domain.name, domain.dataset,
+                                       config.boundary_cells)
+    inputs = torch.load(spec["batches"], weights_only=True)
+    batches = [{"x": x.to(device), "y": y.to(device), "forcings": f.to(device),
+                "statics": inputs["statics"].to(device), "domain_index": 0}
+               for x, y, f in zip(inputs["x"], inputs["y"], inputs["forcings"], strict=True)]
+    return config, sampling, graph, batches

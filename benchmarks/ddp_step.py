@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from common import children_cpu_s, machine_busy_s, publish
+from common import children_cpu_s, machine_busy_s, publish, workbench_case
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STEPS = {"demo": (3, 10)}  # (warm-up, timed); other configs: FALLBACK_STEPS
@@ -128,7 +128,7 @@ def allreduce_time(n: int, repeats: int = 5) -> float:
 
 def child_main(spec_path: str, out_path: str) -> None:
     """One process of a setting: build, then one step per line on stdin ("sync"/"nosync")."""
-    from workbench import domain_graphs, training
+    from workbench import training
 
     spec = json.loads(Path(spec_path).read_text())
     torch.set_num_threads(spec["threads"])
@@ -137,14 +137,7 @@ def child_main(spec_path: str, out_path: str) -> None:
         dist.init_process_group("gloo", rank=rank, world_size=world,  # a lost peer: 10 min
                                 init_method=f"tcp://127.0.0.1:{spec['port']}",
                                 timeout=dt.timedelta(minutes=10))
-    config = training.load_training_config(spec["config"])
-    sampling = training.sampling_config(config)
-    domain = next(d for d in sampling.domains if d.name == spec["domain"])
-    graph = domain_graphs.domain_graph(domain.graph, domain.name, domain.dataset,
-                                       config.boundary_cells)
-    inputs = torch.load(spec["batches"], weights_only=True)
-    batches = [{"x": x, "y": y, "forcings": f, "statics": inputs["statics"], "domain_index": 0}
-               for x, y, f in zip(inputs["x"], inputs["y"], inputs["forcings"], strict=True)]
+    config, sampling, graph, batches = workbench_case(spec)
     batches = batches[rank::2]  # the single rank steps on rank 0's batches
 
     torch.manual_seed(0)

@@ -60,7 +60,13 @@ from pathlib import Path
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "2")
 
-from common import children_cpu_s, machine_busy_s, markdown_table, report  # noqa: E402
+from common import (  # noqa: E402
+    children_cpu_s,
+    machine_busy_s,
+    markdown_table,
+    report,
+    workbench_case,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_VARIANTS = ("ckpt", "nockpt")  # anemoi with activation checkpointing on / off
@@ -214,19 +220,11 @@ def workbench_child(spec: dict) -> dict:
 
     import torch
 
-    from workbench import domain_graphs, training
+    from workbench import training
     from workbench.model import parameter_count
 
-    config = training.load_training_config(spec["config"])
-    sampling = training.sampling_config(config)
-    domain = next(d for d in sampling.domains if d.name == spec["domain"])
-    graph = domain_graphs.domain_graph(domain.graph, domain.name, domain.dataset,
-                                  config.boundary_cells)
-    inputs = torch.load(spec["batches"], weights_only=True)
     device = torch.device(spec["device"])
-    batches = [{"x": x.to(device), "y": y.to(device), "forcings": f.to(device),
-                "statics": inputs["statics"].to(device), "domain_index": 0}
-               for x, y, f in zip(inputs["x"], inputs["y"], inputs["forcings"], strict=True)]
+    config, sampling, graph, batches = workbench_case(spec, device)
     base = memory_start(spec, torch)
 
     torch.manual_seed(0)

@@ -139,11 +139,10 @@ def difference_interval(a: BandErrors, b: BandErrors, resamples: int = intervals
             and np.array_equal(a.lead_hours, b.lead_hours)):
         raise WorkbenchError("the two forecasts' initial or lead times differ: forecast the "
                              "same split and lead steps with both runs")
-    block = max(a.block, b.block)
     with np.errstate(invalid="ignore", divide="ignore"):
         point = (mean_skill(a.model, a.reference, a.counted)
                  - mean_skill(b.model, b.reference, b.counted))
-        idx = intervals.block_indices(a.model.shape[0], block, resamples, seed)
+        idx = intervals.block_indices(a.model.shape[0], a.block, resamples, seed)  # same times
         replicates = (mean_skill(a.model[idx], a.reference[idx], a.counted[idx])
                       - mean_skill(b.model[idx], b.reference[idx], b.counted[idx]))
     few = (a.counted.all(axis=-1) & b.counted.all(axis=-1)).sum(axis=0) < 2
