@@ -144,3 +144,40 @@ def test_values_arrive_verbatim(tmp_path, echo_notebook):
     assert not mark.exists()
     done = workbench("run", echo_notebook, "-p", "limit", "many", "--runs-dir", runs)
     assert_one_line_error(done, "limit must be a whole number or null")
+
+
+@pytest.mark.slow
+def test_relative_paths_are_read_from_where_workbench_run_is_called(tmp_path):
+    """The kernel runs in its own run dir; `-p run_dir runs/<id>/train` typed in the project
+    folder must name that folder there, not one under the new run dir (it did)."""
+    notebook = tiny_notebook(
+        tmp_path / "paths.ipynb",
+        'config = "demo"  # a preset or a YAML path\nrun_dir = ""  # a run dir\n'
+        'runs = ".."  # a runs folder\nforecast_files = []  # files\ninit_from = ""  # a run',
+        'import json, pathlib\npathlib.Path("summary.json").write_text(json.dumps(dict('
+        'config=config, run_dir=run_dir, runs=runs, forecast_files=forecast_files, '
+        'init_from=init_from, seen=[pathlib.Path(p).exists() for p in '
+        '[config, run_dir, runs, *forecast_files]])))')
+    project = tmp_path / "project"
+    (project / "runs" / "old" / "train").mkdir(parents=True)
+    (project / "my.yaml").write_text("{}\n")
+    (project / "f.nc").write_text("")
+    done = workbench("run", notebook, "-p", "config", "my.yaml",
+                     "-p", "run_dir", "runs/old/train", "-p", "runs", "runs",
+                     "-p", "forecast_files", "[f.nc]", "--no-index", "--no-progress", cwd=project)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = [p for p in (project / "runs").iterdir() if p.name != "old"]
+    got = json.loads((run_dir / "summary.json").read_text())
+    assert got["config"] == str(project / "my.yaml")
+    assert got["run_dir"] == str(project / "runs" / "old" / "train")
+    assert got["runs"] == str(project / "runs")
+    assert got["forecast_files"] == [str(project / "f.nc")]
+    assert got["seen"] == [True, True, True, True]
+    assert got["init_from"] == ""  # not given: the notebook's default, untouched
+    # a preset name stays a name; an empty run_dir keeps its meaning (the latest run)
+    done = workbench("run", notebook, "-p", "config", "demo", "-p", "run_dir", "",
+                     "--no-index", "--no-progress", cwd=project)
+    assert done.returncode == 0, done.stderr
+    newest = max((project / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    got = json.loads((newest / "summary.json").read_text())
+    assert (got["config"], got["run_dir"]) == ("demo", "")

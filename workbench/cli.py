@@ -53,10 +53,11 @@ def cmd_run(args) -> int:
 
     from .index import write_index
     from .locks import holding_run_dir
-    from .parameters import parse_parameters
+    from .parameters import parse_parameters, paths_from
     from .runs import run_notebook
 
     params = _catalog_parameter(parse_parameters(args.param, args.param_file, args.notebook))
+    params = paths_from(params, Path.cwd())  # the kernel runs in its run dir
     if args.log_output:  # cell outputs into the log as they come (batch jobs)
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     runs_dir, run_id, held = args.runs_dir, None, contextlib.nullcontext()

@@ -149,3 +149,36 @@ def parse_parameters(
         else:
             params[name] = parse_yaml(value, f"parameter {name} value {value!r}")
     return check_parameters(notebook, params) if notebook else params
+
+
+#: parameters that name files or folders: config-like ones are a preset name or a YAML
+#: file; the others are always paths (a list of them for forecast_files)
+CONFIG_PATHS = ("config", "sampling_config", "pipeline_config")
+RUN_PATHS = ("init_from", "run_dir", "runs", "forecast_files")
+
+
+def paths_from(params: Mapping, cwd: str | Path) -> dict:
+    """``params`` with relative paths made absolute against ``cwd``, the caller's folder
+    (a kernel runs in its own run dir, where they would name something else).
+
+    A config-like value is a path only where that file exists (else it names a preset, as
+    :func:`workbench.config.resolve_config` reads it); an empty value keeps its default
+    meaning. In a plan's entry, ``cwd`` is the entry's folder, so ``runs: ..`` still names
+    the plan's folder."""
+    cwd = Path(cwd)
+
+    def absolute(value):
+        if not isinstance(value, str) or not value:
+            return value
+        return str((cwd / Path(value).expanduser()).resolve())
+
+    out = dict(params)
+    for name in CONFIG_PATHS:
+        value = out.get(name)
+        if isinstance(value, str) and value and (cwd / Path(value).expanduser()).is_file():
+            out[name] = absolute(value)
+    for name in RUN_PATHS:
+        if name in out:
+            value = out[name]
+            out[name] = [absolute(v) for v in value] if isinstance(value, list) else absolute(value)
+    return out
