@@ -485,6 +485,7 @@ def prepare(config_name: str, domains: list[str] | None, n_batches: int, tmp: Pa
             "precision": config.precision if on_cuda else "32-true",
             "hidden_dim": model_cfg.hidden_dim, "layers": model_cfg.processor_layers,
             "heads": model_cfg.heads, "mlp_ratio": model_cfg.mlp_ratio,
+            "mapper": model_cfg.mapper,
             "length_scale_km": model_cfg.length_scale_km,
             "variables": list(sampling.variables),
             "forcing_names": [f"{f}_{t}" for t in ("t0", "t1") for f in sampling.forcings]
@@ -836,7 +837,8 @@ def make_notes(results: dict, device: str, why_not: list[str], load_start, load_
                  if i == "workbench" and "checkpointing" in r}
     sizes = "; ".join(
         f"{c}: {s['hidden_dim']} channels, {s['layers']} processor layers, {s['heads']} heads, "
-        f"MLP {s['mlp_ratio']:g} x channels, batch {s['batch_size']}, "
+        f"MLP {s['mlp_ratio']:g} x channels, workbench mapper {s.get('mapper', 'mlp')}, "
+        f"batch {s['batch_size']}, "
         f"{s['precision']}, lr {s['lr']:g}" for c, s in specs.items())
     lines = [
         "One step = forward + loss + backward + AdamW step (no gradient clipping, no LR "
@@ -866,10 +868,12 @@ def make_notes(results: dict, device: str, why_not: list[str], load_start, load_
         f"Sizes: {sizes}.",
         "",
         "workbench: `training.Trainer` of configs/training/<config>.yaml on the domain's graph "
-        "(EncProcDec: MLP embeddings; mappers that run an edge-embedding MLP and an edge MLP, "
-        "both of width MLP ratio x channels, on every encoder/decoder edge, average the "
-        "messages and update with a node MLP, which is where its extra parameters are; a graph "
-        "transformer processor; SiLU); the step is `Trainer._task_loss` (forecast, rollout 1, LAM boundary "
+        "(EncProcDec: MLP embeddings; mappers as the config's `model.mapper` says: `mlp`, an "
+        "edge-embedding MLP and an edge MLP, both channels wide, on every encoder/decoder "
+        "edge, messages averaged, then a node MLP, which is where its extra parameters are; "
+        "`transformer`, one graph-transformer block each, as anemoi's: attention over each "
+        "node's incoming edges with the edge features through one linear layer, then an MLP "
+        "of MLP ratio x channels per node; a graph transformer processor; SiLU); the step is `Trainer._task_loss` (forecast, rollout 1, LAM boundary "
         "overwrite, the config's MSE), `backward()`, the AdamW of `configure_optimizers()`; "
         "activation checkpointing as the config sets it ("
         + (", ".join(f"{c}: {'on' if on else 'off'}" for c, on in ours_ckpt.items()) or "-")

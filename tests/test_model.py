@@ -11,6 +11,7 @@ from torch import nn
 from workbench.errors import WorkbenchError
 from workbench.graphs import build_graph
 from workbench.model import (
+    AttentionMapper,
     EdgeMLP,
     EncProcDec,
     GraphTensors,
@@ -43,7 +44,8 @@ def inputs(n_grid: int, batch: int = 2, steps: int = 1, forcing_steps: int = 2):
 
 @pytest.mark.parametrize("processor, extra", [
     ("interaction", {}), ("transformer", {}),
-    ("transformer", {"attention_edges": "features"})])
+    ("transformer", {"attention_edges": "features"}),
+    ("transformer", {"attention_edges": "features", "mapper": "transformer"})])
 def test_untrained_model_is_persistence(graphs, processor, extra):
     model = small(processor, **extra)
     for graph in graphs.values():
@@ -140,6 +142,53 @@ def test_transformer_layer_against_a_dense_per_node_attention(edge_dim):
     assert torch.allclose(out[0], expected, atol=1e-5)
 
 
+def test_attention_mapper_against_a_dense_per_node_attention():
+    """mapper: transformer, on a bipartite graph (7 sources, 4 destinations, one with no
+    incoming edge: it keeps its value and gets only the MLP), against a loop over nodes."""
+    torch.manual_seed(6)
+    dim, heads, n_src, n_dst = 8, 2, 7, 4
+    mapper = AttentionMapper(dim, 12, heads)
+    src = torch.tensor([0, 1, 2, 3, 4, 5, 6, 0])
+    dst = torch.tensor([0, 0, 1, 1, 1, 2, 2, 2])  # destination 3: no edge
+    x_src, x_dst, e = torch.randn(1, n_src, dim), torch.randn(1, n_dst, dim), torch.randn(8, 5)
+    out = mapper(x_src, x_dst, (torch.stack([src, dst]), e))
+    hd = dim // heads
+    q = mapper.q(mapper.norm_dst(x_dst[0]))
+    k, v = mapper.kv(mapper.norm_src(x_src[0])).chunk(2, -1)
+    ek, ev = mapper.edge_kv(e).chunk(2, -1)
+    expected = x_dst[0].clone()
+    for node in range(n_dst):
+        edges = (dst == node).nonzero().flatten()
+        if len(edges) == 0:
+            continue
+        heads_out = []
+        for head in range(heads):
+            sl = slice(head * hd, (head + 1) * hd)
+            weights = torch.softmax((k[src[edges], sl] + ek[edges, sl]) @ q[node, sl]
+                                    / math.sqrt(hd), 0)
+            heads_out.append(weights @ (v[src[edges], sl] + ev[edges, sl]))
+        expected[node] = expected[node] + mapper.project(torch.cat(heads_out))
+    expected[3] = x_dst[0, 3] + mapper.project.bias
+    expected = expected + mapper.mlp(mapper.norm_mlp(expected))
+    assert torch.allclose(out[0], expected, atol=1e-5)
+
+
+def test_transformer_mappers_train_on_two_graphs_with_one_set_of_weights(graphs):
+    """mapper: transformer: attention blocks for encoder and decoder, MLPs mlp_ratio wide
+    on nodes only, no weight tied to a graph size; gradients reach both mappers."""
+    model = small("transformer", attention_edges="features", mapper="transformer")
+    assert isinstance(model.encoder, AttentionMapper) and isinstance(model.decoder, AttentionMapper)
+    assert model.encoder.mlp[0].out_features == 16  # mlp_ratio 1 x 16 channels
+    nn.init.normal_(model.output.weight, std=0.1)
+    for graph in graphs.values():
+        model.zero_grad()
+        state, forcings, statics = inputs(graph.n_data)
+        model(state, forcings, statics, graph).square().mean().backward()
+        for mapper in (model.encoder, model.decoder):
+            assert mapper.edge_kv.weight.grad.abs().sum() > 0
+            assert mapper.q.weight.grad.abs().sum() > 0
+
+
 def test_feature_attention_edges_project_the_raw_features_in_every_layer(graphs):
     """attention_edges: features (anemoi's lin_edge): no processor edge embedding, each
     layer's edge keys and values a linear map of the 5 edge features, and the model trains
@@ -168,6 +217,8 @@ def test_full_preset_is_seed_004_size_without_any_graph():
     ({"n_variables": 3, "hidden": 8}, "unknown key"),
     ({"n_variables": 3, "processor": "gru"}, "processor"),
     ({"n_variables": 3, "processor": "transformer", "hidden_dim": 10, "heads": 4}, "divisible"),
+    ({"n_variables": 3, "mapper": "transformer", "hidden_dim": 10, "heads": 4}, "divisible"),
+    ({"n_variables": 3, "mapper": "gnn"}, "mapper"),
     ({"n_variables": 3, "input_steps": 2, "output_steps": 3}, "output_steps"),
     ({"n_variables": 3, "processor": "transformer", "attention_edges": "raw"}, "attention_edges"),
     ({"n_variables": 3, "processor": "interaction", "attention_edges": "features"},
@@ -179,11 +230,13 @@ def test_bad_model_config_is_one_line_error(raw, message):
     assert "\n" not in str(err.value)
 
 
-def test_activation_checkpointing_gives_the_same_gradients(graphs):
+@pytest.mark.parametrize("mapper", ["mlp", "transformer"])
+def test_activation_checkpointing_gives_the_same_gradients(graphs, mapper):
     graph = graphs["demo-conus"]
     grads = []
     for checkpointing in (False, True):
-        model = small(checkpointing=checkpointing)  # seeded: the same weights both times
+        # seeded: the same weights both times
+        model = small(checkpointing=checkpointing, mapper=mapper)
         torch.manual_seed(5)
         nn.init.normal_(model.output.weight, std=0.1)
         state, forcings, statics = inputs(graph.n_data)

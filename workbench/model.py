@@ -7,10 +7,12 @@ degree global grid and a 45 km LAM alike. The graph (anemoi's HeteroData layout)
 to :meth:`EncProcDec.forward` with every batch.
 
 - Encoder: data -> hidden message passing, messages averaged at each hidden node (the number
-  of data nodes per hidden node changes with resolution; a mean does not).
+  of data nodes per hidden node changes with resolution; a mean does not), or (``mapper:
+  transformer``) one graph-transformer block, as anemoi's mappers: softmax attention over
+  each node's incoming edges, which is a weighted mean too.
 - Processor on the hidden mesh: a GraphCast-style interaction network (summed messages) or
   a graph transformer (multi-head attention over each node's incoming edges, as anemoi's).
-- Decoder: hidden -> data, messages averaged, then a zero-initialised linear output layer:
+- Decoder: hidden -> data, the same kind of mapper, then a zero-initialised linear output layer:
   the prediction is the input state plus that output, so the untrained model is persistence
   (Aurora, seed 003, answer 11).
 - Ensembles: ``noise_channels`` > 0 concatenates fresh N(0, 1) channels to every hidden node
@@ -34,6 +36,7 @@ from .config import Flag, NonNegative, Positive, parse, typed
 from .errors import WorkbenchError
 
 PROCESSORS = ("interaction", "transformer")
+MAPPERS = ("mlp", "transformer")
 ATTENTION_EDGES = ("embedded", "features")
 EDGE_FEATURES = 5  # length / 1000 km, east, north, east * length, north * length
 POSITION_FEATURES = 3  # unit vector on the sphere
@@ -49,6 +52,10 @@ class ModelConfig:
     input_steps: Positive = 1  # state time steps in
     output_steps: Positive = 1  # 1: the next step (forecast); = input_steps: every step (bert)
     processor: str = "interaction"  # interaction | transformer
+    # encoder and decoder: per-edge MLPs with mean messages (mlp), or one graph-transformer
+    # block each (transformer: attention over each node's incoming edges, MLP per node, as
+    # anemoi's mappers; the edge features enter keys and values through one linear layer)
+    mapper: str = "mlp"
     hidden_dim: Positive = 64
     processor_layers: Positive = 4
     heads: Positive = 4  # transformer only
@@ -86,7 +93,10 @@ def model_config_from_dict(raw: Mapping, where: str = "model") -> ModelConfig:
     if config.attention_edges == "features" and config.processor != "transformer":
         raise WorkbenchError(f"{where}: attention_edges: features needs processor: transformer "
                              "(interaction layers update an edge embedding)")
-    if config.processor == "transformer" and config.hidden_dim % config.heads:
+    if config.mapper not in MAPPERS:
+        raise WorkbenchError(f"{where}: mapper {config.mapper!r}; use one of {MAPPERS}")
+    attention = config.processor == "transformer" or config.mapper == "transformer"
+    if attention and config.hidden_dim % config.heads:
         raise WorkbenchError(f"{where}: hidden_dim {config.hidden_dim} must be divisible by "
                              f"heads {config.heads}")
     return config
@@ -193,6 +203,46 @@ class Mapper(nn.Module):
         return dst + self.update(torch.cat([dst, agg], -1))
 
 
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: torch.Tensor,
+               n_dst: int, heads: int) -> torch.Tensor:
+    """Multi-head attention of each destination node over its incoming edges: q [B, N_dst,
+    D] per node, k and v [B, E, D] per edge (source values, edge terms added) -> [B, N_dst, D]."""
+    b, _, d = q.shape
+    shape = (b, -1, heads, d // heads)
+    q = _gather(q, index[1]).view(shape)
+    k, v = k.view(shape), v.view(shape)
+    score = (q * k).sum(-1) / math.sqrt(d // heads)  # [B, E, H]
+    alpha = softmax(score.transpose(0, 1), index[1], num_nodes=n_dst, dim=0).transpose(0, 1)
+    return scatter((alpha.unsqueeze(-1) * v).reshape(b, -1, d), index[1], dim=1,
+                   dim_size=n_dst, reduce="sum")
+
+
+class AttentionMapper(nn.Module):
+    """Bipartite graph-transformer block (encoder or decoder, as anemoi's mappers): each
+    destination node attends over its incoming edges, keys and values from the source nodes
+    plus a linear map of the raw edge features; residual update, then an MLP per node."""
+
+    def __init__(self, dim: int, hidden: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm_src, self.norm_dst, self.norm_mlp = (nn.LayerNorm(dim) for _ in range(3))
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.edge_kv = nn.Linear(EDGE_FEATURES, 2 * dim)
+        self.project = nn.Linear(dim, dim)
+        self.mlp = mlp(dim, dim, hidden, norm=False)
+
+    def forward(self, src: torch.Tensor, dst: torch.Tensor,
+                edges: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        index, features = edges
+        k, v = self.kv(self.norm_src(src)).chunk(2, dim=-1)
+        ek, ev = self.edge_kv(features).chunk(2, dim=-1)
+        out = _attention(self.q(self.norm_dst(dst)), _gather(k, index[0]) + ek,
+                         _gather(v, index[0]) + ev, index, dst.shape[1], self.heads)
+        h = dst + self.project(out)
+        return h + self.mlp(self.norm_mlp(h))
+
+
 class InteractionLayer(nn.Module):
     """GraphCast's interaction network layer: edge update, summed messages, node update."""
 
@@ -214,7 +264,7 @@ class TransformerLayer(nn.Module):
 
     def __init__(self, dim: int, hidden: int, heads: int, edge_dim: int | None = None):
         super().__init__()
-        self.heads, self.head_dim = heads, dim // heads
+        self.heads = heads
         self.norm_nodes, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.edge_kv = nn.Linear(edge_dim or dim, 2 * dim)
@@ -222,17 +272,10 @@ class TransformerLayer(nn.Module):
         self.mlp = mlp(dim, dim, hidden, norm=False)
 
     def forward(self, h: torch.Tensor, e: torch.Tensor, index: torch.Tensor):
-        b, n, d = h.shape
         q, k, v = self.qkv(self.norm_nodes(h)).chunk(3, dim=-1)
         ek, ev = self.edge_kv(e).chunk(2, dim=-1)
-        shape = (b, -1, self.heads, self.head_dim)
-        q = _gather(q, index[1]).view(shape)
-        k = (_gather(k, index[0]) + ek).view(shape)
-        v = (_gather(v, index[0]) + ev).view(shape)
-        score = (q * k).sum(-1) / math.sqrt(self.head_dim)  # [B, E, H]
-        alpha = softmax(score.transpose(0, 1), index[1], num_nodes=n, dim=0).transpose(0, 1)
-        out = scatter((alpha.unsqueeze(-1) * v).reshape(b, -1, d), index[1], dim=1,
-                      dim_size=n, reduce="sum")
+        out = _attention(q, _gather(k, index[0]) + ek, _gather(v, index[0]) + ev, index,
+                         h.shape[1], self.heads)
         h = h + self.project(out)
         return h + self.mlp(self.norm_mlp(h)), e
 
@@ -283,16 +326,22 @@ class EncProcDec(nn.Module):
         hidden = max(1, int(round(config.mlp_ratio * dim)))
         self.data_embed = mlp(config.node_inputs, dim, hidden)
         self.hidden_embed = mlp(POSITION_FEATURES, dim, hidden)
-        # mapper MLPs run on every data-hidden edge: width dim, not mlp_ratio * dim (anemoi's
-        # mappers are one attention block; wider per-edge MLPs cost 2.6-5x a step at 512)
-        self.encoder = Mapper(dim, dim)
+        self.encoder = self._mapper(config, hidden)
         self.noise_mix = (nn.Linear(dim + config.noise_channels, dim)
                           if config.noise_channels else None)
         self.processor = Processor(config, hidden)
-        self.decoder = Mapper(dim, dim)
+        self.decoder = self._mapper(config, hidden)
         self.output = nn.Linear(dim, config.output_steps * config.n_variables)
         nn.init.zeros_(self.output.weight)  # the untrained model is persistence
         nn.init.zeros_(self.output.bias)
+
+    @staticmethod
+    def _mapper(config: ModelConfig, hidden: int) -> nn.Module:
+        if config.mapper == "transformer":  # MLPs per node: mlp_ratio x channels wide
+            return AttentionMapper(config.hidden_dim, hidden, config.heads)
+        # MLPs on every data-hidden edge: width dim, not mlp_ratio * dim (wider per-edge MLPs
+        # cost 2.6-5x a step at 512 channels)
+        return Mapper(config.hidden_dim, config.hidden_dim)
 
     def node_inputs(self, state: torch.Tensor, forcings: torch.Tensor, statics: torch.Tensor,
                     pos: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:

@@ -41,7 +41,7 @@ TASKS = ("forecast", "bert", "interpolation")
 OUTPUTS = ("state", "tendency")  # normalisation.output
 STATISTICS = ("domain", "shared")  # normalisation.statistics
 LOGGERS = ("csv", "tensorboard", "mlflow")
-MODEL_KEYS = ("processor", "hidden_dim", "processor_layers", "heads", "mlp_ratio",
+MODEL_KEYS = ("processor", "mapper", "hidden_dim", "processor_layers", "heads", "mlp_ratio",
               "noise_channels", "length_scale_km", "checkpointing",
               "attention_edges")
 
