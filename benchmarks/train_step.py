@@ -60,6 +60,7 @@ from pathlib import Path
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "2")
 
+import step_profile  # noqa: E402
 from common import (  # noqa: E402
     children_cpu_s,
     machine_busy_s,
@@ -67,6 +68,7 @@ from common import (  # noqa: E402
     report,
     workbench_case,
 )
+from step_profile import profile_row  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_VARIANTS = ("ckpt", "nockpt")  # anemoi with activation checkpointing on / off
@@ -201,12 +203,25 @@ def measure(spec: dict, loss_of, model, parts: dict[str, list[str]], optimizer, 
     """The case's figures: FLOP counts (``--flops``) or timed steps and peak memory."""
     if spec.get("flops"):
         return count_flops(loss_of, model, parts, torch)
+    if spec.get("profile"):  # each step timed by part
+        from step_profile import PartClock, median_profile
 
-    def step(index: int) -> float:
-        return optimizer_step(loss_of(index), optimizer)
+        sync = torch.cuda.synchronize if spec["device"] == "cuda" else None
+        clock, profiles = PartClock(model, parts, sync), []
+
+        def step(index: int) -> float:
+            loss, profile = clock.step(loss_of, optimizer, index)
+            if index >= spec["warmup"]:
+                profiles.append(profile)
+            return loss
+    else:
+        def step(index: int) -> float:
+            return optimizer_step(loss_of(index), optimizer)
 
     result = run_steps(step, spec, torch)
     result.update(memory_peak(spec, torch, base))
+    if spec.get("profile"):
+        result["profile"] = median_profile(profiles)
     return result
 
 
@@ -666,6 +681,9 @@ def main() -> None:
     parser.add_argument("--flops", action="store_true",
                         help="count the FLOPs of one step and of the forward (by part) instead "
                              "of timing; checkpointing off everywhere (anemoi: nockpt only)")
+    parser.add_argument("--profile", action="store_true",
+                        help="time each step by part (forward, backward, optimizer; encoder, "
+                             "processor, decoder) instead of the plain timing table")
     parser.add_argument("--sequential", action="store_true",
                         help="run the cases of a graph one after another instead of side by "
                              "side in turns (less memory at once, no protection from drift)")
@@ -702,7 +720,7 @@ def main() -> None:
             print(f"{config_name}: preparing graphs and {warmup + steps} batches per domain",
                   flush=True)
             for spec in prepare(config_name, domains, warmup + steps, tmp, device):
-                spec.update(warmup=warmup, steps=steps)
+                spec.update(warmup=warmup, steps=steps, profile=args.profile)
                 print(f"{config_name} / {spec['domain']}: {', '.join(impls)}", flush=True)
                 if args.flops:
                     done = {impl: run_flops(impl, python, spec, tmp)
@@ -722,12 +740,19 @@ def main() -> None:
                         print(f"  {impl}: median {res['step_s']:.3f} s, peak "
                               f"{res['peak_mb']:.0f} MB over {res['base_mb']:.0f} MB, "
                               f"{res['params']:,} parameters", flush=True)
-                    rows.append((flops_row if args.flops else fmt_row)(spec, impl, res, ours))
+                    if args.profile:
+                        rows.append(profile_row(spec, impl, res))
+                    else:
+                        rows.append((flops_row if args.flops else fmt_row)(spec, impl, res, ours))
                     results[(config_name, spec["domain"], impl)] = (spec, res)
     wall = time.perf_counter() - wall
     if args.flops:
         notes = flops_notes(results, device, why_not, wall)
         title = "Training step FLOPs: workbench EncProcDec vs anemoi-models graph transformer"
+    elif args.profile:
+        notes = (step_profile.NOTES + "\n\n"
+                 + make_notes(results, device, why_not, load_start, os.getloadavg(), wall, args))
+        title = f"Training step by part: workbench EncProcDec vs anemoi-models ({device})"
     else:
         notes = make_notes(results, device, why_not, load_start, os.getloadavg(), wall, args)
         title = ("Training step: workbench EncProcDec vs anemoi-models graph transformer "
