@@ -71,7 +71,7 @@ def workbench_case(spec: dict, device: str = "cpu") -> tuple:
 
     from workbench import domain_graphs, training
 
-    config = training.load_training_config(spec["config"])
+    config = training.load_training_config(spec.get("config_path", spec["config"]))
     sampling = training.sampling_config(config)
     domain = next(d for d in sampling.domains if d.name == spec["domain"])
     graph = domain_graphs.domain_graph(domain.graph, domain.name, domain.dataset,

@@ -3,10 +3,11 @@ anemoi-models' graph transformer encoder-processor-decoder of the same size, on 
 and the same batches, each case in a fresh process.
 
     .venv/bin/python benchmarks/train_step.py [--device cpu|cuda] [--configs demo,full]
-        [--domains global,conus] [--steps N] [--warmup W] [--peers ckpt,nockpt]
+        [--domains global,conus] [--steps N] [--warmup W] [--peers ckpt,nockpt] [--profile]
         [--anemoi VENV[,VENV...]] [--flops] [--sequential] [--print-only]
 
-Cases: every training config of ``--configs`` (configs/training/*.yaml) on every domain of its
+Cases: every training config of ``--configs`` (configs/training/*.yaml; ``NAME:key=value``
+replaces a ``model`` key, e.g. ``full,full:mapper=mlp`` measures both mappers) on every domain of its
 sampling config (the demo domains: global 2.5 deg, 10,512 data / 2,562 hidden nodes; conus
 45 km, 8,330 / 897), by workbench and by each anemoi-models release of ``--anemoi`` (peer
 venvs, default ``.venv-anemoi``; e.g. ``.venv-anemoi,.venv-anemoi-latest`` measures 0.13.0 and
@@ -454,6 +455,28 @@ def anemoi_child(spec: dict) -> dict:
 # --------------------------------------------------------------------------- parent side
 
 
+def config_variant(label: str, tmp: Path) -> str:
+    """A config of ``--configs``: a preset or YAML path, or ``NAME:key=value[:key=value]``,
+    that config with those ``model`` keys replaced (e.g. ``full:mapper=mlp``), written to
+    ``tmp``; returns what load_training_config reads."""
+    import yaml
+
+    from workbench.config import resolve_config
+
+    base, *overrides = label.split(":")
+    if not overrides:
+        return label
+    raw = yaml.safe_load(resolve_config(base, "training").read_text())
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--configs {label}: write NAME:key=value, got {item!r}")
+        raw.setdefault("model", {})[key] = yaml.safe_load(value)
+    path = tmp / (label.replace(":", "-").replace("=", "-") + ".yaml")
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
 def prepare(config_name: str, domains: list[str] | None, n_batches: int, tmp: Path,
             device: str) -> list[dict]:
     """Graph .pt and batches .pt of every domain of a config; one spec per domain."""
@@ -462,7 +485,8 @@ def prepare(config_name: str, domains: list[str] | None, n_batches: int, tmp: Pa
     from workbench import domain_graphs, graphs, training
     from workbench.sampling import MultiDomainDataModule
 
-    config = training.load_training_config(config_name)
+    config_path = config_variant(config_name, tmp)
+    config = training.load_training_config(config_path)
     sampling = training.sampling_config(config)
     model_cfg = training.model_config(config, sampling)
     if model_cfg.processor != "transformer" or config.task != "forecast":
@@ -484,7 +508,7 @@ def prepare(config_name: str, domains: list[str] | None, n_batches: int, tmp: Pa
         got = found[d.name]
         if len(got) < n_batches:
             raise SystemExit(f"{config_name}/{d.name}: only {len(got)} training batches")
-        batches = tmp / f"{config_name}-{d.name}-batches.pt"
+        batches = tmp / f"{Path(config_path).stem}-{d.name}-batches.pt"
         torch.save({"x": [b["x"] for b in got], "y": [b["y"] for b in got],
                     "forcings": [b["forcings"] for b in got], "statics": got[0]["statics"],
                     "area_weight": dgraphs[d.name].area_weight,
@@ -494,7 +518,8 @@ def prepare(config_name: str, domains: list[str] | None, n_batches: int, tmp: Pa
             graphs.save_graph(domain_graphs.graph_for(d.graph, d.name, None), graph_path)
         on_cuda = device == "cuda"
         specs.append({
-            "config": config_name, "domain": d.name, "device": device,
+            "config": config_name, "config_path": config_path, "domain": d.name,
+            "device": device,
             "batches": str(batches), "graph": str(graph_path),
             "batch_size": int(got[0]["x"].shape[0]),
             "precision": config.precision if on_cuda else "32-true",
@@ -517,7 +542,7 @@ class Child:
     def __init__(self, impl: str, python: str, spec: dict, tmp: Path):
         self.impl = impl
         spec = {**spec, "checkpointing": impl.endswith(" ckpt")}
-        tag = f"{spec['config']}-{spec['domain']}-{impl.replace(' ', '-')}"
+        tag = f"{Path(spec['config_path']).stem}-{spec['domain']}-{impl.replace(' ', '-')}"
         spec_path, self.out = tmp / f"{tag}.json", tmp / f"{tag}.out.json"
         self.log = tmp / f"{tag}.log"
         spec_path.write_text(json.dumps(spec))
@@ -712,7 +737,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-train-step-") as name:
         tmp = Path(name)
         for config_name in args.configs.split(","):
-            warmup, steps = DEFAULT_STEPS.get((config_name, device), FALLBACK_STEPS[device])
+            warmup, steps = DEFAULT_STEPS.get((config_name.split(":")[0], device),
+                                              FALLBACK_STEPS[device])
             warmup = warmup if args.warmup is None else args.warmup
             steps = steps if args.steps is None else args.steps
             if args.flops:  # one step on the first batch, not timed
