@@ -73,7 +73,10 @@ class PartClock:
         return _Mark.apply(x, self, part) if x.requires_grad else x
 
     def reached(self, part: str) -> None:
-        self.marks.setdefault(part, self.now())  # the first gradient to reach that output
+        # the last of its outputs to get its gradient: a part that also passes a tensor on
+        # as a skip (anemoi's encoder returns the data nodes' latent, which its decoder
+        # reads) gets that one's gradient early, during a later part's backward
+        self.marks[part] = self.now()
 
     def step(self, loss_of, optimizer, index: int) -> tuple[float, dict]:
         """One training step, timed by part: (loss, {forward, backward, optimizer, parts})."""
@@ -145,8 +148,9 @@ NOTES = (
     "`forward_s` (forward and loss), `backward_s` (activation recomputation of checkpointed "
     "parts included), `optimizer_s` (AdamW step and zeroing the gradients). Part columns are `forward / "
     "backward` seconds: forward from module hooks around each part's call; backward from the "
-    "moment the gradient reaches the part's output to the moment it reaches the next part's "
-    "output (the autograd engine runs the parts' backwards in reverse order), so each part's "
+    "moment the gradient reaches the part's output (the last of its outputs, where it returns "
+    "several: anemoi's encoder also returns the data nodes' latent for its decoder) to the "
+    "moment it reaches the next part's output (the autograd engine runs the parts' backwards in reverse order), so each part's "
     "backward holds its recomputation, and the loss's backward is in `rest`. workbench: "
     "`encoder`/`processor`/`decoder` are its mappers and processor, `embed+output` its data "
     "and hidden node embeddings and output layer; anemoi: its encoder holds its data "
