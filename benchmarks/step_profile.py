@@ -43,13 +43,13 @@ class PartClock:
         self.in_backward = False
         self.forward = defaultdict(float)
         self.marks: dict[str, float] = {}
+        self._starts: list[float] = []  # a stack: parts do not nest, hooks may
         modules = dict(model.named_modules())
         for part, names in parts.items():
             for name in names:
                 module = modules[name]
                 module.register_forward_pre_hook(self._begin)
                 module.register_forward_hook(lambda m, a, out, part=part: self._end(part, out))
-        self._starts: list[float] = []
 
     def now(self) -> float:
         self.sync()

@@ -61,7 +61,7 @@ from pathlib import Path
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "2")
 
-import step_profile  # noqa: E402
+import step_profile  # noqa: E402  (--profile)
 from common import (  # noqa: E402
     children_cpu_s,
     machine_busy_s,
@@ -69,7 +69,6 @@ from common import (  # noqa: E402
     report,
     workbench_case,
 )
-from step_profile import profile_row  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_VARIANTS = ("ckpt", "nockpt")  # anemoi with activation checkpointing on / off
@@ -204,25 +203,24 @@ def measure(spec: dict, loss_of, model, parts: dict[str, list[str]], optimizer, 
     """The case's figures: FLOP counts (``--flops``) or timed steps and peak memory."""
     if spec.get("flops"):
         return count_flops(loss_of, model, parts, torch)
-    if spec.get("profile"):  # each step timed by part
-        from step_profile import PartClock, median_profile
-
+    profiles = [] if spec.get("profile") else None  # --profile: each step timed by part
+    if profiles is None:
+        def step(index: int) -> float:
+            return optimizer_step(loss_of(index), optimizer)
+    else:
         sync = torch.cuda.synchronize if spec["device"] == "cuda" else None
-        clock, profiles = PartClock(model, parts, sync), []
+        clock = step_profile.PartClock(model, parts, sync)
 
         def step(index: int) -> float:
             loss, profile = clock.step(loss_of, optimizer, index)
             if index >= spec["warmup"]:
                 profiles.append(profile)
             return loss
-    else:
-        def step(index: int) -> float:
-            return optimizer_step(loss_of(index), optimizer)
 
     result = run_steps(step, spec, torch)
     result.update(memory_peak(spec, torch, base))
-    if spec.get("profile"):
-        result["profile"] = median_profile(profiles)
+    if profiles is not None:
+        result["profile"] = step_profile.median_profile(profiles)
     return result
 
 
@@ -461,17 +459,17 @@ def config_variant(label: str, tmp: Path) -> str:
     ``tmp``; returns what load_training_config reads."""
     import yaml
 
-    from workbench.config import resolve_config
+    from workbench.config import load_yaml, parse_yaml, resolve_config
 
     base, *overrides = label.split(":")
     if not overrides:
         return label
-    raw = yaml.safe_load(resolve_config(base, "training").read_text())
+    raw = load_yaml(resolve_config(base, "training"))
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--configs {label}: write NAME:key=value, got {item!r}")
-        raw.setdefault("model", {})[key] = yaml.safe_load(value)
+        raw.setdefault("model", {})[key] = parse_yaml(value, f"--configs {label}")
     path = tmp / (label.replace(":", "-").replace("=", "-") + ".yaml")
     path.write_text(yaml.safe_dump(raw))
     return str(path)
@@ -767,7 +765,7 @@ def main() -> None:
                               f"{res['peak_mb']:.0f} MB over {res['base_mb']:.0f} MB, "
                               f"{res['params']:,} parameters", flush=True)
                     if args.profile:
-                        rows.append(profile_row(spec, impl, res))
+                        rows.append(step_profile.profile_row(spec, impl, res))
                     else:
                         rows.append((flops_row if args.flops else fmt_row)(spec, impl, res, ours))
                     results[(config_name, spec["domain"], impl)] = (spec, res)

@@ -165,18 +165,17 @@ def paths_from(params: Mapping, cwd: str | Path) -> dict:
     :func:`workbench.config.resolve_config` reads it); an empty value keeps its default
     meaning. In a plan's entry, ``cwd`` is the entry's folder, so ``runs: ..`` still names
     the plan's folder."""
-    cwd = Path(cwd)
-
     def absolute(value):
+        """A non-empty string made absolute; anything else as it is."""
         if not isinstance(value, str) or not value:
             return value
-        return str((cwd / Path(value).expanduser()).resolve())
+        return str((Path(cwd) / Path(value).expanduser()).resolve())
 
     out = dict(params)
     for name in CONFIG_PATHS:
-        value = out.get(name)
-        if isinstance(value, str) and value and (cwd / Path(value).expanduser()).is_file():
-            out[name] = absolute(value)
+        path = absolute(out.get(name))
+        if isinstance(path, str) and Path(path).is_file():
+            out[name] = path
     for name in RUN_PATHS:
         if name in out:
             value = out[name]
